@@ -1,0 +1,161 @@
+"""Application settings read from the environment.
+
+One pydantic-settings model holds everything the library needs. Applications
+subclass it to add their own fields or to change the environment prefix::
+
+    class VideoSettings(Settings):
+        model_config = SettingsConfigDict(env_prefix="VIDEOS_")
+        max_upload_mb: int = 100
+
+With no environment at all the defaults run the embedded stack: SQLite through
+aiosqlite and an in-process cache. Outside ``development`` and ``test`` the
+model refuses to build with a missing, default or short HMAC secret.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Literal
+
+from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+__all__ = ["DEVELOPMENT_JWT_SECRET", "MIN_HMAC_SECRET_BYTES", "Settings"]
+
+#: The HMAC secret used when none is configured in development and test.
+#: It is public, so production refuses it.
+DEVELOPMENT_JWT_SECRET = "heygen-conventions-development-secret-do-not-deploy"  # noqa: S105
+
+#: RFC 7518 section 3.2: an HMAC key at least as long as the hash output.
+MIN_HMAC_SECRET_BYTES = 32
+
+Environment = Literal["development", "production", "test"]
+LogFormat = Literal["auto", "json", "console"]
+LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
+
+_HMAC_ALGORITHMS = frozenset({"HS256", "HS384", "HS512"})
+
+
+class Settings(BaseSettings):
+    """Configuration for every part of the library.
+
+    Each field is read from ``<prefix><FIELD_NAME>`` (prefix ``HEYGEN_`` by
+    default), e.g. ``HEYGEN_DATABASE_URL``. Durations accept seconds
+    (``900``) or ISO 8601 (``PT15M``).
+    """
+
+    model_config = SettingsConfigDict(
+        env_prefix="HEYGEN_",
+        env_file=None,
+        extra="ignore",
+        validate_default=True,
+    )
+
+    app_name: str = Field("heygen-app", description="Service name, used in logs and cache keys.")
+    environment: Environment = Field(
+        "development",
+        description="`production` turns on the strict checks (secrets, JSON logs).",
+    )
+    debug: bool = Field(False, description="Verbose errors in logs; never changes response bodies.")
+
+    database_url: str = Field(
+        "sqlite+aiosqlite:///./heygen.db",
+        description="SQLAlchemy async URL: sqlite+aiosqlite://... or postgresql+asyncpg://...",
+    )
+    database_pool_size: int = Field(5, ge=1, description="Pool size (PostgreSQL).")
+    database_max_overflow: int = Field(10, ge=0, description="Extra connections over the pool.")
+    database_pool_timeout: float = Field(
+        10.0, gt=0, description="Seconds to wait for a connection."
+    )
+    database_echo: bool = Field(False, description="Log every SQL statement.")
+
+    redis_url: str | None = Field(
+        None, description="redis://... enables Redis; unset uses the in-process cache."
+    )
+    cache_ttl: timedelta = Field(timedelta(minutes=5), description="Default cache lifetime.")
+
+    jwt_secret: SecretStr | None = Field(
+        None, description="HMAC secret (HS256/384/512), at least 32 bytes."
+    )
+    jwt_private_key: SecretStr | None = Field(
+        None, description="PEM private key for RS*/ES*/EdDSA signing."
+    )
+    jwt_public_keys: dict[str, str] = Field(
+        default_factory=dict,
+        description="Verification keys by `kid` (PEM) for asymmetric algorithms and rotation.",
+    )
+    jwt_algorithm: str = Field("HS256", description="Signing algorithm.")
+    jwt_algorithms: list[str] = Field(
+        default_factory=list,
+        description="Accepted algorithms; defaults to [jwt_algorithm]. Never read from a token.",
+    )
+    jwt_access_token_ttl: timedelta = Field(timedelta(minutes=15), description="Access lifetime.")
+    jwt_refresh_token_ttl: timedelta = Field(timedelta(days=7), description="Refresh lifetime.")
+    jwt_max_token_lifetime: timedelta = Field(
+        timedelta(days=30), description="Tokens whose exp - iat exceeds this are refused."
+    )
+    jwt_issuer: str | None = Field(None, description="`iss` to set and require.")
+    jwt_audience: str | None = Field(None, description="`aud` to set and require.")
+    jwt_leeway: timedelta = Field(timedelta(seconds=0), description="Clock skew allowed.")
+
+    log_level: LogLevel = Field("INFO", description="Minimum level logged.")
+    log_format: LogFormat = Field(
+        "auto", description="`json`, `console`, or `auto` (JSON unless stderr is a terminal)."
+    )
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _upper_level(cls, value: object) -> object:
+        return value.upper() if isinstance(value, str) else value
+
+    @field_validator(
+        "cache_ttl",
+        "jwt_access_token_ttl",
+        "jwt_refresh_token_ttl",
+        "jwt_max_token_lifetime",
+        "jwt_leeway",
+        mode="before",
+    )
+    @classmethod
+    def _seconds_from_env(cls, value: object) -> object:
+        # Environment values are strings; a bare number means seconds.
+        if isinstance(value, str):
+            try:
+                return float(value)
+            except ValueError:
+                return value
+        return value
+
+    @model_validator(mode="after")
+    def _check_production_secrets(self) -> Settings:
+        if not self.jwt_algorithms:
+            self.jwt_algorithms = [self.jwt_algorithm]
+        if self.jwt_algorithm not in _HMAC_ALGORITHMS:
+            return self
+        secret = self.jwt_secret.get_secret_value() if self.jwt_secret is not None else None
+        if self.environment in ("development", "test"):
+            if secret is None:
+                self.jwt_secret = SecretStr(DEVELOPMENT_JWT_SECRET)
+            return self
+        variable = f"{self.model_config.get('env_prefix', '')}JWT_SECRET"
+        if secret is None:
+            raise ValueError(
+                f"{variable} must be set when environment is {self.environment!r}: "
+                f"generate one with `python -c 'import secrets; print(secrets.token_urlsafe(48))'`"
+            )
+        if secret == DEVELOPMENT_JWT_SECRET:
+            raise ValueError(
+                f"{variable} is the public development secret; set a private one "
+                f"for environment {self.environment!r}"
+            )
+        if len(secret.encode()) < MIN_HMAC_SECRET_BYTES:
+            raise ValueError(
+                f"{variable} is {len(secret.encode())} bytes; {self.jwt_algorithm} needs at "
+                f"least {MIN_HMAC_SECRET_BYTES} bytes in environment {self.environment!r}"
+            )
+        return self
+
+    @property
+    def is_production(self) -> bool:
+        """True outside development and test."""
+        return self.environment not in ("development", "test")

@@ -1,0 +1,115 @@
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+from pydantic import ValidationError
+from pydantic_settings import SettingsConfigDict
+
+from heygen_conventions import Settings
+from heygen_conventions.settings import DEVELOPMENT_JWT_SECRET
+
+STRONG = "k" * 48
+
+
+@pytest.fixture(autouse=True)
+def _clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    import os
+
+    for name in list(os.environ):
+        if name.startswith(("HEYGEN_", "VIDEOS_")):
+            monkeypatch.delenv(name)
+
+
+def test_defaults_run_the_embedded_stack() -> None:
+    settings = Settings()
+    assert settings.database_url == "sqlite+aiosqlite:///./heygen.db"
+    assert settings.redis_url is None
+    assert settings.environment == "development"
+    assert settings.jwt_algorithms == ["HS256"]
+    assert not settings.is_production
+
+
+def test_development_gets_the_public_secret() -> None:
+    secret = Settings().jwt_secret
+    assert secret is not None
+    assert secret.get_secret_value() == DEVELOPMENT_JWT_SECRET
+
+
+def test_reads_prefixed_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HEYGEN_DATABASE_URL", "postgresql+asyncpg://db/app")
+    monkeypatch.setenv("HEYGEN_JWT_ACCESS_TOKEN_TTL", "PT5M")
+    monkeypatch.setenv("HEYGEN_JWT_LEEWAY", "10")
+    monkeypatch.setenv("HEYGEN_LOG_LEVEL", "debug")
+    settings = Settings()
+    assert settings.database_url == "postgresql+asyncpg://db/app"
+    assert settings.jwt_access_token_ttl == timedelta(minutes=5)
+    assert settings.jwt_leeway == timedelta(seconds=10)
+    assert settings.log_level == "DEBUG"
+
+
+@pytest.mark.parametrize(
+    ("secret", "message"),
+    [
+        (None, "HEYGEN_JWT_SECRET must be set"),
+        (DEVELOPMENT_JWT_SECRET, "public development secret"),
+        ("short-secret", "needs at least 32 bytes"),
+        ("x" * 31, "is 31 bytes"),
+    ],
+)
+def test_production_refuses_weak_secrets(
+    monkeypatch: pytest.MonkeyPatch, secret: str | None, message: str
+) -> None:
+    monkeypatch.setenv("HEYGEN_ENVIRONMENT", "production")
+    if secret is not None:
+        monkeypatch.setenv("HEYGEN_JWT_SECRET", secret)
+    with pytest.raises(ValidationError, match=message):
+        Settings()
+
+
+def test_production_accepts_a_strong_secret(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HEYGEN_ENVIRONMENT", "production")
+    monkeypatch.setenv("HEYGEN_JWT_SECRET", STRONG)
+    settings = Settings()
+    assert settings.is_production
+    assert settings.jwt_secret is not None
+    assert settings.jwt_secret.get_secret_value() == STRONG
+
+
+def test_multibyte_secret_is_measured_in_bytes() -> None:
+    # 11 characters, 33 bytes: long enough.
+    Settings(environment="production", jwt_secret="é" * 11 + "abcdefghijk")  # type: ignore[arg-type]
+
+
+def test_secrets_never_appear_in_repr_or_dump() -> None:
+    settings = Settings(environment="production", jwt_secret=STRONG)  # type: ignore[arg-type]
+    assert STRONG not in repr(settings)
+    assert STRONG not in str(settings.model_dump())
+    assert STRONG not in settings.model_dump_json()
+
+
+def test_asymmetric_algorithm_needs_no_hmac_secret() -> None:
+    settings = Settings(environment="production", jwt_algorithm="RS256")
+    assert settings.jwt_secret is None
+    assert settings.jwt_algorithms == ["RS256"]
+
+
+def test_subclass_with_its_own_prefix_names_its_variable(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    class VideoSettings(Settings):
+        model_config = SettingsConfigDict(env_prefix="VIDEOS_")
+        max_upload_mb: int = 100
+
+    monkeypatch.setenv("VIDEOS_MAX_UPLOAD_MB", "7")
+    assert VideoSettings().max_upload_mb == 7
+    monkeypatch.setenv("VIDEOS_ENVIRONMENT", "production")
+    with pytest.raises(ValidationError, match="VIDEOS_JWT_SECRET"):
+        VideoSettings()
+
+
+def test_invalid_values_are_clear_errors() -> None:
+    with pytest.raises(ValidationError, match="environment"):
+        Settings(environment="staging")  # type: ignore[arg-type]
+    with pytest.raises(ValidationError, match="log_level"):
+        Settings(log_level="LOUD")  # type: ignore[arg-type]
