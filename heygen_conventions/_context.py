@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import uuid
+from contextvars import ContextVar, Token
 from typing import Any
 
 #: Key under ``scope["state"]`` (``request.state.request_id``) holding the request id.
@@ -52,3 +53,36 @@ def request_id_from_scope(scope: Any, header: str = DEFAULT_REQUEST_ID_HEADER) -
     request_id = found or new_request_id()
     state[REQUEST_ID_STATE_KEY] = request_id
     return request_id
+
+
+# The per-request context is one dict shared by reference: a value bound in a
+# threadpool dependency (which runs in a copy of the context) mutates the same
+# dict, so it still reaches the access log line written by the middleware.
+_REQUEST_CONTEXT: ContextVar[dict[str, Any] | None] = ContextVar(
+    "heygen_request_context", default=None
+)
+
+
+def start_request_context(**values: Any) -> Token[dict[str, Any] | None]:
+    """Begin a fresh request context; pass the token to :func:`end_request_context`."""
+    return _REQUEST_CONTEXT.set(dict(values))
+
+
+def end_request_context(token: Token[dict[str, Any] | None]) -> None:
+    _REQUEST_CONTEXT.reset(token)
+
+
+def bind_request_context(**values: Any) -> None:
+    """Add facts (e.g. ``user_id``) to the current request's log context.
+
+    Works from async code and from sync dependencies run in a threadpool; a
+    no-op outside a request.
+    """
+    context = _REQUEST_CONTEXT.get()
+    if context is not None:
+        context.update(values)
+
+
+def get_request_context() -> dict[str, Any]:
+    """The current request's context (empty outside a request). Do not mutate."""
+    return _REQUEST_CONTEXT.get() or {}

@@ -13,3 +13,12 @@ import os
 TEST_DATABASE_URL = os.environ.get("TEST_DATABASE_URL") or None
 TEST_REDIS_URL = os.environ.get("TEST_REDIS_URL") or None
 IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
+
+# Each area keeps its fixtures in its own plugin module.
+pytest_plugins = [
+    "tests.fixtures.auth",
+    "tests.fixtures.cache",
+    "tests.fixtures.checks",
+    "tests.fixtures.db",
+    "tests.fixtures.logging",
+]
