@@ -79,8 +79,8 @@ def _split(values: list[str] | None) -> list[str] | None:
 
 def _load_target(target: str, *, factory: bool) -> Any:
     """The object ``module:attribute`` names; raises LookupError with a readable message."""
-    from fastapi import APIRouter
     from starlette.applications import Starlette
+    from starlette.routing import Router
 
     module_name, _, attribute = target.partition(":")
     attribute = attribute or "app"
@@ -111,7 +111,7 @@ def _load_target(target: str, *, factory: bool) -> Any:
             found = found()
         except Exception as exc:  # the factory's own error
             raise LookupError(f"calling {target!r} failed: {type(exc).__name__}: {exc}") from exc
-    if not isinstance(found, Starlette | APIRouter):
+    if not isinstance(found, Starlette | Router):
         hint = " (use --factory if it builds the app)" if callable(found) else ""
         raise LookupError(
             f"{target!r} is a {type(found).__name__}, not a FastAPI application or APIRouter{hint}"

@@ -26,7 +26,19 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Mount
 
-__all__ = ["Param", "RouteFacts", "RouteInspector", "iter_api_routes", "strip_optional"]
+__all__ = [
+    "STATUSES_ATTRIBUTE",
+    "Param",
+    "RouteFacts",
+    "RouteInspector",
+    "iter_api_routes",
+    "strip_optional",
+]
+
+STATUSES_ATTRIBUTE: Final = "__conventions_statuses__"
+"""A dependency that sets this (to an iterable of statuses) is taken at its word:
+its bytecode is not read. For shared plumbing whose errors are not the route's
+to document (a session that turns a commit conflict into 409)."""
 
 _MISSING: Final = object()
 
@@ -166,7 +178,8 @@ def _statuses_referenced(function: types.FunctionType) -> set[int]:
     followed; their errors are the callee's to document.
     """
     names, constants = _code_names(function.__code__)
-    scope: dict[str, Any] = dict(function.__globals__)
+    globals_ = function.__globals__
+    scope: dict[str, Any] = {name: globals_[name] for name in names & globals_.keys()}
     for name, cell in zip(function.__code__.co_freevars, function.__closure__ or (), strict=False):
         try:
             scope[name] = cell.cell_contents
@@ -207,6 +220,9 @@ class RouteInspector:
         self.function_statuses: dict[types.FunctionType, set[int]] = {}
 
     def statuses(self, call: Any) -> set[int]:
+        declared = getattr(_unwrap_call(call), STATUSES_ATTRIBUTE, None)
+        if declared is not None:
+            return set(declared)
         found: set[int] = set()
         for function in _python_functions(call):
             cached = self.function_statuses.get(function)

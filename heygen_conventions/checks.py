@@ -28,9 +28,11 @@ import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from types import MappingProxyType
-from typing import Any, Final, Literal, TypeVar
+from typing import Final, Literal, TypeVar
 
 from pydantic import BaseModel
+from starlette.applications import Starlette
+from starlette.routing import Router
 
 from heygen_conventions._check_routes import RouteFacts, RouteInspector, iter_api_routes
 from heygen_conventions._check_rules import (
@@ -305,7 +307,7 @@ def _merge_where(operations: list[str], path: str | None) -> str:
 
 
 def check_app(
-    app: Any,
+    app: Starlette | Router,
     *,
     select: Iterable[str] | None = None,
     ignore: Mapping[str, str] | Iterable[str] | None = None,
@@ -432,7 +434,7 @@ def _count(number: int, noun: str) -> str:
 
 
 def assert_follows_conventions(
-    app: Any,
+    app: Starlette | Router,
     *,
     ignore: Mapping[str, str] | Iterable[str] | None = None,
     select: Iterable[str] | None = None,

@@ -649,3 +649,79 @@ def test_the_library_response_models_follow_the_conventions() -> None:
 def test_unknown_rules_are_refused(rule: str) -> None:
     with pytest.raises(ValueError, match="unknown convention rule"):
         check_app(FastAPI(), select=[rule])
+
+
+def require_roles(*roles: str) -> Any:
+    """A dependency factory, like the auth component's: the error class comes from a closure."""
+    denied = PermissionDeniedError
+
+    def check(user: Annotated[str, Depends(current_user)]) -> str:
+        if user not in roles:
+            raise denied(f"needs one of {roles}")
+        return user
+
+    return check
+
+
+async def session_dependency() -> Any:
+    """Shared plumbing: it turns a commit conflict into 409 on any route, read-only or not."""
+    try:
+        yield None
+    except LookupError as exc:
+        raise HTTPException(status_code=409) from exc
+
+
+class CheckedSession:
+    """A callable-instance dependency that raises 400 itself."""
+
+    def __call__(self, strict: bool = False) -> None:
+        if strict:
+            raise HTTPException(status.HTTP_400_BAD_REQUEST)
+
+
+def test_statuses_from_closures_generators_and_callable_instances() -> None:
+    app, router = api()
+    protected = {401: {"description": "Not authenticated"}}
+
+    @router.get("/a", responses=protected)
+    async def by_role(user: Annotated[str, Depends(require_roles("admin"))]) -> None:
+        """Admins only."""
+
+    @router.get("/b")
+    async def with_session(session: Annotated[Any, Depends(session_dependency)]) -> None:
+        """Uses a session."""
+
+    @router.get("/c")
+    async def with_instance(checked: Annotated[None, Depends(CheckedSession())]) -> None:
+        """Uses a callable instance."""
+
+    app.include_router(router)
+    assert {v.where: v.message for v in check_app(app, select=["HC405"])} == {
+        "GET /api/v1/a": "can answer 403 but does not document it",
+        "GET /api/v1/b": "can answer 409 but does not document it",
+        "GET /api/v1/c": "can answer 400 but does not document it",
+    }
+
+
+async def quiet_session() -> Any:
+    try:
+        yield None
+    except LookupError as exc:
+        raise HTTPException(status_code=409) from exc
+
+
+def test_a_dependency_can_declare_its_statuses(monkeypatch: pytest.MonkeyPatch) -> None:
+    app, router = api()
+
+    @router.get("/b")
+    async def with_session(session: Annotated[Any, Depends(quiet_session)]) -> None:
+        """Uses a session whose conflicts are documented app-wide."""
+
+    app.include_router(router)
+    assert found(app, "HC405") == ["GET /api/v1/b"]
+    monkeypatch.setattr(quiet_session, "__conventions_statuses__", (), raising=False)
+    assert found(app, "HC405") == []
+    monkeypatch.setattr(quiet_session, "__conventions_statuses__", {403}, raising=False)
+    assert [v.message for v in check_app(app, select=["HC405"])] == [
+        "can answer 403 but does not document it"
+    ]

@@ -91,6 +91,48 @@ def test_bad_non_restful_endpoint_names() -> None:
     }
 
 
+async def get_db_session() -> Any:
+    yield None
+
+
+def test_router_organization_only_trips_the_trailing_slash() -> None:
+    """The guide's router example routes `"/"` under its prefix: `/api/v1/videos/`.
+
+    Its own endpoint-naming section writes the path `/api/v1/videos`, and the
+    slashed form makes FastAPI answer `/api/v1/videos` with a redirect, so the
+    checker warns (HC107, a warning) and nothing else in that example.
+    """
+    router = APIRouter(prefix="/api/v1/videos", tags=["videos"])
+
+    @router.get("/", response_model=list[VideoResponse])
+    async def get_videos(
+        page: int = Query(1, ge=1, description="Page number"),
+        per_page: int = Query(20, ge=1, le=100, description="Items per page"),
+        status: str | None = Query(None, description="Video status filter"),
+        db: Any = Depends(get_db_session),
+    ) -> list[VideoResponse]:
+        """Get paginated list of videos."""
+        return []
+
+    @router.post("/", response_model=VideoResponse, status_code=201)
+    async def create_video(
+        video_data: VideoCreate,
+        current_user: str = Depends(get_current_user),
+        db: Any = Depends(get_db_session),
+    ) -> VideoResponse:
+        """Create a new video."""
+        raise NotImplementedError
+
+    @router.get("/{video_id}", response_model=VideoResponse)
+    async def get_video(video_id: UUID, db: Any = Depends(get_db_session)) -> VideoResponse:
+        """Get a specific video by ID."""
+        raise NotImplementedError
+
+    app = FastAPI()
+    app.include_router(router)
+    assert rules_broken(app, NAMING + QUERY + STATUS) == [("HC107", "GET, POST /api/v1/videos/")]
+
+
 def test_good_query_parameters() -> None:
     router = APIRouter(tags=["videos"])
 
