@@ -197,7 +197,7 @@ def _statuses_referenced(function: types.FunctionType) -> set[int]:
         candidates = (
             [value]
             if value is not _MISSING
-            else [getattr(module, name) for module in modules if hasattr(module, name)]
+            else [vars(module)[name] for module in modules if name in vars(module)]
         )
         for candidate in candidates:
             if not isinstance(candidate, type):

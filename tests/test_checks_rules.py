@@ -308,6 +308,11 @@ def test_sort_order_values() -> None:
     @router.get("/g")
     async def as_enum(sort_order: SortOrder | None = None) -> None: ...
 
+    @router.get("/h")
+    async def rust_only_pattern(
+        sort_order: str = Query("desc", pattern=r"^\p{Ll}+$"),
+    ) -> None: ...
+
     app.include_router(router)
     messages = {v.where: v.message for v in check_app(app, select=["HC204"])}
     assert list(messages) == ["GET /api/v1/a", "GET /api/v1/b", "GET /api/v1/c", "GET /api/v1/d"]
@@ -323,6 +328,9 @@ def test_query_param_description() -> None:
 
     @router.get("/b")
     async def described(search: str | None = Query(None, description="Title search")) -> None: ...
+
+    @router.get("/c")
+    async def hidden(debugMode: bool = Query(False, include_in_schema=False)) -> None: ...
 
     app.include_router(router)
     assert found(app, "HC205") == ["GET /api/v1/a"]
