@@ -141,7 +141,8 @@ def path_findings(path: str, *, returns_collection: bool) -> Iterator[Finding]:
                 f"use {pluralize(parts[-1])!r}: {suggest()}",
             )
     yield from _path_param_findings(segments)
-    if not _VERSIONED_PREFIX.match(path):
+    # RFC 8615 well-known URIs live at the root by definition.
+    if not _VERSIONED_PREFIX.match(path) and not path.startswith("/.well-known/"):
         yield (
             "HC106",
             f"{path!r} is not under a versioned prefix such as /api/v1",

@@ -158,7 +158,7 @@ def test_path_version() -> None:
     app = FastAPI()
     for bad in ("/videos", "/v1/videos", "/api/videos"):
         app.add_api_route(bad, lambda: None)
-    for fine in ("/api/v1/videos", "/api/v2beta/videos", "/api/v1"):
+    for fine in ("/api/v1/videos", "/api/v2beta/videos", "/api/v1", "/.well-known/jwks.json"):
         app.add_api_route(fine, lambda: None)
     assert found(app, "HC106") == ["GET /videos", "GET /v1/videos", "GET /api/videos"]
 
