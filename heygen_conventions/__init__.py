@@ -6,6 +6,12 @@ an underscore are private.
 
 from heygen_conventions._handlers import ErrorFormat, error_response, install_exception_handlers
 from heygen_conventions._version import __version__
+from heygen_conventions.checks import (
+    Violation,
+    assert_follows_conventions,
+    check_app,
+    ignore_conventions,
+)
 from heygen_conventions.errors import (
     AppError,
     AuthenticationError,
@@ -42,8 +48,12 @@ __all__ = [
     "RateLimitedError",
     "ServiceUnavailableError",
     "Settings",
+    "Violation",
     "__version__",
+    "assert_follows_conventions",
+    "check_app",
     "error_response",
+    "ignore_conventions",
     "install_exception_handlers",
     "total_pages",
 ]

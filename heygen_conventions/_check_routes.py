@@ -1,0 +1,262 @@
+"""What the convention checker learns about each route of an application.
+
+FastAPI already resolved everything a route serves (path, dependency tree,
+parameters, response model, documented responses); this module reads it back,
+through included routers and mounted sub-applications, and adds the 4xx
+statuses that the route's own functions can raise.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import re
+import types
+import typing
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Final
+
+from fastapi import routing as fastapi_routing
+from fastapi.dependencies.models import Dependant
+from fastapi.security.base import SecurityBase
+from pydantic import BaseModel
+from pydantic.fields import FieldInfo
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.responses import Response
+from starlette.routing import BaseRoute, Mount
+
+__all__ = [
+    "STATUSES_ATTRIBUTE",
+    "Param",
+    "RouteFacts",
+    "RouteInspector",
+    "iter_api_routes",
+    "strip_optional",
+]
+
+STATUSES_ATTRIBUTE: Final = "__conventions_statuses__"
+"""A dependency that sets this (to an iterable of statuses) is taken at its word:
+its bytecode is not read. For shared plumbing whose errors are not the route's
+to document (a session that turns a commit conflict into 409)."""
+
+_MISSING: Final = object()
+
+
+@dataclass(frozen=True, slots=True)
+class Param:
+    name: str
+    info: FieldInfo
+
+
+@dataclass(slots=True)
+class RouteFacts:
+    """One API route and what its dependency tree reveals."""
+
+    index: int
+    route: Any  # APIRoute, or FastAPI's RouteContext proxy for an included router's route
+    path: str
+    methods: list[str]
+    endpoint: Callable[..., Any]
+    query: list[Param] = field(default_factory=list)
+    security_schemes: list[str] = field(default_factory=list)
+    scoped: bool = False
+    raises: set[int] = field(default_factory=set)
+    has_inputs: bool = False
+    body_types: list[Any] = field(default_factory=list)
+    ignored: dict[str, str] = field(default_factory=dict)  # rule id -> reason
+
+
+def iter_api_routes(app: Any) -> Iterator[tuple[str, Any]]:
+    """(path prefix, route) for every route FastAPI serves, through included routers and mounts."""
+    yield from _walk_routes(getattr(app, "routes", []), "")
+
+
+def _walk_routes(routes: Sequence[BaseRoute], prefix: str) -> Iterator[tuple[str, Any]]:
+    iter_contexts = getattr(fastapi_routing, "iter_route_contexts", None)
+    # FastAPI >= 0.160 keeps included routers as nodes and resolves each route's
+    # effective path, dependencies and responses lazily; older versions copy the
+    # routes flat into the app.
+    items: Iterable[Any] = iter_contexts(routes) if iter_contexts is not None else routes
+    for item in items:
+        original = getattr(item, "original_route", item)
+        if isinstance(original, fastapi_routing.APIRoute):
+            yield prefix, item
+        elif isinstance(original, Mount):
+            # A mounted sub-application is served under the mount's path.
+            yield from _walk_routes(getattr(item, "routes", None) or [], prefix + item.path)
+
+
+def _unwrap_call(call: Any) -> Any:
+    while isinstance(call, functools.partial):
+        call = call.func
+    try:
+        return inspect.unwrap(call)
+    except ValueError:  # pragma: no cover - a __wrapped__ cycle
+        return call
+
+
+def _dependants(root: Dependant) -> list[Dependant]:
+    """The route's dependency tree, each callable once (as FastAPI resolves it)."""
+    seen: set[int] = set()
+    ordered: list[Dependant] = []
+    stack = [root]
+    while stack:
+        dependant = stack.pop()
+        key = id(dependant.call) if dependant.call is not None else id(dependant)
+        if key in seen:
+            continue
+        seen.add(key)
+        ordered.append(dependant)
+        stack.extend(reversed(dependant.dependencies))
+    return ordered
+
+
+def strip_optional(annotation: Any) -> Any:
+    if typing.get_origin(annotation) in (typing.Union, types.UnionType):
+        args = [arg for arg in typing.get_args(annotation) if arg is not type(None)]
+        if len(args) == 1:
+            return args[0]
+    return annotation
+
+
+def _query_params(fields: Iterable[Any]) -> Iterator[Param]:
+    for model_field in fields:
+        info: FieldInfo = model_field.field_info
+        model = strip_optional(info.annotation)
+        if isinstance(model, type) and issubclass(model, BaseModel):
+            # A pydantic model as Query(): each of its fields is a query parameter.
+            for name, sub_info in model.model_fields.items():
+                yield Param(sub_info.alias or name, sub_info)
+        else:
+            yield Param(model_field.alias or model_field.name, info)
+
+
+_SKIPPED_MODULES: Final = ("fastapi.", "starlette.", "pydantic.")
+_STATUS_CONSTANT: Final = re.compile(r"HTTP_(\d{3})_\w+")
+
+
+def _python_functions(call: Any) -> list[types.FunctionType]:
+    call = _unwrap_call(call)
+    if isinstance(call, types.MethodType):
+        call = call.__func__
+    if isinstance(call, types.FunctionType):
+        candidates = [call]
+    elif isinstance(call, type):
+        candidates = [call.__init__]  # type: ignore[misc]
+    else:
+        # A callable instance (a dependency class with a switch, like HTTPBearer).
+        candidates = [inspect.getattr_static(type(call), "__call__", None)]
+    return [
+        function
+        for function in candidates
+        if isinstance(function, types.FunctionType)
+        and not str(function.__module__).startswith(_SKIPPED_MODULES)
+    ]
+
+
+def _code_names(code: types.CodeType) -> tuple[set[str], set[object]]:
+    names = set(code.co_names) | set(code.co_freevars)
+    constants: set[object] = set()
+    for constant in code.co_consts:
+        if isinstance(constant, types.CodeType):
+            inner_names, inner_constants = _code_names(constant)
+            names |= inner_names
+            constants |= inner_constants
+        elif type(constant) is int:
+            constants.add(constant)
+    return names, constants
+
+
+def _statuses_referenced(function: types.FunctionType) -> set[int]:
+    """4xx statuses a function's own code can answer with.
+
+    Reads the names its bytecode refers to: exception classes with a
+    ``status_code`` (the library's ``NotFoundError``, an application's own),
+    ``status.HTTP_404_NOT_FOUND``-style constants, and integer literals when it
+    builds an ``HTTPException`` or a ``Response``. Functions it calls are not
+    followed; their errors are the callee's to document.
+    """
+    names, constants = _code_names(function.__code__)
+    globals_ = function.__globals__
+    scope: dict[str, Any] = {name: globals_[name] for name in names & globals_.keys()}
+    for name, cell in zip(function.__code__.co_freevars, function.__closure__ or (), strict=False):
+        try:
+            scope[name] = cell.cell_contents
+        except ValueError:  # pragma: no cover - a cell not yet filled
+            continue
+    modules = [value for name in names if isinstance(value := scope.get(name), types.ModuleType)]
+    statuses: set[int] = set()
+    literals_are_statuses = False
+    for name in names:
+        constant = _STATUS_CONSTANT.fullmatch(name)
+        if constant:
+            statuses.add(int(constant.group(1)))
+            continue
+        value = scope.get(name, _MISSING)
+        candidates = (
+            [value]
+            if value is not _MISSING
+            else [vars(module)[name] for module in modules if name in vars(module)]
+        )
+        for candidate in candidates:
+            if not isinstance(candidate, type):
+                continue
+            if issubclass(candidate, (StarletteHTTPException, Response)):
+                literals_are_statuses = True
+            elif issubclass(candidate, BaseException):
+                status = getattr(candidate, "status_code", None)
+                if isinstance(status, int):
+                    statuses.add(status)
+    if literals_are_statuses:
+        statuses.update(c for c in constants if isinstance(c, int) and 400 <= c < 500)
+    return {status for status in statuses if 400 <= status < 500}
+
+
+class RouteInspector:
+    """Builds :class:`RouteFacts`; shared dependencies are read once per check."""
+
+    def __init__(self) -> None:
+        self.function_statuses: dict[types.FunctionType, set[int]] = {}
+
+    def statuses(self, call: Any) -> set[int]:
+        declared = getattr(_unwrap_call(call), STATUSES_ATTRIBUTE, None)
+        if declared is not None:
+            return set(declared)
+        found: set[int] = set()
+        for function in _python_functions(call):
+            cached = self.function_statuses.get(function)
+            if cached is None:
+                cached = self.function_statuses[function] = _statuses_referenced(function)
+            found |= cached
+        return found
+
+    def route(self, index: int, prefix: str, api_route: Any) -> RouteFacts:
+        info = RouteFacts(
+            index=index,
+            route=api_route,
+            path=prefix + api_route.path_format,
+            methods=sorted(api_route.methods),
+            endpoint=api_route.endpoint,
+        )
+        for dependant in _dependants(api_route.dependant):
+            info.query.extend(_query_params(dependant.query_params))
+            info.has_inputs = info.has_inputs or bool(
+                dependant.path_params
+                or dependant.query_params
+                or dependant.header_params
+                or dependant.cookie_params
+                or dependant.body_params
+            )
+            info.body_types.extend(f.field_info.annotation for f in dependant.body_params)
+            call = _unwrap_call(dependant.call)
+            if isinstance(call, SecurityBase):
+                info.security_schemes.append(type(call).__name__)
+            # FastAPI >= 0.160 names them own_oauth_scopes; earlier, security_scopes.
+            scopes = getattr(dependant, "own_oauth_scopes", None) or getattr(
+                dependant, "security_scopes", None
+            )
+            info.scoped = info.scoped or bool(scopes)
+            if dependant.call is not None and not isinstance(call, SecurityBase):
+                info.raises |= self.statuses(dependant.call)
+        return info
