@@ -635,4 +635,4 @@ def test_rejections_are_logged_with_a_reason_and_no_token(
     assert responses[0].status_code == 401
     reasons = [getattr(r, "auth_failure", None) for r in capture_auth_logs.records]
     assert "signature" in reasons or "malformed" in reasons
-    assert_nothing_leaked(capture_auth_logs, responses, tampered, good, SECRET)
+    assert_nothing_leaked(capture_auth_logs.records, responses, tampered, good, SECRET)
