@@ -365,6 +365,11 @@ def _user_roles(user: Any) -> frozenset[str]:
     return frozenset(_role_name(role) for role in roles)
 
 
+def _state_dict(app: FastAPI) -> dict[str, Any]:
+    state: dict[str, Any] | None = getattr(app.state, "_state", None)
+    return state if state is not None else vars(app.state)
+
+
 class JWTAuth:
     """An application's token rules, user loader, claims cache and revocation store.
 
@@ -506,10 +511,11 @@ class JWTAuth:
         if self._explicit_store is not None:
             return self._explicit_store
         if self._app is not None:
-            shared = getattr(self._app.state, _CACHE_STATE_KEY, None)
+            # Read the state's dict: a missing attribute would cost an exception per request.
+            shared = _state_dict(self._app).get(_CACHE_STATE_KEY)
             if shared is not None:
                 return shared  # type: ignore[no-any-return]
-        if self.settings.is_production and not self._warned_local_store:
+        if not self._warned_local_store and self.settings.is_production:
             self._warned_local_store = True
             logger.warning(
                 "Token revocation uses an in-process store: other instances will not see "
@@ -758,13 +764,14 @@ class _BearerToken(SecurityBase):
         self.scheme_name = SCHEME_NAME
 
     async def __call__(self, request: Request) -> str | None:
-        value = request.headers.get("authorization")
-        if value is None:
-            return None
-        scheme, _, credentials = value.partition(" ")
-        if scheme.lower() != "bearer":
-            return None
-        return credentials.strip()
+        # ASGI header names are lower-case bytes; scanning them directly
+        # avoids building a Headers object on every request.
+        for name, raw in request.scope["headers"]:
+            if name == b"authorization":
+                value: str = raw.decode("latin-1")
+                scheme, _, credentials = value.partition(" ")
+                return credentials.strip() if scheme.lower() == "bearer" else None
+        return None
 
 
 bearer_token = _BearerToken()
