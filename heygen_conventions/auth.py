@@ -25,6 +25,7 @@ else an in-process store that only that process sees.
 """
 
 import asyncio
+import inspect
 import logging
 import re
 import time
@@ -584,7 +585,13 @@ class JWTAuth:
 
     async def load_user(self, claims: TokenClaims) -> Any:
         """The user for ``claims`` from the user loader; 401 when unknown or inactive."""
-        user = await self.user_loader(claims.subject)
+        pending = self.user_loader(claims.subject)
+        if not inspect.isawaitable(pending):
+            raise TypeError(
+                "user_loader must be async (return an awaitable), got "
+                f"{type(pending).__name__}; wrap a sync loader with run_in_threadpool"
+            )
+        user = await pending
         if user is None:
             raise self._rejected("unknown_user")
         is_active = _attribute(user, "is_active")

@@ -636,3 +636,71 @@ def test_rejections_are_logged_with_a_reason_and_no_token(
     reasons = [getattr(r, "auth_failure", None) for r in capture_auth_logs.records]
     assert "signature" in reasons or "malformed" in reasons
     assert_nothing_leaked(capture_auth_logs.records, responses, tampered, good, SECRET)
+
+
+# --- loader and role shapes ---------------------------------------------------------
+
+
+def test_lambda_returning_a_coroutine_is_a_fine_loader() -> None:
+    directory = Directory({"alice": User("alice")})
+    app = FastAPI()
+    install_exception_handlers(app)
+    auth = install_auth(app, user_loader=lambda sub: directory.load(sub), settings=make_settings())
+
+    @app.get("/me")
+    async def me(user: User = Depends(get_current_user)) -> dict[str, str]:
+        return {"id": user.id}
+
+    response = TestClient(app).get("/me", headers=bearer(auth.create_access_token("alice")))
+    assert response.status_code == 200, response.text
+
+
+def test_sync_loader_fails_loudly(caplog: pytest.LogCaptureFixture) -> None:
+    app = FastAPI()
+    install_exception_handlers(app)
+    auth = install_auth(app, user_loader=User, settings=make_settings())  # type: ignore[arg-type]
+
+    @app.get("/me")
+    async def me(user: User = Depends(get_current_user)) -> dict[str, str]:
+        return {}
+
+    with caplog.at_level(logging.ERROR, logger="heygen_conventions.errors"):
+        response = TestClient(app).get("/me", headers=bearer(auth.create_access_token("alice")))
+    assert response.status_code == 500, response.text
+    assert "user_loader must be async" in caplog.text
+
+
+@pytest.mark.parametrize(
+    "roles",
+    [["admin"], "admin", [Role.ADMIN], [type("RoleRow", (), {"name": "admin"})()]],
+    ids=["list", "string", "enum", "orm-row"],
+)
+def test_role_shapes(roles: Any) -> None:
+    class Person:
+        id = "p"
+
+    person = Person()
+    person.roles = roles  # type: ignore[attr-defined]
+
+    async def load(subject: str) -> Person:
+        return person
+
+    app = FastAPI()
+    install_exception_handlers(app)
+    auth = install_auth(app, user_loader=load, settings=make_settings())
+
+    @app.get("/admin", dependencies=[Depends(require_roles("admin"))])
+    async def admin() -> dict[str, bool]:
+        return {"ok": True}
+
+    response = TestClient(app).get("/admin", headers=bearer(auth.create_access_token("p")))
+    assert response.status_code == 200, response.text
+
+
+def test_user_without_any_role_attribute_has_no_role(setup: Any) -> None:
+    class Bare:
+        id = "alice"
+
+    ensure_owner_or_admin(Bare(), "alice")
+    with pytest.raises(PermissionDeniedError):
+        ensure_owner_or_admin(Bare(), "someone-else")
