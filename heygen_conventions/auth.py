@@ -68,6 +68,7 @@ __all__ = [
     "TokenClaims",
     "TokenType",
     "UserLoader",
+    "bearer_token",
     "create_access_token",
     "create_refresh_token",
     "ensure_owner_or_admin",
@@ -852,7 +853,13 @@ async def get_token_claims(
     request: Request, user: Annotated[Any, Depends(get_current_user)]
 ) -> TokenClaims:
     """Dependency: the verified claims of the current request's token (e.g. to revoke it)."""
-    done: tuple[Any, TokenClaims] = request.scope["state"][_REQUEST_USER_KEY]
+    done: tuple[Any, TokenClaims] | None = request.scope.get("state", {}).get(_REQUEST_USER_KEY)
+    if done is None:
+        # Only when a test overrides get_current_user without overriding this.
+        raise RuntimeError(
+            "get_current_user is overridden (app.dependency_overrides); "
+            "override get_token_claims too"
+        )
     return done[1]
 
 

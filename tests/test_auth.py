@@ -704,3 +704,17 @@ def test_user_without_any_role_attribute_has_no_role(setup: Any) -> None:
     ensure_owner_or_admin(Bare(), "alice")
     with pytest.raises(PermissionDeniedError):
         ensure_owner_or_admin(Bare(), "someone-else")
+
+
+def test_overriding_get_current_user_in_tests(setup: Any, caplog: pytest.LogCaptureFixture) -> None:
+    client, _, _ = setup
+    app = client.app
+    app.dependency_overrides[get_current_user] = lambda: User("root", roles=["admin"])
+    try:
+        assert client.get("/me").json() == {"id": "root"}
+        assert client.get("/admin").status_code == 200
+        with caplog.at_level(logging.ERROR, logger="heygen_conventions.errors"):
+            assert client.get("/claims").status_code == 500
+        assert "override get_token_claims too" in caplog.text
+    finally:
+        app.dependency_overrides.clear()

@@ -246,3 +246,34 @@ def _certificate(keys: KeyPair) -> str:
         .sign(keys.private, hashes.SHA256())
     )
     return cert.public_bytes(serialization.Encoding.PEM).decode()
+
+
+def test_dsa_keys_are_refused() -> None:
+    from cryptography.hazmat.primitives.asymmetric import dsa
+
+    private = dsa.generate_private_key(key_size=2048)
+    private_pem = private.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    ).decode()
+    public_pem = (
+        private.public_key()
+        .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+        .decode()
+    )
+    with pytest.raises(ValueError, match="not an RSA, EC or Ed key"):
+        install(jwt_algorithm="RS256", jwt_private_key=private_pem)
+    with pytest.raises(ValueError, match="not an RSA, EC or Ed key"):
+        install(jwt_algorithm="RS256", jwt_public_keys={"k": public_pem})
+
+
+def test_codec_refuses_oversized_tokens_before_parsing() -> None:
+    from heygen_conventions._jwt import TokenError
+
+    codec = JWTCodec(
+        algorithms=["HS256"], signing_algorithm="HS256", secret=SECRET, max_token_bytes=512
+    )
+    token = codec.encode({"pad": "x" * 600})
+    with pytest.raises(TokenError, match="too_large"):
+        codec.decode(token)

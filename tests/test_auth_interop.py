@@ -227,3 +227,12 @@ def test_library_tokens_verify_under_pyjwt(
     assert decoded["roles"] == ["member"]
     assert decoded["scope"] == "videos:read"
     assert pyjwt.get_unverified_header(token) == {"alg": alg, "typ": "JWT"}
+
+
+def test_pyjwt_eddsa_token_from_another_key_is_refused(ed_keys: KeyPair) -> None:
+    from cryptography.hazmat.primitives.asymmetric import ed25519
+
+    client, _ = client_for(jwt_algorithm="EdDSA", jwt_private_key=ed_keys.private_pem)
+    stranger = _pair(ed25519.Ed25519PrivateKey.generate())
+    token = pyjwt.encode(claims(), stranger.private_pem, algorithm="EdDSA")
+    assert client.get("/me", headers=bearer(token)).status_code == 401
