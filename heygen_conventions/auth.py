@@ -139,6 +139,9 @@ def _claims_from_payload(payload: dict[str, Any]) -> TokenClaims:
     scope = payload.get("scope", "")
     if type(scope) is not str:
         raise TokenError("invalid_scope")
+    iss = payload.get("iss")
+    if iss is not None and type(iss) is not str:
+        raise TokenError("invalid_iss")
     aud = payload.get("aud")
     nbf = payload.get("nbf")
     return TokenClaims(
@@ -148,7 +151,7 @@ def _claims_from_payload(payload: dict[str, Any]) -> TokenClaims:
         issued_at=float(payload["iat"]),
         expires_at=float(payload["exp"]),
         not_before=None if nbf is None else float(nbf),
-        issuer=payload.get("iss"),
+        issuer=iss,
         audience=() if aud is None else (aud,) if type(aud) is str else tuple(aud),
         roles=tuple(roles),
         scopes=frozenset(scope.split()),
@@ -234,7 +237,9 @@ class _LocalStore:
         return True
 
     async def delete(self, key: str) -> bool:
-        return self._data.pop(key, None) is not None
+        existed = self._live(key) is not None
+        self._data.pop(key, None)
+        return existed
 
     async def delete_many(self, keys: Iterable[str]) -> int:
         return sum([await self.delete(key) for key in keys])

@@ -431,6 +431,11 @@ def test_iss_wrong(scoped: Harness) -> None:
     assert_invalid(scoped.get(token))
 
 
+@pytest.mark.parametrize("iss", [7, ["https://id.example"]])
+def test_iss_not_a_string_without_a_configured_issuer(hs: Harness, iss: Any) -> None:
+    assert_invalid(hs.get(forge(hs.claims(iss=iss))))
+
+
 def test_aud_sent_to_a_service_without_an_audience(hs: Harness) -> None:
     assert_invalid(hs.get(forge(hs.claims(aud="videos-api"))))
 
