@@ -84,6 +84,13 @@ class Settings(BaseSettings):
         default_factory=dict,
         description="Verification keys by `kid` (PEM) for asymmetric algorithms and rotation.",
     )
+    jwt_verification_secrets: dict[str, SecretStr] = Field(
+        default_factory=dict,
+        description="Older HMAC secrets by `kid`, accepted for verification only (rotation).",
+    )
+    jwt_signing_kid: str | None = Field(
+        None, description="`kid` header of the tokens this service signs (key rotation)."
+    )
     jwt_algorithm: str = Field("HS256", description="Signing algorithm.")
     jwt_algorithms: list[str] = Field(
         default_factory=list,
@@ -97,6 +104,9 @@ class Settings(BaseSettings):
     jwt_issuer: str | None = Field(None, description="`iss` to set and require.")
     jwt_audience: str | None = Field(None, description="`aud` to set and require.")
     jwt_leeway: timedelta = Field(timedelta(seconds=0), description="Clock skew allowed.")
+    jwt_max_token_bytes: int = Field(
+        8192, ge=512, description="Longer tokens are refused before any parsing."
+    )
 
     log_level: LogLevel = Field("INFO", description="Minimum level logged.")
     log_format: LogFormat = Field(

@@ -1,0 +1,1000 @@
+"""JWT authentication for FastAPI routes: tokens, user dependencies, roles, scopes, revocation.
+
+Register once how a token's subject becomes a user, then depend on the
+module-level dependencies with no wrapper of your own::
+
+    async def load_user(subject: str) -> User | None: ...
+
+    install_auth(app, user_loader=load_user)
+
+    @app.get("/me")
+    async def me(user: User = Depends(get_current_user)) -> ...: ...
+
+    @app.delete("/videos/{video_id}", dependencies=[Depends(require_admin_role)])
+    async def delete_video(...) -> ...: ...
+
+Every token that is not exactly valid answers 401 with ``WWW-Authenticate:
+Bearer`` (RFC 6750 ``error="invalid_token"`` when a token was sent); a user
+without the role or scope answers 403. The user loader is authoritative for
+roles and activity, so a demoted or disabled user loses access at once, whatever
+an older token says.
+
+Revoked token ids and per-user cutoffs live in a :class:`CacheBackend`: the
+one given to :func:`install_auth`, else the app's cache (``install_cache``),
+else an in-process store that only that process sees.
+"""
+
+import asyncio
+import inspect
+import logging
+import re
+import time
+import uuid
+from collections.abc import Awaitable, Callable, Iterable, Mapping
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from enum import Enum
+from types import MappingProxyType
+from typing import Annotated, Any, Literal
+
+from fastapi import Depends, FastAPI, Security
+from fastapi.openapi.models import HTTPBearer as HTTPBearerModel
+from fastapi.security import SecurityScopes
+from fastapi.security.base import SecurityBase
+from starlette.requests import Request
+from starlette.responses import Response
+
+from heygen_conventions._context import bind_request_context
+from heygen_conventions._handlers import error_response
+from heygen_conventions._jwt import (
+    ConfigurationError,
+    ExpiredTokenError,
+    JWTCodec,
+    TokenError,
+    token_digest,
+)
+from heygen_conventions.cache import CacheBackend
+from heygen_conventions.errors import (
+    AppError,
+    AuthenticationError,
+    PermissionDeniedError,
+    ServiceUnavailableError,
+)
+from heygen_conventions.settings import Settings
+
+__all__ = [
+    "ADMIN_ROLE",
+    "JWTAuth",
+    "TokenClaims",
+    "TokenType",
+    "UserLoader",
+    "bearer_token",
+    "create_access_token",
+    "create_refresh_token",
+    "ensure_owner_or_admin",
+    "get_auth",
+    "get_current_user",
+    "get_optional_user",
+    "get_token_claims",
+    "install_auth",
+    "require_admin_role",
+    "require_roles",
+    "require_scopes",
+]
+
+logger = logging.getLogger("heygen_conventions.auth")
+
+TokenType = Literal["access", "refresh"]
+#: ``async def load_user(subject: str) -> User | None``.
+UserLoader = Callable[[str], Awaitable[Any]]
+
+#: The role :data:`require_admin_role` asks for.
+ADMIN_ROLE = "admin"
+
+#: ``app.state`` attribute holding the app's :class:`JWTAuth`.
+STATE_KEY = "heygen_auth"
+_CACHE_STATE_KEY = "heygen_cache"
+_ERROR_FORMAT_STATE_KEY = "heygen_error_format"
+# Per-request memo under ``request.state``: (user, claims) once authenticated.
+_REQUEST_USER_KEY = "heygen_auth_user"
+
+SCHEME_NAME = "BearerAuth"
+
+# Claims this module sets; extra_claims may not override them.
+_RESERVED_CLAIMS = frozenset(
+    {"sub", "exp", "iat", "nbf", "jti", "iss", "aud", "type", "roles", "scope"}
+)
+# RFC 6749 section 3.3 scope-token characters.
+_SCOPE_TOKEN = re.compile(r"[\x21\x23-\x5b\x5d-\x7e]+")
+
+_CHALLENGE_INVALID = 'Bearer error="invalid_token"'
+_CHALLENGE_EXPIRED = 'Bearer error="invalid_token", error_description="The token has expired"'
+
+
+@dataclass(frozen=True, slots=True)
+class TokenClaims:
+    """The verified claims of a token. Times are seconds since the epoch."""
+
+    subject: str
+    token_type: str
+    jti: str
+    issued_at: float
+    expires_at: float
+    not_before: float | None
+    issuer: str | None
+    audience: tuple[str, ...]
+    roles: tuple[str, ...]
+    scopes: frozenset[str]
+    #: Every claim as sent, read-only (custom claims included).
+    claims: Mapping[str, Any]
+
+
+def _claims_from_payload(payload: dict[str, Any]) -> TokenClaims:
+    token_type = payload.get("type")
+    if token_type not in ("access", "refresh"):
+        raise TokenError("invalid_type")
+    roles = payload.get("roles", [])
+    if type(roles) is not list or not all(type(r) is str for r in roles):
+        raise TokenError("invalid_roles")
+    scope = payload.get("scope", "")
+    if type(scope) is not str:
+        raise TokenError("invalid_scope")
+    iss = payload.get("iss")
+    if iss is not None and type(iss) is not str:
+        raise TokenError("invalid_iss")
+    aud = payload.get("aud")
+    nbf = payload.get("nbf")
+    return TokenClaims(
+        subject=payload["sub"],
+        token_type=token_type,
+        jti=payload["jti"],
+        issued_at=float(payload["iat"]),
+        expires_at=float(payload["exp"]),
+        not_before=None if nbf is None else float(nbf),
+        issuer=iss,
+        audience=() if aud is None else (aud,) if type(aud) is str else tuple(aud),
+        roles=tuple(roles),
+        scopes=frozenset(scope.split()),
+        claims=MappingProxyType(payload),
+    )
+
+
+class _ClaimsCache:
+    """Verified claims by token digest, bounded, never past the token's own expiry."""
+
+    __slots__ = ("_entries", "_max_size")
+
+    def __init__(self, max_size: int) -> None:
+        self._entries: dict[bytes, tuple[TokenClaims, float]] = {}
+        self._max_size = max_size
+
+    def get(self, digest: bytes, now: float) -> TokenClaims | None:
+        entry = self._entries.get(digest)
+        if entry is None:
+            return None
+        if now >= entry[1]:
+            del self._entries[digest]
+            return None
+        return entry[0]
+
+    def put(self, digest: bytes, claims: TokenClaims, valid_until: float) -> None:
+        if self._max_size <= 0:
+            return
+        if len(self._entries) >= self._max_size:
+            # Oldest first: dicts keep insertion order, and old entries expire first.
+            del self._entries[next(iter(self._entries))]
+        self._entries[digest] = (claims, valid_until)
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+
+class _LocalStore:
+    """In-process :class:`CacheBackend` for revocations when no shared cache is set.
+
+    Only this process sees it: with several instances, use a shared backend.
+    """
+
+    _PURGE_AT = 10_000
+
+    def __init__(self) -> None:
+        self._data: dict[str, tuple[bytes, float | None]] = {}
+
+    def _live(self, key: str) -> bytes | None:
+        entry = self._data.get(key)
+        if entry is None:
+            return None
+        value, expires = entry
+        if expires is not None and time.monotonic() >= expires:
+            del self._data[key]
+            return None
+        return value
+
+    def _purge(self) -> None:
+        now = time.monotonic()
+        for key in [k for k, (_, exp) in self._data.items() if exp is not None and now >= exp]:
+            del self._data[key]
+
+    async def get(self, key: str) -> bytes | None:
+        return self._live(key)
+
+    async def get_many(self, keys: Iterable[str]) -> list[bytes | None]:
+        return [self._live(key) for key in keys]
+
+    async def set(self, key: str, value: bytes, *, ttl: float | None = None) -> None:
+        if len(self._data) >= self._PURGE_AT:
+            self._purge()
+        self._data[key] = (value, None if ttl is None else time.monotonic() + ttl)
+
+    async def set_many(self, items: Mapping[str, bytes], *, ttl: float | None = None) -> None:
+        for key, value in items.items():
+            await self.set(key, value, ttl=ttl)
+
+    async def set_if_absent(self, key: str, value: bytes, *, ttl: float) -> bool:
+        if self._live(key) is not None:
+            return False
+        await self.set(key, value, ttl=ttl)
+        return True
+
+    async def delete(self, key: str) -> bool:
+        existed = self._live(key) is not None
+        self._data.pop(key, None)
+        return existed
+
+    async def delete_many(self, keys: Iterable[str]) -> int:
+        return sum([await self.delete(key) for key in keys])
+
+    async def incr(self, key: str, amount: int = 1) -> int:
+        current = self._live(key)
+        value = (int(current) if current is not None else 0) + amount
+        expires = self._data[key][1] if current is not None else None
+        self._data[key] = (str(value).encode(), expires)
+        return value
+
+    async def close(self) -> None:
+        self._data.clear()
+
+
+def _timestamp(value: datetime | float) -> float:
+    return value.timestamp() if isinstance(value, datetime) else float(value)
+
+
+def _codec_from_settings(settings: Settings, clock: Callable[[], float]) -> JWTCodec:
+    def secret(value: Any) -> str | None:
+        return None if value is None else str(value.get_secret_value())
+
+    return JWTCodec(
+        algorithms=settings.jwt_algorithms,
+        signing_algorithm=settings.jwt_algorithm,
+        secret=secret(settings.jwt_secret),
+        verification_secrets={
+            kid: value.get_secret_value()
+            for kid, value in settings.jwt_verification_secrets.items()
+        },
+        private_key=secret(settings.jwt_private_key),
+        public_keys=settings.jwt_public_keys,
+        signing_kid=settings.jwt_signing_kid,
+        issuer=settings.jwt_issuer,
+        audience=settings.jwt_audience,
+        leeway=settings.jwt_leeway.total_seconds(),
+        max_lifetime=settings.jwt_max_token_lifetime.total_seconds(),
+        max_token_bytes=settings.jwt_max_token_bytes,
+        clock=clock,
+    )
+
+
+def _check_lifetimes(settings: Settings) -> None:
+    longest = settings.jwt_max_token_lifetime
+    for name in ("jwt_access_token_ttl", "jwt_refresh_token_ttl"):
+        ttl: timedelta = getattr(settings, name)
+        if ttl.total_seconds() <= 0 or ttl > longest:
+            raise ConfigurationError(
+                f"{name} ({ttl}) must be positive and at most jwt_max_token_lifetime ({longest})"
+            )
+
+
+def _mint(
+    codec: JWTCodec,
+    settings: Settings,
+    token_type: TokenType,
+    subject: object,
+    roles: Iterable[str],
+    scopes: Iterable[str],
+    expires_in: timedelta | None,
+    extra_claims: Mapping[str, Any] | None,
+) -> str:
+    sub = str(subject)
+    if not sub:
+        raise ValueError("subject must not be empty")
+    default_ttl = {
+        "access": settings.jwt_access_token_ttl,
+        "refresh": settings.jwt_refresh_token_ttl,
+    }[token_type]
+    ttl = (expires_in if expires_in is not None else default_ttl).total_seconds()
+    if not 0 < ttl <= codec.max_lifetime:
+        raise ValueError(
+            f"expires_in must be positive and at most jwt_max_token_lifetime "
+            f"({settings.jwt_max_token_lifetime}), got {ttl} seconds"
+        )
+    role_list = [str(r.value) if isinstance(r, Enum) else str(r) for r in roles]
+    scope_list = list(scopes)
+    for scope in scope_list:
+        if not isinstance(scope, str) or _SCOPE_TOKEN.fullmatch(scope) is None:
+            raise ValueError(f"invalid scope {scope!r}: no spaces, quotes or backslashes")
+    extra = dict(extra_claims or {})
+    clash = _RESERVED_CLAIMS.intersection(extra)
+    if clash:
+        raise ValueError(f"extra_claims may not set the registered claims {sorted(clash)}")
+    now = int(codec.clock())
+    claims: dict[str, Any] = {
+        **extra,
+        "sub": sub,
+        "type": token_type,
+        "iat": now,
+        "nbf": now,
+        "exp": now + int(ttl),
+        "jti": uuid.uuid4().hex,
+    }
+    if codec.issuer is not None:
+        claims["iss"] = codec.issuer
+    if codec.audience is not None:
+        claims["aud"] = codec.audience
+    if role_list:
+        claims["roles"] = role_list
+    if scope_list:
+        claims["scope"] = " ".join(scope_list)
+    return codec.encode(claims)
+
+
+def _attribute(user: Any, name: str) -> Any:
+    if isinstance(user, Mapping):
+        return user.get(name)
+    return getattr(user, name, None)
+
+
+def _role_name(role: Any) -> str:
+    if isinstance(role, Enum):
+        return str(role.value)
+    if isinstance(role, str):
+        return role
+    name = getattr(role, "name", None)
+    return name if isinstance(name, str) else str(role)
+
+
+def _user_roles(user: Any) -> frozenset[str]:
+    """The roles the loaded user has now: ``roles`` (iterable) or ``role``."""
+    roles = _attribute(user, "roles")
+    if roles is None:
+        role = _attribute(user, "role")
+        roles = () if role is None else (role,)
+    elif isinstance(roles, str | Enum):
+        roles = (roles,)
+    return frozenset(_role_name(role) for role in roles)
+
+
+def _state_dict(app: FastAPI) -> dict[str, Any]:
+    state: dict[str, Any] | None = getattr(app.state, "_state", None)
+    return state if state is not None else vars(app.state)
+
+
+class JWTAuth:
+    """An application's token rules, user loader, claims cache and revocation store.
+
+    :func:`install_auth` builds one and stores it on ``app.state.heygen_auth``;
+    routes reach it with ``Depends(get_auth)``.
+
+    Args:
+        user_loader: ``async (subject) -> user | None``.
+        settings: Keys and rules; ``Settings()`` (the environment) when omitted.
+        revocation_store: Where revoked ids and cutoffs live; defaults to the
+            app's cache, else an in-process store.
+        revocation_fail_closed: When the store fails, answer 503 instead of
+            accepting the token (the default accepts it and logs the incident).
+        revocation_timeout: Seconds to wait for a shared store.
+        claims_cache_size: Verified tokens remembered in-process (0 disables).
+        clock: Current time in seconds since the epoch (for tests).
+
+    Raises:
+        ValueError: The settings are unsafe or inconsistent (HMAC mixed with
+            asymmetric algorithms, a public key as HMAC secret, a short secret,
+            a weak RSA key, a TTL over the maximum lifetime, ...).
+    """
+
+    def __init__(
+        self,
+        *,
+        user_loader: UserLoader,
+        settings: Settings | None = None,
+        revocation_store: CacheBackend | None = None,
+        revocation_fail_closed: bool = False,
+        revocation_timeout: float = 0.5,
+        claims_cache_size: int = 10_000,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        if not callable(user_loader):
+            raise TypeError("user_loader must be an async callable: async (subject) -> user")
+        if revocation_timeout <= 0:
+            raise ValueError("revocation_timeout must be > 0 seconds")
+        self.settings = settings if settings is not None else Settings()
+        _check_lifetimes(self.settings)
+        self.codec = _codec_from_settings(self.settings, clock)
+        self.user_loader = user_loader
+        self.revocation_fail_closed = revocation_fail_closed
+        self.revocation_timeout = revocation_timeout
+        self._explicit_store = revocation_store
+        self._local_store = _LocalStore()
+        self._claims_cache = _ClaimsCache(claims_cache_size)
+        self._clock = clock
+        self._prefix = f"{self.settings.app_name}:auth:"
+        self._app: FastAPI | None = None
+        self._store_down_since: float | None = None
+        self._failed_open = 0
+        self._warned_local_store = False
+
+    # --- issuing -------------------------------------------------------------
+
+    def create_access_token(
+        self,
+        subject: object,
+        *,
+        roles: Iterable[str] = (),
+        scopes: Iterable[str] = (),
+        expires_in: timedelta | None = None,
+        extra_claims: Mapping[str, Any] | None = None,
+    ) -> str:
+        """A signed access token for ``subject`` (``str()`` of an id, a UUID, ...).
+
+        Carries ``sub``, ``type``, ``iat``, ``nbf``, ``exp``, a fresh ``jti``,
+        ``iss``/``aud`` when configured, ``roles`` and a space-separated
+        ``scope`` when given. ``roles`` are informational: the user loader
+        decides what the user may do.
+        """
+        return _mint(
+            self.codec, self.settings, "access", subject, roles, scopes, expires_in, extra_claims
+        )
+
+    def create_refresh_token(
+        self,
+        subject: object,
+        *,
+        roles: Iterable[str] = (),
+        scopes: Iterable[str] = (),
+        expires_in: timedelta | None = None,
+        extra_claims: Mapping[str, Any] | None = None,
+    ) -> str:
+        """A refresh token: refused wherever an access token is expected, and vice versa."""
+        return _mint(
+            self.codec, self.settings, "refresh", subject, roles, scopes, expires_in, extra_claims
+        )
+
+    # --- verifying -----------------------------------------------------------
+
+    def _verified_claims(self, token: str) -> TokenClaims:
+        if len(token) > self.codec.max_token_bytes:
+            raise self._rejected("too_large")
+        digest = token_digest(token)
+        cached = self._claims_cache.get(digest, self._clock())
+        if cached is not None:
+            return cached
+        try:
+            claims = _claims_from_payload(self.codec.decode(token))
+        except ExpiredTokenError:
+            logger.info("Token rejected", extra={"auth_failure": "expired"})
+            raise AuthenticationError(
+                "Token has expired", code="token_expired", www_authenticate=_CHALLENGE_EXPIRED
+            ) from None
+        except TokenError as exc:
+            raise self._rejected(exc.reason) from None
+        self._claims_cache.put(digest, claims, claims.expires_at + self.codec.leeway)
+        return claims
+
+    @staticmethod
+    def _rejected(reason: str) -> AuthenticationError:
+        logger.info("Token rejected", extra={"auth_failure": reason})
+        return AuthenticationError(
+            "Invalid token", code="invalid_token", www_authenticate=_CHALLENGE_INVALID
+        )
+
+    async def verify_token(
+        self,
+        token: str,
+        *,
+        token_type: TokenType = "access",  # noqa: S107 - a token kind, not a password
+    ) -> TokenClaims:
+        """Verify ``token`` completely: signature and claims, type, revocation, cutoff.
+
+        Raises:
+            AuthenticationError: The token is not exactly valid.
+            ServiceUnavailableError: The revocation store failed and
+                ``revocation_fail_closed`` is set.
+        """
+        claims = self._verified_claims(token)
+        if claims.token_type != token_type:
+            raise self._rejected("wrong_type")
+        await self._check_revocation(claims)
+        return claims
+
+    def _store(self) -> CacheBackend:
+        if self._explicit_store is not None:
+            return self._explicit_store
+        if self._app is not None:
+            # Read the state's dict: a missing attribute would cost an exception per request.
+            shared = _state_dict(self._app).get(_CACHE_STATE_KEY)
+            if shared is not None:
+                return shared  # type: ignore[no-any-return]
+        if not self._warned_local_store and self.settings.is_production:
+            self._warned_local_store = True
+            logger.warning(
+                "Token revocation uses an in-process store: other instances will not see "
+                "revocations; call install_cache() or pass revocation_store= to install_auth()"
+            )
+        return self._local_store
+
+    def _jti_key(self, jti: str) -> str:
+        return f"{self._prefix}revoked:{jti}"
+
+    def _cutoff_key(self, subject: str) -> str:
+        return f"{self._prefix}cutoff:{subject}"
+
+    async def _check_revocation(self, claims: TokenClaims) -> None:
+        store = self._store()
+        keys = [self._jti_key(claims.jti), self._cutoff_key(claims.subject)]
+        try:
+            if store is self._local_store:
+                revoked, cutoff = await store.get_many(keys)
+            else:
+                async with asyncio.timeout(self.revocation_timeout):
+                    revoked, cutoff = await store.get_many(keys)
+            cutoff_at = None if cutoff is None else float(cutoff)
+        except Exception as exc:
+            self._store_failed(exc)
+            if self.revocation_fail_closed:
+                raise ServiceUnavailableError(
+                    "Authentication is temporarily unavailable", retry_after=1
+                ) from None
+            return
+        if self._store_down_since is not None:
+            self._store_recovered()
+        if revoked is not None:
+            raise self._rejected("revoked")
+        if cutoff_at is not None and claims.issued_at < cutoff_at:
+            raise self._rejected("issued_before_cutoff")
+
+    def _store_failed(self, exc: Exception) -> None:
+        self._failed_open += 1
+        if self._store_down_since is not None:
+            return
+        # One error line per incident; the recovery line reports how many
+        # requests were affected meanwhile.
+        self._store_down_since = time.monotonic()
+        logger.error(
+            "Revocation store unavailable; %s",
+            "answering 503" if self.revocation_fail_closed else "accepting tokens unchecked",
+            extra={
+                "error_type": type(exc).__name__,
+                "fail_closed": self.revocation_fail_closed,
+            },
+        )
+
+    def _store_recovered(self) -> None:
+        assert self._store_down_since is not None
+        logger.warning(
+            "Revocation store recovered",
+            extra={
+                "down_seconds": round(time.monotonic() - self._store_down_since, 3),
+                "requests_unchecked": 0 if self.revocation_fail_closed else self._failed_open,
+                "requests_refused": self._failed_open if self.revocation_fail_closed else 0,
+            },
+        )
+        self._store_down_since = None
+        self._failed_open = 0
+
+    async def load_user(self, claims: TokenClaims) -> Any:
+        """The user for ``claims`` from the user loader; 401 when unknown or inactive."""
+        pending = self.user_loader(claims.subject)
+        if not inspect.isawaitable(pending):
+            raise TypeError(
+                "user_loader must be async (return an awaitable), got "
+                f"{type(pending).__name__}; wrap a sync loader with run_in_threadpool"
+            )
+        user = await pending
+        if user is None:
+            raise self._rejected("unknown_user")
+        is_active = _attribute(user, "is_active")
+        if is_active is not None and not is_active:
+            logger.info("Token rejected", extra={"auth_failure": "inactive_user"})
+            raise AuthenticationError(
+                "User is inactive", code="inactive_user", www_authenticate=_CHALLENGE_INVALID
+            )
+        return user
+
+    # --- revoking ------------------------------------------------------------
+
+    async def revoke_token(self, jti: str, *, until: datetime | float) -> bool:
+        """Refuse the token with id ``jti`` from now on, on every instance sharing the store.
+
+        Args:
+            jti: The token's id (``TokenClaims.jti``).
+            until: When the token expires anyway (``TokenClaims.expires_at``);
+                the entry is kept that long, plus the leeway.
+
+        Returns:
+            True when this call revoked it, False when it already was (a
+            refresh endpoint can treat False as a replayed token).
+
+        Raises:
+            ServiceUnavailableError: The store failed: the revocation did not happen.
+        """
+        if not jti:
+            raise ValueError("jti must not be empty")
+        ttl = _timestamp(until) + self.codec.leeway - self._clock()
+        try:
+            return await self._store().set_if_absent(self._jti_key(jti), b"1", ttl=max(ttl, 1.0))
+        except Exception as exc:
+            logger.error("Token revocation failed", extra={"error_type": type(exc).__name__})
+            raise ServiceUnavailableError("Could not revoke the token; try again") from exc
+
+    async def revoke_tokens_issued_before(
+        self, subject: object, when: datetime | float | None = None
+    ) -> None:
+        """Refuse every token of ``subject`` issued before ``when`` (default: now).
+
+        For a password change or "log out everywhere". Token ``iat`` counts in
+        whole seconds, so a token issued within the same second as ``when``
+        stays valid: a route can revoke and hand out a fresh token at once.
+
+        Raises:
+            ServiceUnavailableError: The store failed: nothing was revoked.
+        """
+        cutoff = int(_timestamp(when) if when is not None else self._clock())
+        ttl = self.codec.max_lifetime + self.codec.leeway
+        try:
+            await self._store().set(self._cutoff_key(str(subject)), str(cutoff).encode(), ttl=ttl)
+        except Exception as exc:
+            logger.error("Token cutoff failed", extra={"error_type": type(exc).__name__})
+            raise ServiceUnavailableError("Could not revoke the tokens; try again") from exc
+
+
+# --- app wiring ---------------------------------------------------------------
+
+
+def get_auth(request: Request) -> JWTAuth:
+    """Dependency: the app's :class:`JWTAuth`, to issue or revoke tokens in a route."""
+    auth = getattr(request.app.state, STATE_KEY, None)
+    if not isinstance(auth, JWTAuth):
+        raise RuntimeError(
+            "JWT auth is not configured on this app: call "
+            "install_auth(app, user_loader=...) (or setup_app) at startup"
+        )
+    return auth
+
+
+async def _auth_error_fallback(request: Request, exc: Exception) -> Response:
+    # Only used until install_exception_handlers() replaces it, so that an
+    # app wiring auth alone still answers 401/403 rather than 500.
+    assert isinstance(exc, AppError)
+    return error_response(
+        request.scope,
+        status_code=exc.status_code,
+        code=exc.code,
+        message=exc.message,
+        details=exc.details,
+        headers=exc.headers,
+    )
+
+
+def _use_password_flow(app: FastAPI, token_url: str, scopes: Mapping[str, str]) -> None:
+    generate = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is not None:
+            return app.openapi_schema
+        schema = generate()
+        schemes = schema.get("components", {}).get("securitySchemes", {})
+        if SCHEME_NAME in schemes:
+            schemes[SCHEME_NAME] = {
+                "type": "oauth2",
+                "flows": {"password": {"tokenUrl": token_url, "scopes": dict(scopes)}},
+            }
+        return schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
+
+
+def install_auth(
+    app: FastAPI,
+    *,
+    user_loader: UserLoader,
+    settings: Settings | None = None,
+    revocation_store: CacheBackend | None = None,
+    revocation_fail_closed: bool = False,
+    revocation_timeout: float = 0.5,
+    claims_cache_size: int = 10_000,
+    token_url: str | None = None,
+    scopes: Mapping[str, str] | None = None,
+    clock: Callable[[], float] = time.time,
+) -> JWTAuth:
+    """Configure JWT auth on ``app`` for :func:`get_current_user` and friends.
+
+    Builds the codec now, so unsafe settings fail at startup. See
+    :class:`JWTAuth` for the arguments it shares.
+
+    Args:
+        app: The application.
+        user_loader: ``async (subject) -> user | None``; the user may expose
+            ``roles`` or ``role``, ``is_active`` and ``id``.
+        settings: Keys and rules; ``Settings()`` when omitted.
+        revocation_store: Shared store for revocations.
+        revocation_fail_closed: Answer 503 when the store fails.
+        revocation_timeout: Seconds to wait for a shared store.
+        claims_cache_size: Verified tokens remembered in-process.
+        token_url: Publish an OAuth2 password flow posting to this URL, so the
+            docs' Authorize button can log in; the route must answer
+            ``{"access_token": ..., "token_type": "bearer"}``.
+        scopes: Scope descriptions for that flow.
+        clock: Current time (for tests).
+
+    Raises:
+        RuntimeError: Auth is already installed on ``app``.
+        ValueError: Unsafe or inconsistent settings.
+    """
+    if getattr(app.state, STATE_KEY, None) is not None:
+        raise RuntimeError("install_auth() was already called on this app")
+    auth = JWTAuth(
+        user_loader=user_loader,
+        settings=settings,
+        revocation_store=revocation_store,
+        revocation_fail_closed=revocation_fail_closed,
+        revocation_timeout=revocation_timeout,
+        claims_cache_size=claims_cache_size,
+        clock=clock,
+    )
+    auth._app = app
+    setattr(app.state, STATE_KEY, auth)
+    if getattr(app.state, _ERROR_FORMAT_STATE_KEY, None) is None:
+        app.add_exception_handler(AppError, _auth_error_fallback)
+    if token_url is not None:
+        _use_password_flow(app, token_url, scopes or {})
+    logger.debug(
+        "Auth installed",
+        extra={"algorithms": sorted(auth.codec.algorithms), "can_sign": auth.codec.can_sign},
+    )
+    return auth
+
+
+# --- dependencies ------------------------------------------------------------
+
+
+class _BearerToken(SecurityBase):
+    """The ``Authorization: Bearer`` credentials; publishes the scheme in OpenAPI.
+
+    Returns None without an Authorization header or with another scheme, and
+    the (possibly empty) credentials for ``Bearer``.
+    """
+
+    def __init__(self) -> None:
+        self.model = HTTPBearerModel(bearerFormat="JWT")
+        self.scheme_name = SCHEME_NAME
+
+    async def __call__(self, request: Request) -> str | None:
+        # ASGI header names are lower-case bytes; scanning them directly
+        # avoids building a Headers object on every request.
+        for name, raw in request.scope["headers"]:
+            if name == b"authorization":
+                value: str = raw.decode("latin-1")
+                scheme, _, credentials = value.partition(" ")
+                return credentials.strip() if scheme.lower() == "bearer" else None
+        return None
+
+
+bearer_token = _BearerToken()
+
+
+async def _authenticate(request: Request, token: str | None) -> tuple[Any, TokenClaims]:
+    state = request.scope.setdefault("state", {})
+    done: tuple[Any, TokenClaims] | None = state.get(_REQUEST_USER_KEY)
+    if done is not None:
+        return done
+    auth = get_auth(request)
+    if token is None:
+        raise AuthenticationError("Not authenticated")
+    if not token:
+        raise auth._rejected("empty")
+    claims = await auth.verify_token(token)
+    user = await auth.load_user(claims)
+    state[_REQUEST_USER_KEY] = (user, claims)
+    bind_request_context(user_id=claims.subject)
+    return user, claims
+
+
+def _check_scopes(claims: TokenClaims, required: list[str]) -> None:
+    missing = [scope for scope in required if scope not in claims.scopes]
+    if not missing:
+        return
+    challenge = 'Bearer error="insufficient_scope"'
+    listed = [scope for scope in required if _SCOPE_TOKEN.fullmatch(scope)]
+    if listed:
+        challenge += f', scope="{" ".join(listed)}"'
+    raise PermissionDeniedError(
+        f"Missing required scope: {' '.join(missing)}",
+        code="insufficient_scope",
+        headers={"WWW-Authenticate": challenge},
+    )
+
+
+async def get_current_user(
+    request: Request,
+    security_scopes: SecurityScopes,
+    token: Annotated[str | None, Depends(bearer_token)],
+) -> Any:
+    """Dependency: the authenticated user, or 401.
+
+    Also usable as ``Security(get_current_user, scopes=[...])`` (FastAPI's
+    OAuth2 scopes): a token without every scope answers 403
+    ``insufficient_scope``.
+    """
+    user, claims = await _authenticate(request, token)
+    if security_scopes.scopes:
+        _check_scopes(claims, security_scopes.scopes)
+    return user
+
+
+async def get_optional_user(
+    request: Request,
+    token: Annotated[str | None, Depends(bearer_token)],
+) -> Any | None:
+    """Dependency: the user when a bearer token is sent, None without one.
+
+    A token that is sent but invalid still answers 401.
+    """
+    if token is None:
+        get_auth(request)
+        return None
+    user, _ = await _authenticate(request, token)
+    return user
+
+
+async def get_token_claims(
+    request: Request, user: Annotated[Any, Depends(get_current_user)]
+) -> TokenClaims:
+    """Dependency: the verified claims of the current request's token (e.g. to revoke it)."""
+    done: tuple[Any, TokenClaims] | None = request.scope.get("state", {}).get(_REQUEST_USER_KEY)
+    if done is None:
+        # Only when a test overrides get_current_user without overriding this.
+        raise RuntimeError(
+            "get_current_user is overridden (app.dependency_overrides); "
+            "override get_token_claims too"
+        )
+    return done[1]
+
+
+def require_roles(*roles: str | Enum) -> Callable[..., Awaitable[Any]]:
+    """Dependency factory: the user when they have any of ``roles``, else 403.
+
+    Roles are read from the loaded user (``roles`` or ``role``), never from
+    the token. Not logged in is 401.
+    """
+    if not roles:
+        raise ValueError("require_roles() needs at least one role")
+    wanted = frozenset(_role_name(role) for role in roles)
+    listed = ", ".join(sorted(wanted))
+
+    async def dependency(user: Annotated[Any, Depends(get_current_user)]) -> Any:
+        if wanted.isdisjoint(_user_roles(user)):
+            raise PermissionDeniedError(f"Requires role: {listed}")
+        return user
+
+    dependency.__name__ = dependency.__qualname__ = f"require_roles({listed})"
+    return dependency
+
+
+#: Dependency: the user when they have the ``admin`` role; 401 or 403 otherwise.
+require_admin_role = require_roles(ADMIN_ROLE)
+
+
+def require_scopes(*scopes: str) -> Callable[..., Awaitable[Any]]:
+    """Dependency factory: the user when the token grants every one of ``scopes``.
+
+    Equivalent to ``Security(get_current_user, scopes=[...])``; the scopes
+    appear in the OpenAPI security requirement. Missing scope: 403
+    ``insufficient_scope``.
+    """
+    if not scopes:
+        raise ValueError("require_scopes() needs at least one scope")
+    for scope in scopes:
+        if _SCOPE_TOKEN.fullmatch(scope) is None:
+            raise ValueError(f"invalid scope {scope!r}: no spaces, quotes or backslashes")
+
+    async def dependency(
+        user: Annotated[Any, Security(get_current_user, scopes=list(scopes))],
+    ) -> Any:
+        return user
+
+    dependency.__name__ = dependency.__qualname__ = f"require_scopes({' '.join(scopes)})"
+    return dependency
+
+
+def ensure_owner_or_admin(user: Any, owner_id: object, *, admin_role: str = ADMIN_ROLE) -> None:
+    """Raise 403 unless ``user`` owns the resource (``user.id == owner_id``) or is an admin.
+
+    For rules such as "only the owner or an admin can delete a video"; ids
+    compare equal as values or as strings (a UUID and its text).
+    """
+    user_id = _attribute(user, "id")
+    if user_id is not None and (user_id == owner_id or str(user_id) == str(owner_id)):
+        return
+    if admin_role in _user_roles(user):
+        return
+    raise PermissionDeniedError("Only the owner or an admin can do this")
+
+
+# --- issuing outside a request --------------------------------------------------
+
+_CODECS: dict[tuple[Any, ...], JWTCodec] = {}
+_CODECS_MAX = 8
+
+
+def _codec_for(settings: Settings) -> JWTCodec:
+    def secret(value: Any) -> str | None:
+        return None if value is None else str(value.get_secret_value())
+
+    fingerprint = (
+        secret(settings.jwt_secret),
+        secret(settings.jwt_private_key),
+        tuple(sorted(settings.jwt_public_keys.items())),
+        tuple(
+            sorted((k, v.get_secret_value()) for k, v in settings.jwt_verification_secrets.items())
+        ),
+        settings.jwt_algorithm,
+        tuple(settings.jwt_algorithms),
+        settings.jwt_signing_kid,
+        settings.jwt_issuer,
+        settings.jwt_audience,
+        settings.jwt_leeway,
+        settings.jwt_max_token_lifetime,
+        settings.jwt_max_token_bytes,
+    )
+    codec = _CODECS.get(fingerprint)
+    if codec is None:
+        _check_lifetimes(settings)
+        codec = _codec_from_settings(settings, time.time)
+        if len(_CODECS) >= _CODECS_MAX:
+            del _CODECS[next(iter(_CODECS))]
+        _CODECS[fingerprint] = codec
+    return codec
+
+
+def create_access_token(
+    subject: object,
+    *,
+    roles: Iterable[str] = (),
+    scopes: Iterable[str] = (),
+    expires_in: timedelta | None = None,
+    extra_claims: Mapping[str, Any] | None = None,
+    settings: Settings | None = None,
+) -> str:
+    """An access token signed with ``settings`` (the environment's when omitted).
+
+    For scripts and tests; in a route, ``Depends(get_auth)`` gives the app's
+    own :meth:`JWTAuth.create_access_token`.
+    """
+    settings = settings if settings is not None else Settings()
+    return _mint(
+        _codec_for(settings), settings, "access", subject, roles, scopes, expires_in, extra_claims
+    )
+
+
+def create_refresh_token(
+    subject: object,
+    *,
+    roles: Iterable[str] = (),
+    scopes: Iterable[str] = (),
+    expires_in: timedelta | None = None,
+    extra_claims: Mapping[str, Any] | None = None,
+    settings: Settings | None = None,
+) -> str:
+    """A refresh token signed with ``settings``; see :func:`create_access_token`."""
+    settings = settings if settings is not None else Settings()
+    return _mint(
+        _codec_for(settings), settings, "refresh", subject, roles, scopes, expires_in, extra_claims
+    )

@@ -1,0 +1,222 @@
+"""Revocation and per-user cutoffs on every store, and what happens when the store fails."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import Any
+
+import httpx
+import pytest
+import redis.asyncio as redis
+from fastapi import FastAPI
+
+from heygen_conventions import JWTAuth, ServiceUnavailableError
+from heygen_conventions.auth import _LocalStore
+from heygen_conventions.cache import CacheBackend
+from tests.fixtures.auth import (
+    BrokenStore,
+    RedisStore,
+    assert_nothing_leaked,
+    build_app,
+    make_settings,
+)
+
+
+async def get(app: FastAPI, token: str, path: str = "/me", method: str = "GET") -> httpx.Response:
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+        return await client.request(method, path, headers={"Authorization": f"Bearer {token}"})
+
+
+async def remaining_ttl(store: CacheBackend, key: str) -> float:
+    if isinstance(store, RedisStore):
+        return await store.ttl_ms(key) / 1000
+    assert isinstance(store, _LocalStore)
+    expires = store._data[key][1]
+    assert expires is not None
+    return expires - time.monotonic()
+
+
+async def test_revoked_token_is_refused(revocation_store: CacheBackend) -> None:
+    app, auth, _ = build_app(revocation_store=revocation_store)
+    token = auth.create_access_token("alice")
+    assert (await get(app, token)).status_code == 200
+    claims = await auth.verify_token(token)
+    assert await auth.revoke_token(claims.jti, until=claims.expires_at) is True
+    assert await auth.revoke_token(claims.jti, until=claims.expires_at) is False
+    response = await get(app, token)
+    assert response.status_code == 401, response.text
+    assert response.headers["www-authenticate"] == 'Bearer error="invalid_token"'
+    other = auth.create_access_token("alice")
+    assert (await get(app, other)).status_code == 200
+
+
+async def test_revocation_lasts_as_long_as_the_token(revocation_store: CacheBackend) -> None:
+    _, auth, _ = build_app(revocation_store=revocation_store, settings=make_settings(jwt_leeway=5))
+    claims = await auth.verify_token(auth.create_access_token("alice"))
+    await auth.revoke_token(claims.jti, until=claims.expires_at)
+    ttl = await remaining_ttl(revocation_store, auth._jti_key(claims.jti))
+    expected = claims.expires_at + 5 - time.time()
+    assert expected - 2 <= ttl <= expected + 1
+
+
+async def test_logout_route_revokes_the_current_token(revocation_store: CacheBackend) -> None:
+    app, auth, _ = build_app(revocation_store=revocation_store)
+    token = auth.create_access_token("alice")
+    response = await get(app, token, "/logout", method="POST")
+    assert response.status_code == 200, response.text
+    assert (await get(app, token)).status_code == 401
+
+
+async def test_revocation_is_seen_by_another_instance(revocation_store: CacheBackend) -> None:
+    settings = make_settings()
+    _, auth_a, _ = build_app(settings=settings, revocation_store=revocation_store)
+    app_b, _, _ = build_app(settings=settings, revocation_store=revocation_store)
+    token = auth_a.create_access_token("alice")
+    assert (await get(app_b, token)).status_code == 200  # warms b's claims cache
+    claims = await auth_a.verify_token(token)
+    await auth_a.revoke_token(claims.jti, until=claims.expires_at)
+    assert (await get(app_b, token)).status_code == 401
+
+
+async def test_cutoff_refuses_older_tokens_of_that_user_only(
+    revocation_store: CacheBackend,
+) -> None:
+    clock_now = float(int(time.time()))
+    app, auth, _ = build_app(revocation_store=revocation_store, clock=lambda: clock_now)
+    old_alice = auth.create_access_token("alice")
+    old_root = auth.create_access_token("root")
+    clock_now += 5
+    await auth.revoke_tokens_issued_before("alice")
+    assert (await get(app, old_alice)).status_code == 401
+    assert (await get(app, old_root)).status_code == 200
+    assert (await get(app, auth.create_access_token("alice"))).status_code == 200
+    ttl = await remaining_ttl(revocation_store, auth._cutoff_key("alice"))
+    assert 30 * 86400 - 5 <= ttl <= 30 * 86400
+
+
+async def test_cutoff_accepts_a_datetime() -> None:
+    from datetime import UTC, datetime, timedelta
+
+    app, auth, _ = build_app()
+    token = auth.create_access_token("alice")
+    await auth.revoke_tokens_issued_before("alice", datetime.now(UTC) - timedelta(hours=1))
+    assert (await get(app, token)).status_code == 200
+    await auth.revoke_tokens_issued_before("alice", datetime.now(UTC) + timedelta(seconds=2))
+    assert (await get(app, token)).status_code == 401
+
+
+async def test_the_apps_cache_is_used_when_no_store_is_given() -> None:
+    store = _LocalStore()
+    app, auth, _ = build_app()
+    app.state.heygen_cache = store  # as install_cache() does, even after install_auth()
+    claims = await auth.verify_token(auth.create_access_token("alice"))
+    await auth.revoke_token(claims.jti, until=claims.expires_at)
+    assert await store.get(auth._jti_key(claims.jti)) == b"1"
+    assert await auth._local_store.get(auth._jti_key(claims.jti)) is None
+
+
+async def test_without_any_cache_the_in_process_store_works() -> None:
+    app, auth, _ = build_app()
+    token = auth.create_access_token("alice")
+    claims = await auth.verify_token(token)
+    await auth.revoke_token(claims.jti, until=claims.expires_at)
+    assert (await get(app, token)).status_code == 401
+
+
+async def test_in_process_store_in_production_logs_a_warning_once(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    settings = make_settings(environment="production", jwt_secret="p" * 48)
+    app, auth, _ = build_app(settings=settings)
+    with caplog.at_level(logging.WARNING, logger="heygen_conventions.auth"):
+        for _ in range(3):
+            assert (await get(app, auth.create_access_token("alice"))).status_code == 200
+    warnings = [r for r in caplog.records if "in-process store" in r.getMessage()]
+    assert len(warnings) == 1
+
+
+# --- the store fails ---------------------------------------------------------------
+
+
+async def test_store_down_fails_open_with_one_error_per_incident(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    broken = BrokenStore()
+    app, auth, _ = build_app(revocation_store=broken)
+    tokens = [auth.create_access_token("alice") for _ in range(3)]
+    with caplog.at_level(logging.DEBUG, logger="heygen_conventions"):
+        for token in tokens:
+            response = await get(app, token)
+            assert response.status_code == 200, response.text
+        errors = [r for r in caplog.records if r.getMessage().startswith("Revocation store")]
+        assert [r.levelno for r in errors] == [logging.ERROR]
+        assert errors[0].error_type == "ConnectionError"  # type: ignore[attr-defined]
+
+        auth._explicit_store = _LocalStore()  # the store comes back
+        assert (await get(app, tokens[0])).status_code == 200
+    recovered = [r for r in caplog.records if r.getMessage() == "Revocation store recovered"]
+    assert len(recovered) == 1
+    assert recovered[0].requests_unchecked == 3  # type: ignore[attr-defined]
+    assert_nothing_leaked(caplog.records, [], *tokens)
+
+
+async def test_store_down_fails_closed_with_503_when_asked() -> None:
+    app, auth, _ = build_app(revocation_store=BrokenStore(), revocation_fail_closed=True)
+    response = await get(app, auth.create_access_token("alice"))
+    assert response.status_code == 503, response.text
+    assert response.headers["retry-after"] == "1"
+    assert response.json()["errors"][0]["code"] == "service_unavailable"
+
+
+async def test_unreachable_real_redis_fails_open_then_closed() -> None:
+    # A real client against a loopback port nobody listens on: connection refused.
+    client = redis.Redis(host="127.0.0.1", port=1, socket_connect_timeout=0.5, socket_timeout=0.5)
+    store = RedisStore(client, "test:auth:dead:")
+    try:
+        app, auth, _ = build_app(revocation_store=store)
+        assert (await get(app, auth.create_access_token("alice"))).status_code == 200
+        closed_app, closed_auth, _ = build_app(revocation_store=store, revocation_fail_closed=True)
+        response = await get(closed_app, closed_auth.create_access_token("alice"))
+        assert response.status_code == 503, response.text
+    finally:
+        await client.aclose()
+
+
+class HangingStore(_LocalStore):
+    async def get_many(self, keys: Any) -> list[bytes | None]:
+        await asyncio.sleep(30)
+        raise AssertionError("unreachable")
+
+
+async def test_slow_store_is_cut_off_by_the_timeout(caplog: pytest.LogCaptureFixture) -> None:
+    app, auth, _ = build_app(revocation_store=HangingStore(), revocation_timeout=0.05)
+    with caplog.at_level(logging.ERROR, logger="heygen_conventions.auth"):
+        response = await asyncio.wait_for(get(app, auth.create_access_token("alice")), 10)
+    assert response.status_code == 200, response.text
+    assert caplog.records[0].error_type == "TimeoutError"  # type: ignore[attr-defined]
+
+
+async def test_garbage_cutoff_counts_as_a_store_failure() -> None:
+    store = _LocalStore()
+    app, auth, _ = build_app(revocation_store=store, revocation_fail_closed=True)
+    await store.set(auth._cutoff_key("alice"), b"not-a-number")
+    response = await get(app, auth.create_access_token("alice"))
+    assert response.status_code == 503, response.text
+
+
+async def test_revoking_while_the_store_is_down_is_an_error_not_a_silent_success() -> None:
+    app, auth, _ = build_app(revocation_store=BrokenStore())
+    response = await get(app, auth.create_access_token("alice"), "/logout", method="POST")
+    assert response.status_code == 503, response.text
+    with pytest.raises(ServiceUnavailableError):
+        await auth.revoke_tokens_issued_before("alice")
+    with pytest.raises(ValueError, match="jti"):
+        await auth.revoke_token("", until=0)
+
+
+def test_revocation_timeout_must_be_positive() -> None:
+    with pytest.raises(ValueError, match="revocation_timeout"):
+        JWTAuth(user_loader=_LocalStore().get, settings=make_settings(), revocation_timeout=0)
