@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import math
 import time
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager, suppress
 from types import TracebackType
@@ -32,9 +32,9 @@ __all__ = ["DEFAULT_REDIS_OPTIONS", "MemoryCache", "RedisCache"]
 #: What ``RedisCache(url)`` passes to redis-py unless overridden. redis-py's own
 #: defaults (5 s timeouts, 10 retries) turn a Redis outage into multi-second
 #: requests; a cache must give up fast and let the breaker take over.
-#: Calls wait up to ``pool_timeout`` for a free connection when all
-#: ``max_connections`` are busy, instead of failing at once as redis-py's
-#: default pool does (a burst of requests must queue, not trip the breaker).
+#: At most ``max_connections`` calls run at once; more wait up to
+#: ``pool_timeout`` for a turn instead of failing at once as redis-py's pool
+#: does when it runs out (a burst of requests must queue, not trip the breaker).
 DEFAULT_REDIS_OPTIONS: dict[str, Any] = {
     "socket_connect_timeout": 0.25,
     "socket_timeout": 0.5,
@@ -55,6 +55,7 @@ def _default_retry() -> Retry:
 
 
 _SUBSCRIBE_CONFIRM_TIMEOUT = 2.0
+_PUBSUB_HEADROOM = 4
 _PUBSUB_POLL_SECONDS = 1.0
 
 
@@ -247,36 +248,89 @@ class MemoryCache(_CloseHooks):
 _AVAILABILITY_ERRORS = (RedisConnectionError, RedisTimeoutError, OSError, TimeoutError)
 
 
-class _Guard:
-    """Checks the breaker before a call and translates redis-py errors after it."""
+class _Call:
+    """Wraps every Redis call: breaker first, then a connection turn, then error translation.
 
-    __slots__ = ("breaker",)
+    At most ``limit`` calls run at once, the pool's size: past it a call waits
+    (up to ``pool_timeout``) for a turn instead of failing the way redis-py's
+    pool does when it runs out, so a burst of requests queues rather than
+    tripping the breaker. The common case (breaker closed, a turn free) takes
+    no await.
+    """
 
-    def __init__(self, breaker: CircuitBreaker) -> None:
+    __slots__ = ("breaker", "in_use", "limit", "pool_timeout", "waiters")
+
+    def __init__(self, breaker: CircuitBreaker, limit: int, pool_timeout: float) -> None:
         self.breaker = breaker
+        self.limit = limit
+        self.pool_timeout = pool_timeout
+        self.in_use = 0
+        self.waiters: deque[asyncio.Future[None]] = deque()
 
-    def __enter__(self) -> None:
+    def enter(self) -> bool:
+        """Take a turn now (True), or False when the caller must :meth:`wait` for one."""
         if not self.breaker.allow():
             raise CacheUnavailableError(
                 "Cache circuit is open", retry_after=math.ceil(self.breaker.retry_after())
             )
+        if self.in_use < self.limit and not self.waiters:
+            self.in_use += 1
+            return True
+        return False
 
-    def __exit__(
+    async def wait(self) -> None:
+        turn: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self.waiters.append(turn)
+        try:
+            async with asyncio.timeout(self.pool_timeout):
+                await turn
+        except BaseException as exc:
+            if turn.done() and not turn.cancelled():
+                self._hand_over()  # we were given a turn we will not use
+            else:
+                self.waiters.remove(turn)
+            if isinstance(exc, TimeoutError):
+                self.breaker.record_failure()
+                raise CacheUnavailableError("No Redis connection free in time") from exc
+            raise
+
+    def _hand_over(self) -> None:
+        while self.waiters:
+            turn = self.waiters.popleft()
+            if not turn.done():
+                turn.set_result(None)  # the turn passes on; in_use stays
+                return
+        self.in_use -= 1
+
+    def succeeded(self) -> None:
+        self._hand_over()
+        self.breaker.record_success()
+
+    def failed(self, exc: BaseException) -> None:
+        """Give the turn back; raise the library's error for a redis-py one."""
+        self._hand_over()
+        if isinstance(exc, _AVAILABILITY_ERRORS):
+            self.breaker.record_failure()
+            raise CacheUnavailableError(f"Redis unavailable: {type(exc).__name__}") from exc
+        if isinstance(exc, RedisError):
+            # Redis answered (e.g. WRONGTYPE): it is up, the data is wrong.
+            self.breaker.record_success()
+            raise CacheUnavailableError(f"Redis error: {type(exc).__name__}") from exc
+
+    async def __aenter__(self) -> None:
+        if not self.enter():
+            await self.wait()
+
+    async def __aexit__(
         self,
         exc_type: type[BaseException] | None,
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        if exc_type is None:
-            self.breaker.record_success()
-            return
-        if issubclass(exc_type, _AVAILABILITY_ERRORS):
-            self.breaker.record_failure()
-            raise CacheUnavailableError(f"Redis unavailable: {exc_type.__name__}") from exc
-        if issubclass(exc_type, RedisError):
-            # Redis answered (e.g. WRONGTYPE): it is up, the data is wrong.
-            self.breaker.record_success()
-            raise CacheUnavailableError(f"Redis error: {exc_type.__name__}") from exc
+        if exc is None:
+            self.succeeded()
+        else:
+            self.failed(exc)
 
 
 class RedisCache(_CloseHooks):
@@ -317,36 +371,43 @@ class RedisCache(_CloseHooks):
         self.prefix = prefix
         self.default_ttl = default_ttl
         self.breaker = breaker if breaker is not None else CircuitBreaker()
-        self._guard = _Guard(self.breaker)
         self._client: redis.Redis | RedisCluster
+        pool_timeout = float(DEFAULT_REDIS_OPTIONS["pool_timeout"])
         if isinstance(client, str):
             options = {**DEFAULT_REDIS_OPTIONS, "retry": _default_retry(), **(client_options or {})}
-            pool_timeout = options.pop("pool_timeout")
+            pool_timeout = float(options.pop("pool_timeout"))
+            permits = int(options["max_connections"])
+            # Room beyond the permits for pub/sub connections, which hold one each.
+            options["max_connections"] = permits + _PUBSUB_HEADROOM
             if cluster:
                 options.pop("health_check_interval", None)
                 self._client = RedisCluster.from_url(client, **options)
             else:
-                pool = redis.BlockingConnectionPool.from_url(
-                    client, timeout=pool_timeout, **options
-                )
-                self._client = redis.Redis.from_pool(pool)
+                self._client = redis.Redis.from_url(client, **options)
             self._owns_client = True
         else:
             if client_options:
                 raise ValueError("client_options apply only when RedisCache creates the client")
             self._client = client
             self._owns_client = False
+            pool_size = getattr(getattr(client, "connection_pool", None), "max_connections", None)
+            permits = int(DEFAULT_REDIS_OPTIONS["max_connections"])
+            if isinstance(pool_size, int):
+                permits = max(1, min(pool_size - _PUBSUB_HEADROOM, 2**16))
+        self._call = _Call(self.breaker, permits, pool_timeout)
         connection_kwargs: dict[str, Any] = getattr(self._client, "get_connection_kwargs", dict)()
         if connection_kwargs.get("decode_responses"):
             raise ValueError("RedisCache needs a client with decode_responses=False (bytes)")
         self.cluster = isinstance(self._client, RedisCluster)
-        # A cluster client splits a multi-key read by hash slot; keys that share
-        # a slot (one namespace) still go in one command.
-        self._mget: Callable[[list[str]], Awaitable[list[Any]]] = (
-            self._client.mget_nonatomic
-            if isinstance(self._client, RedisCluster)
-            else self._client.mget
-        )
+        self._mget: Callable[[list[str]], Awaitable[list[Any]]]
+        if isinstance(self._client, RedisCluster):
+            # Splits a multi-key read by hash slot; keys that share a slot (one
+            # namespace) still go in one command.
+            self._mget = self._client.mget_nonatomic
+        elif getattr(self._client, "single_connection_client", False):
+            self._mget = self._client.mget
+        else:
+            self._mget = self._mget_direct
 
     @property
     def client(self) -> redis.Redis | RedisCluster:
@@ -354,7 +415,7 @@ class RedisCache(_CloseHooks):
         return self._client
 
     async def get(self, key: str) -> bytes | None:
-        with self._guard:
+        async with self._call:
             value = await self._client.get(self.prefix + key)
         return cast("bytes | None", value)
 
@@ -362,13 +423,46 @@ class RedisCache(_CloseHooks):
         if not keys:
             return []
         prefix = self.prefix
-        with self._guard:
+        call = self._call
+        if not call.enter():  # the hot path: no await unless Redis is saturated
+            await call.wait()
+        try:
             values = await self._mget([prefix + key for key in keys] if prefix else list(keys))
+        except BaseException as exc:
+            call.failed(exc)
+            raise
+        call.succeeded()
         return cast("list[bytes | None]", values)
+
+    async def _mget_direct(self, keys: list[str]) -> list[Any]:
+        # Every cache read is one MGET. redis-py's execute_command wraps each
+        # command in retry bookkeeping and metrics hooks that cost about as
+        # much CPU as the whole round trip; this sends MGET on a pooled
+        # connection through the same public connection API its pipelines
+        # use, keeping its behaviour: one retry on a dropped connection, and
+        # a connection left in an unknown state is closed, never reused.
+        assert isinstance(self._client, redis.Redis)
+        pool = self._client.connection_pool
+        attempt = 0
+        while True:
+            attempt += 1
+            connection = await pool.get_connection()  # type: ignore[no-untyped-call]
+            try:
+                await connection.send_command("MGET", *keys)
+                reply: list[Any] = await connection.read_response()
+            except BaseException as exc:
+                with suppress(Exception):
+                    await connection.disconnect()
+                if attempt == 1 and isinstance(exc, RedisConnectionError):
+                    continue
+                raise
+            finally:
+                await pool.release(connection)
+            return reply
 
     async def set(self, key: str, value: bytes, *, ttl: float | None = None) -> None:
         ms = _ttl_ms(ttl)
-        with self._guard:
+        async with self._call:
             await self._client.set(self.prefix + key, _as_bytes(value), px=ms)
 
     async def set_many(self, items: Mapping[str, bytes], *, ttl: float | None = None) -> None:
@@ -376,20 +470,19 @@ class RedisCache(_CloseHooks):
         if not items:
             return
         prefix = self.prefix
-        with self._guard:
-            async with self._client.pipeline(transaction=False) as pipe:
-                for key, value in items.items():
-                    pipe.set(prefix + key, _as_bytes(value), px=ms)
-                await pipe.execute()
+        async with self._call, self._client.pipeline(transaction=False) as pipe:
+            for key, value in items.items():
+                pipe.set(prefix + key, _as_bytes(value), px=ms)
+            await pipe.execute()
 
     async def set_if_absent(self, key: str, value: bytes, *, ttl: float) -> bool:
         ms = _ttl_ms(ttl)
-        with self._guard:
+        async with self._call:
             stored = await self._client.set(self.prefix + key, _as_bytes(value), px=ms, nx=True)
         return bool(stored)
 
     async def delete(self, key: str) -> bool:
-        with self._guard:
+        async with self._call:
             removed: int = await self._client.delete(self.prefix + key)
         return removed > 0
 
@@ -397,17 +490,17 @@ class RedisCache(_CloseHooks):
         if not keys:
             return 0
         prefix = self.prefix
-        with self._guard:
+        async with self._call:
             removed: int = await self._client.delete(*[prefix + key for key in keys])
         return removed
 
     async def incr(self, key: str, amount: int = 1) -> int:
-        with self._guard:
+        async with self._call:
             value: int = await self._client.incrby(self.prefix + key, amount)
         return value
 
     async def publish(self, channel: str, message: bytes) -> int:
-        with self._guard:
+        async with self._call:
             receivers: int = await self._client.publish(self.prefix + channel, _as_bytes(message))
         return receivers
 
@@ -418,7 +511,7 @@ class RedisCache(_CloseHooks):
     async def _subscribe(self, channel: str) -> AsyncIterator[AsyncIterator[bytes]]:
         pubsub = self._client.pubsub()
         try:
-            with self._guard:
+            async with self._call:
                 await pubsub.subscribe(channel)
                 # Messages published before the server confirms are not delivered,
                 # so the subscription counts only from the confirmation on.

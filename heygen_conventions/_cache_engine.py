@@ -90,12 +90,20 @@ def version_segment(raw: bytes | None) -> str:
 # -- values ---------------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Codec:
     adapter: TypeAdapter[Any]
     decode: Callable[[bytes], Any]
     schema_hash: str
     instance_of: type | None
+    model: Any
+    many: TypeAdapter[list[Any]] | None = None
+
+    def decode_many(self, json_array: bytes) -> list[Any]:
+        """Values from a JSON array of them, validated in one call."""
+        if self.many is None:
+            self.many = TypeAdapter(list[self.model])  # type: ignore[name-defined]
+        return self.many.validate_json(json_array)
 
     def to_model(self, value: object) -> Any:
         if self.instance_of is not None and isinstance(value, self.instance_of):
@@ -128,7 +136,7 @@ def _build_codec(model: Any) -> Codec:
     ).hexdigest()
     validate_json = getattr(model, "model_validate_json", None)
     decode = validate_json if callable(validate_json) else adapter.validate_json
-    return Codec(adapter, decode, digest, model if isinstance(model, type) else None)
+    return Codec(adapter, decode, digest, model if isinstance(model, type) else None, model)
 
 
 def seconds(value: float | timedelta, name: str) -> float:
@@ -208,6 +216,20 @@ def config_for(cls: type) -> Config | None:
     return config
 
 
+class Names:
+    """A namespace's fixed key parts on one backend."""
+
+    __slots__ = ("base", "generation_prefix", "version_key")
+
+    def __init__(self, base: str) -> None:
+        self.base = base
+        self.version_key = base + ":version"
+        self.generation_prefix = base + ":g:"
+
+
+NO_VERSION: tuple[bytes | None, str] = (None, "0")
+
+
 # -- per-backend state ----------------------------------------------------------
 
 
@@ -249,7 +271,9 @@ class State:
     """What every service instance on one backend shares."""
 
     stats: dict[str, NamespaceStats] = field(default_factory=dict)
-    versions: dict[str, bytes | None] = field(default_factory=dict)
+    names: dict[str, Names] = field(default_factory=dict)
+    # The namespace versions last read: raw value and its key segment.
+    versions: dict[str, tuple[bytes | None, str]] = field(default_factory=dict)
     # (namespace, key) -> schema -> the read-through in progress: (JSON or None, was a hit)
     inflight: dict[tuple[str, str], dict[str, asyncio.Future[tuple[bytes | None, bool]]]] = field(
         default_factory=dict
@@ -265,6 +289,10 @@ class State:
     local_ready: bool = False
     local_started: bool = False
     subscriber: asyncio.Task[None] | None = None
+
+    def remember_version(self, namespace: str, raw: bytes | None) -> tuple[bytes | None, str]:
+        known = self.versions[namespace] = (raw, version_segment(raw))
+        return known
 
     def ns(self, namespace: str) -> NamespaceStats:
         stats = self.stats.get(namespace)
@@ -479,7 +507,7 @@ async def invalidate_namespace(config: Config, backend: Any) -> None:
     except Exception as exc:
         _invalidation_failed(backend, state, config, exc, None)
         return
-    state.versions[config.namespace] = str(version).encode()
+    state.remember_version(config.namespace, str(version).encode())
     if config.local_ttl is not None:
         await _broadcast(backend, [f"n\x00{config.namespace}"])
 

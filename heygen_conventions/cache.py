@@ -314,7 +314,7 @@ class CachedServiceMixin:
             never raised: the loader answers instead.
         """
         config = self._config()
-        lifetime = self._lifetime(config, ttl)
+        lifetime = None if ttl is None else self._lifetime(config, ttl)
         backend = self.cache
         state = engine.state_for(backend)
         codec = engine.codec_for(model)
@@ -337,8 +337,15 @@ class CachedServiceMixin:
                 stats.local_hits += 1
                 return self._serve(stats, local, codec)  # type: ignore[no-any-return]
 
+        leaders = state.inflight.get((namespace, text))
+        if leaders is not None:
+            leader = leaders.get(codec.schema_hash)
+            if leader is not None:
+                shared = await _join(leader, stats, codec)
+                if shared is not _TAKE_OVER:
+                    return shared  # type: ignore[no-any-return]
         flight = _Flight(self, state, stats, config, codec, loader, text, lifetime, epoch)
-        return await flight.run()  # type: ignore[no-any-return]
+        return await flight.lead()  # type: ignore[no-any-return]
 
     def _serve(self, stats: NamespaceStats, entry: bytes, codec: Codec) -> Any:
         value = engine.decode_entry(entry, codec)
@@ -397,33 +404,36 @@ class CachedServiceMixin:
         lookup = [i for i in range(len(wanted)) if i not in found and i not in bypass]
         fills: dict[int, tuple[str, bytes]] = {}  # index -> (entry key, generation)
         if lookup:
-            base = config.base(backend)
             try:
-                version, generations, raws = await _read_many(
-                    state, config, base, codec, texts, lookup, backend
+                data_keys, generations, raws = await _read_many(
+                    state, config, codec, texts, lookup, backend
                 )
             except Exception as exc:
                 engine.record_error(backend, stats, namespace, "read", exc)
             else:
                 if stats.incident:
                     engine.record_recovery(stats, namespace)
-                segment = engine.version_segment(version)
                 corrupt: list[str] = []
-                for i, raw_generation, raw in zip(lookup, generations, raws, strict=True):
-                    data_key = f"{base}:v{segment}:{codec.schema_hash}:{texts[i]}"
+                servable: list[tuple[int, bytes]] = []
+                for i, data_key, raw_generation, raw in zip(
+                    lookup, data_keys, generations, raws, strict=True
+                ):
                     outcome = engine.inspect(stats, raw_generation, raw)
                     if isinstance(outcome, bytes):
-                        try:
-                            found[i] = engine.decode_entry(outcome, codec)
-                        except ValueError:
-                            outcome = Miss(engine.generation_of(raw_generation), corrupt=True)
-                        else:
-                            _count_hit(stats, outcome)
-                            state.local_put(config, texts[i], codec.schema_hash, outcome, epoch)
-                            continue
+                        servable.append((i, outcome))
+                        fills[i] = (data_key, engine.generation_of(raw_generation))
+                        continue
                     if outcome.corrupt:
                         corrupt.append(data_key)
                     fills[i] = (data_key, outcome.generation)
+                for i, entry in _decode_all(codec, servable, found):
+                    if entry is None:  # did not decode: refill it
+                        corrupt.append(fills[i][0])
+                        continue
+                    del fills[i]
+                    _count_hit(stats, entry)
+                    if config.local_ttl is not None:
+                        state.local_put(config, texts[i], codec.schema_hash, entry, epoch)
                 if corrupt:
                     await _drop_corrupt(backend, stats, namespace, corrupt)
 
@@ -538,24 +548,58 @@ async def _load(
 async def _read_many(
     state: State,
     config: Config,
-    base: str,
     codec: Codec,
     texts: list[str],
     lookup: list[int],
     backend: CacheBackend,
-) -> tuple[bytes | None, list[bytes | None], list[bytes | None]]:
-    """One MGET of the version, the generations and the entries (two after a version bump)."""
+) -> tuple[list[str], list[bytes | None], list[bytes | None]]:
+    """One MGET of the version, the generations and the entries (two after a version bump).
+
+    Returns the entry keys, the raw generations and the raw entries.
+    """
+    base = config.base(backend)
     version_key = base + ":version"
     generation_keys = [f"{base}:g:{texts[i]}" for i in lookup]
     count = len(lookup)
-    version = state.versions.get(config.namespace)
+    version, segment = state.versions.get(config.namespace, engine.NO_VERSION)
     while True:
-        segment = engine.version_segment(version)
         data_keys = [f"{base}:v{segment}:{codec.schema_hash}:{texts[i]}" for i in lookup]
         raw = await backend.get_many([version_key, *generation_keys, *data_keys])
         if raw[0] == version:
-            return version, raw[1 : 1 + count], raw[1 + count :]
-        version = state.versions[config.namespace] = raw[0]
+            return data_keys, raw[1 : 1 + count], raw[1 + count :]
+        version, segment = state.remember_version(config.namespace, raw[0])
+
+
+def _decode_all(
+    codec: Codec, servable: list[tuple[int, bytes]], found: dict[int, Any]
+) -> list[tuple[int, bytes | None]]:
+    """Decode servable entries into ``found``; (index, entry) each, entry None if corrupt.
+
+    All values are validated in one call, as one JSON array: much cheaper than
+    one call per value. Only if that fails is each decoded alone.
+    """
+    values = [(i, entry) for i, entry in servable if entry[:1] == VALUE]
+    for i, entry in servable:
+        if entry[:1] == NOT_FOUND:
+            found[i] = None
+    if not values:
+        return list(servable)
+    try:
+        decoded = codec.decode_many(b"[" + b",".join(e[HEADER:] for _, e in values) + b"]")
+    except ValueError:
+        outcome: list[tuple[int, bytes | None]] = []
+        for i, entry in servable:
+            if entry[:1] == VALUE:
+                try:
+                    found[i] = codec.decode(entry[HEADER:])
+                except ValueError:
+                    outcome.append((i, None))
+                    continue
+            outcome.append((i, entry))
+        return outcome
+    for (i, _), value in zip(values, decoded, strict=True):
+        found[i] = value
+    return list(servable)
 
 
 async def _write_spread(
@@ -601,6 +645,30 @@ async def _release_lock(backend: CacheBackend, lock_key: str, token: bytes) -> N
             await backend.delete(lock_key)
 
 
+_TAKE_OVER: Any = object()
+
+
+async def _join(
+    leader: asyncio.Future[tuple[bytes | None, bool]], stats: NamespaceStats, codec: Codec
+) -> Any:
+    """The outcome of another caller's read-through, decoded into our own instance.
+
+    ``_TAKE_OVER`` when that caller was cancelled (not us): we lead instead.
+    """
+    try:
+        payload, hit = await asyncio.shield(leader)
+    except asyncio.CancelledError:
+        task = asyncio.current_task()
+        if leader.cancelled() and not (task is not None and task.cancelling()):
+            return _TAKE_OVER
+        raise
+    if hit:
+        stats.hits += 1
+    else:
+        stats.misses += 1
+    return None if payload is None else codec.decode(payload)
+
+
 class _Flight:
     """One read-through of one key.
 
@@ -620,9 +688,10 @@ class _Flight:
         codec: Codec,
         loader: Callable[[], Awaitable[Any]],
         text: str,
-        lifetime: float,
+        lifetime: float | None,
         epoch: int,
     ) -> None:
+        self.service = service
         self.backend = service.cache
         self.state = state
         self.stats = stats
@@ -638,34 +707,37 @@ class _Flight:
         self.generation = engine.NO_GENERATION
         self.writable = False
 
-    async def run(self) -> Any:
-        slot = (self.config.namespace, self.text)
-        schema = self.codec.schema_hash
-        inflight = self.state.inflight
-        while True:
-            leaders = inflight.get(slot)
-            leader = leaders.get(schema) if leaders else None
-            if leader is None:
-                break
-            try:
-                payload, hit = await asyncio.shield(leader)
-            except asyncio.CancelledError:
-                task = asyncio.current_task()
-                if leader.cancelled() and not (task is not None and task.cancelling()):
-                    continue  # the leader was cancelled, not us: take over
-                raise
-            if hit:
-                self.stats.hits += 1
-            else:
-                self.stats.misses += 1
-            return None if payload is None else self.codec.decode(payload)
-
+    async def lead(self) -> Any:
+        """Read; on a miss load and store. Callers arriving meanwhile share the outcome."""
+        state, stats, codec, text = self.state, self.stats, self.codec, self.text
+        slot = (self.config.namespace, text)
+        schema = codec.schema_hash
         flight: asyncio.Future[tuple[bytes | None, bool]] = (
             asyncio.get_running_loop().create_future()
         )
-        inflight.setdefault(slot, {})[schema] = flight
+        leaders = state.inflight.get(slot)
+        if leaders is None:
+            state.inflight[slot] = {schema: flight}
+        else:
+            leaders[schema] = flight
         try:
-            value, payload, hit = await self._lead()
+            found = await self._read()
+            if isinstance(found, bytes):
+                try:
+                    value = engine.decode_entry(found, codec)
+                except ValueError:  # pydantic's ValidationError: not this model's bytes
+                    await _drop_corrupt(self.backend, stats, slot[0], [self.data_key])
+                else:
+                    stats.hits += 1
+                    if found[:1] == NOT_FOUND:
+                        stats.negative_hits += 1
+                    state.local_put(self.config, text, schema, found, self.epoch)
+                    flight.set_result((None if value is None else found[HEADER:], True))
+                    return value
+            elif found is not None and found.corrupt:
+                await _drop_corrupt(self.backend, stats, slot[0], [self.data_key])
+            stats.misses += 1
+            value, payload = await self._fill()
         except asyncio.CancelledError:
             flight.cancel()
             raise
@@ -674,57 +746,36 @@ class _Flight:
             flight.exception()  # mark retrieved; waiters re-raise it
             raise
         else:
-            flight.set_result((payload, hit))
+            flight.set_result((payload, False))
             return value
         finally:
-            leaders = inflight.get(slot)
+            leaders = state.inflight.get(slot)
             if leaders is not None and leaders.get(schema) is flight:
                 del leaders[schema]
                 if not leaders:
-                    del inflight[slot]
-
-    async def _lead(self) -> tuple[Any, bytes | None, bool]:
-        """Read, and on a miss load and store: (value, its JSON or None, was a hit)."""
-        found = await self._read()
-        if isinstance(found, bytes):
-            try:
-                value = engine.decode_entry(found, self.codec)
-            except ValueError:  # pydantic's ValidationError: bytes that are not this model
-                await _drop_corrupt(
-                    self.backend, self.stats, self.config.namespace, [self.data_key]
-                )
-            else:
-                _count_hit(self.stats, found)
-                self.state.local_put(
-                    self.config, self.text, self.codec.schema_hash, found, self.epoch
-                )
-                return value, None if value is None else found[HEADER:], True
-        elif found is not None and found.corrupt:
-            await _drop_corrupt(self.backend, self.stats, self.config.namespace, [self.data_key])
-        self.stats.misses += 1
-        value, payload = await self._fill()
-        return value, payload, False
+                    del state.inflight[slot]
 
     async def _read(self) -> bytes | Miss | None:
         """The servable entry, a Miss to fill, or None when the backend failed."""
         config, state, stats, backend = self.config, self.state, self.stats, self.backend
         namespace = config.namespace
-        base = config.base(backend)
-        version_key = base + ":version"
-        generation_key = f"{base}:g:{self.text}"
-        version = state.versions.get(namespace)
-        schema = self.codec.schema_hash
-        data_key = f"{base}:v{engine.version_segment(version)}:{schema}:{self.text}"
+        names = state.names.get(namespace)
+        if names is None:
+            names = state.names[namespace] = engine.Names(config.base(backend))
+        version, segment = state.versions.get(namespace, engine.NO_VERSION)
+        schema_text = f":{self.codec.schema_hash}:{self.text}"
+        generation_key = names.generation_prefix + self.text
+        data_key = f"{names.base}:v{segment}{schema_text}"
         try:
             raw_version, raw_generation, raw = await backend.get_many(
-                (version_key, generation_key, data_key)
+                (names.version_key, generation_key, data_key)
             )
             if raw_version != version:
                 # The namespace was invalidated (maybe elsewhere): read at the new version.
-                version = state.versions[namespace] = raw_version
-                data_key = f"{base}:v{engine.version_segment(version)}:{schema}:{self.text}"
+                version, segment = state.remember_version(namespace, raw_version)
+                data_key = f"{names.base}:v{segment}{schema_text}"
                 raw_version, raw_generation, raw = await backend.get_many(
-                    (version_key, generation_key, data_key)
+                    (names.version_key, generation_key, data_key)
                 )
         except Exception as exc:
             engine.record_error(backend, stats, namespace, "read", exc)
@@ -733,16 +784,14 @@ class _Flight:
             engine.record_recovery(stats, namespace)
         if state.failed and state.replaying is None:
             engine.replay_failed(state, backend)
-        segment = engine.version_segment(version)
         self.data_key = data_key
-        self.lock_key = f"{base}:l:v{segment}:{schema}:{self.text}"
-        self.read_keys = (version_key, generation_key, data_key)
-        found = engine.inspect(stats, raw_generation, raw)
-        if isinstance(found, Miss):
-            self.generation = found.generation
-        else:
-            self.generation = engine.generation_of(raw_generation)
+        self.lock_key = f"{names.base}:l:v{segment}{schema_text}"
+        self.read_keys = (names.version_key, generation_key, data_key)
         self.writable = True
+        found = engine.inspect(stats, raw_generation, raw)
+        self.generation = (
+            found.generation if isinstance(found, Miss) else engine.generation_of(raw_generation)
+        )
         return found
 
     async def _fill(self) -> tuple[Any, bytes | None]:
@@ -787,7 +836,10 @@ class _Flight:
                 return
             entry, ttl = NOT_FOUND + self.generation, config.negative_ttl
         else:
-            entry, ttl = VALUE + self.generation + payload, self.lifetime
+            lifetime = self.lifetime
+            if lifetime is None:
+                lifetime = self.service._lifetime(config, None)
+            entry, ttl = VALUE + self.generation + payload, lifetime
         try:
             await self.backend.set(self.data_key, entry, ttl=config.jittered(ttl))
         except Exception as exc:

@@ -205,3 +205,60 @@ class _Flaky:
             return await attribute(*args, **kwargs)
 
         return call
+
+
+async def test_a_connection_dropped_by_a_restart_is_retried_once(redis_server: RedisServer) -> None:
+    cache = RedisCache(redis_server.url, prefix=unique_prefix("outage"))
+    try:
+        await cache.set("k", b"v")
+        assert await cache.get_many(["k"]) == [b"v"]  # leaves a pooled connection open
+        redis_server.stop()
+        redis_server.start()
+        # The pooled connection is dead; the read retries on a fresh one.
+        assert await cache.get_many(["k"]) == [None]
+        assert cache.breaker.state == "closed"
+    finally:
+        await cache.close()
+
+
+async def test_a_cancelled_read_does_not_poison_the_pool(blackhole: Blackhole) -> None:
+    cache = _fast_cache(f"redis://127.0.0.1:{blackhole.port}/0")
+    try:
+        reader = asyncio.create_task(cache.get_many(["k"]))
+        await asyncio.sleep(0.05)
+        reader.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await reader
+        assert cache._call.in_use == 0  # the turn was given back
+    finally:
+        await cache.close()
+
+
+async def test_calls_beyond_the_pool_size_queue_instead_of_failing() -> None:
+    import fakeredis
+
+    client = fakeredis.FakeAsyncRedis(max_connections=6)
+    cache = RedisCache(client)
+    assert cache._call.limit == 2
+    await cache.set("k", b"v")
+    results = await asyncio.gather(*(cache.get_many(["k"]) for _ in range(200)))
+    assert results == [[b"v"]] * 200
+    assert cache.breaker.state == "closed"
+    await client.aclose()
+
+
+async def test_a_saturated_pool_fails_open_after_pool_timeout(blackhole: Blackhole) -> None:
+    cache = RedisCache(
+        f"redis://127.0.0.1:{blackhole.port}/0",
+        client_options={"max_connections": 1, "pool_timeout": 0.05, "socket_timeout": 0.5},
+    )
+    try:
+        holder = asyncio.create_task(cache.get_many(["k"]))  # takes the only turn, hangs
+        await asyncio.sleep(0.02)
+        with pytest.raises(CacheUnavailableError, match="No Redis connection free"):
+            await cache.get_many(["k"])
+        with pytest.raises(CacheUnavailableError):
+            await holder
+        assert cache._call.in_use == 0
+    finally:
+        await cache.close()
