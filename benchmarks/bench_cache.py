@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import logging
 import os
 import secrets
 import statistics
@@ -373,6 +374,7 @@ async def cleanup(prefix: str) -> None:
 
 
 async def main() -> None:
+    logging.basicConfig(format="  (log) %(name)s: %(message)s")
     prefix = f"bench-cache-{secrets.token_hex(4)}:"
     print(f"Redis: {REDIS_URL}; Python {sys.version.split()[0]}")
     try:
