@@ -290,7 +290,8 @@ class CachedServiceMixin:
         if config.ttl is not None:
             return config.ttl
         default = getattr(self.cache, "default_ttl", None)
-        return float(default) if default else _DEFAULT_TTL
+        # Invalidation tokens are sized for cache_max_ttl: no entry may outlive it.
+        return min(float(default) if default else _DEFAULT_TTL, config.max_ttl)
 
     # -- one value -------------------------------------------------------------------
 

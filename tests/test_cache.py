@@ -12,7 +12,7 @@ from typing import Any, ClassVar
 from uuid import UUID
 
 import pytest
-from fastapi import Depends, FastAPI
+from fastapi import Depends, FastAPI, Request
 from fastapi.testclient import TestClient
 from pydantic import BaseModel
 
@@ -441,6 +441,16 @@ async def test_ttl_defaults_to_the_backends_default(db: FakeDB) -> None:
     (entry,) = [v for k, v in backend._data.items() if ":v0:" in k]
     assert entry[1] == 42
 
+    class Bounded(Defaulted):
+        cache_namespace = "bounded"
+        cache_max_ttl = 10
+        cache_negative_ttl = 5
+
+    backend = MemoryCache(default_ttl=42, clock=lambda: now[0])
+    await Bounded(backend).cached(1, db.loader(1), model=VideoResponse)
+    (entry,) = [v for k, v in backend._data.items() if ":v0:" in k]
+    assert entry[1] == 10  # a backend default never outlives cache_max_ttl
+
 
 # -- cached_many -------------------------------------------------------------------
 
@@ -725,6 +735,32 @@ async def test_a_fill_started_before_an_invalidation_is_never_served(
     assert cache_stats(cache_backend)["namespaces"]["race"]["stale"] == 1
 
 
+async def test_callers_after_an_invalidation_do_not_join_an_older_read(
+    cache_backend: CacheBackend,
+) -> None:
+    service = VideoService(cache_backend, FakeDB())
+    rows = {1: "v1"}
+    release = asyncio.Event()
+
+    async def slow_old() -> VideoResponse:
+        title = rows[1]
+        await release.wait()
+        return VideoResponse(id=1, title=title)
+
+    async def load() -> VideoResponse:
+        return VideoResponse(id=1, title=rows[1])
+
+    old_reader = asyncio.create_task(service.cached(1, slow_old, model=VideoResponse))
+    await asyncio.sleep(0.02)
+    rows[1] = "v2"
+    await service.invalidate(1)
+    fresh = await service.cached(1, load, model=VideoResponse)  # does not wait for old_reader
+    assert fresh == VideoResponse(id=1, title="v2")
+    release.set()
+    assert (await old_reader).title == "v1"
+    assert await service.cached(1, load, model=VideoResponse) == VideoResponse(id=1, title="v2")
+
+
 # -- the local layer ---------------------------------------------------------------
 
 
@@ -866,7 +902,14 @@ def test_install_cache_serves_routes_and_closes_after_the_apps_lifespan() -> Non
     ) -> APIResponse[VideoResponse]:
         return APIResponse.ok(await service.get(video_id))
 
+    @app.get("/greeting")
+    async def greeting(request: Request) -> dict[str, str]:
+        return {"greeting": request.state.greeting}
+
     with TestClient(app) as client:
+        response = client.get("/greeting")  # the app's own lifespan state is kept
+        assert response.status_code == 200, response.text
+        assert response.json() == {"greeting": "hi"}
         for _ in range(2):
             response = client.get("/videos/1")
             assert response.status_code == 200, response.text
