@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import shutil
 import time
 from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
@@ -13,8 +12,7 @@ import redis
 from pydantic import BaseModel
 
 from heygen_conventions import CachedServiceMixin, RedisCache, cache_stats
-from tests.conftest import IN_CI
-from tests.fixtures.cache import RedisServer, cache_keys, unique_prefix
+from tests.fixtures.cache import RedisServer, cache_keys, start_redis_server, unique_prefix
 
 
 class Video(BaseModel):
@@ -33,13 +31,9 @@ class VideoService(CachedServiceMixin):
 @pytest.fixture
 def cluster_node(tmp_path: Path) -> Iterator[RedisServer]:
     """A one-node Redis Cluster owning every slot (it checks CROSSSLOT like a real one)."""
-    executable = shutil.which("redis-server")
-    if executable is None:
-        if IN_CI:
-            pytest.fail("redis-server is not installed; CI must run the cluster test")
-        pytest.skip("redis-server is not installed")
-    node = RedisServer(executable, tmp_path)
-    node.start("--cluster-enabled", "yes", "--cluster-config-file", str(tmp_path / "nodes.conf"))
+    node = start_redis_server(
+        tmp_path, "--cluster-enabled", "yes", "--cluster-config-file", str(tmp_path / "nodes.conf")
+    )
     client = redis.Redis(host="127.0.0.1", port=node.port)
     client.execute_command("CLUSTER", "ADDSLOTSRANGE", "0", "16383")
     for _ in range(500):
