@@ -442,6 +442,7 @@ def record_error(
     exc: BaseException,
     *,
     level: int = logging.WARNING,
+    message: str = "Cache unavailable, answering from the loader",
 ) -> None:
     """Count a failed backend call; log only the first of an incident."""
     stats.errors += 1
@@ -452,7 +453,7 @@ def record_error(
     breaker = getattr(backend, "breaker", None)
     logger.log(
         level,
-        "Cache unavailable, answering from the loader",
+        message,
         extra={
             "cache_namespace": namespace,
             "cache_operation": operation,
@@ -516,7 +517,15 @@ def _invalidation_failed(
     backend: Any, state: State, config: Config, exc: BaseException, texts: Sequence[str] | None
 ) -> None:
     stats = state.ns(config.namespace)
-    record_error(backend, stats, config.namespace, "invalidate", exc, level=logging.ERROR)
+    record_error(
+        backend,
+        stats,
+        config.namespace,
+        "invalidate",
+        exc,
+        level=logging.ERROR,
+        message="Cache invalidation failed; it is retried once the cache answers again",
+    )
     _, known = state.failed.get(config.namespace, (config, set()))
     if texts is None or known is None or len(known) + len(texts) > MAX_FAILED_KEYS:
         state.failed[config.namespace] = (config, None)

@@ -102,6 +102,8 @@ def decode_all(
         return list(servable)
     try:
         decoded = codec.decode_many(b"[" + b",".join(e[HEADER:] for _, e in values) + b"]")
+        if len(decoded) != len(values):  # an entry held several values: find it below
+            raise ValueError("entry count mismatch")
     except ValueError:
         outcome: list[tuple[int, bytes | None]] = []
         for i, entry in servable:

@@ -511,6 +511,22 @@ async def test_cached_many_replaces_corrupt_entries(
     assert cache_stats(cache_backend)["namespaces"]["videos"]["corrupt"] == 2
 
 
+async def test_cached_many_survives_an_entry_holding_two_values(
+    cache_backend: CacheBackend, db: FakeDB
+) -> None:
+    service = VideoService(cache_backend, db)
+    await service.cached_many([1, 2], db.load_many, model=VideoResponse)
+    (first,) = [k for k in await cache_keys(cache_backend) if ":v0:" in k and k.endswith(":1")]
+    two = b'{"id":1,"title":"a"},{"id":9,"title":"b"}'
+    await cache_backend.set(first, b"V" + b"-" * 16 + two)
+    result = await service.cached_many([1, 2], db.load_many, model=VideoResponse)
+    assert result == {
+        1: VideoResponse(id=1, title="video 1"),
+        2: VideoResponse(id=2, title="video 2"),
+    }
+    assert db.loads == [(1, 2), (1,)]
+
+
 async def test_cached_many_loader_errors_propagate(cache_backend: CacheBackend) -> None:
     service = VideoService(cache_backend, FakeDB())
 

@@ -172,7 +172,9 @@ async def test_invalidations_lost_in_an_outage_are_replayed(
     titles[1] = "new"
     await service.invalidate(1)
     await service.invalidate_namespace()
-    (record,) = _records(caplog, "Cache unavailable, answering from the loader")
+    (record,) = _records(
+        caplog, "Cache invalidation failed; it is retried once the cache answers again"
+    )
     assert record.levelno == logging.ERROR
     assert record.cache_operation == "invalidate"  # type: ignore[attr-defined]
     flaky.down = False
