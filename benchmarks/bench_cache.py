@@ -1,7 +1,8 @@
 """Cache benchmarks, as ratios to baselines measured in the same run.
 
-    .venv/bin/pip install -e '.[bench]'        # fastapi-cache2 and cashews, for comparison
-    .venv/bin/python -m benchmarks.bench_cache  # BENCH_REDIS_URL (default redis://127.0.0.1:6379/15)
+    make test                                    # creates .venv with the dev tools
+    .venv/bin/pip install -e '.[dev,bench]'      # adds fastapi-cache2 and cashews
+    .venv/bin/python -m benchmarks.bench_cache   # BENCH_REDIS_URL (default redis://127.0.0.1:6379/15)
 
 Uses a real Redis (db 15) under a unique key prefix it removes afterwards.
 
