@@ -1,23 +1,114 @@
-"""Caching for services: a backend protocol, Redis and in-process backends, and a mixin.
+"""Read-through caching for services, safe under outages, stampedes and concurrent writers.
 
-Only the :class:`CacheBackend` protocol is defined so far; the backends and
-``CachedServiceMixin`` follow.
+A service mixes in :class:`CachedServiceMixin`, names its namespace and
+reads through the cache::
+
+    class VideoService(CachedServiceMixin):
+        cache_namespace = "videos"
+
+        def __init__(self, session: AsyncSession, cache: CacheBackend) -> None:
+            self.session = session
+            self.cache = cache
+
+        async def get_video(self, video_id: UUID) -> VideoResponse:
+            video = await self.cached(
+                video_id, lambda: self.repository.get_by_id(video_id), model=VideoResponse
+            )
+            if video is None:
+                raise NotFoundError("Video not found")
+            return video
+
+Values are stored as JSON through a cached pydantic ``TypeAdapter`` (no
+pickle) and come back as the model type. One hit is one ``MGET`` of the
+namespace version, the key's generation token and the entry; an entry is
+served only while its generation is current, which closes the stale-refill
+race (see ``_cache_engine``). Keys read ``<prefix><namespace>:v<version>:
+<schema hash>:<key>``. Concurrent misses for one key share one load; with
+``cache_lock`` one process loads while the others wait. Every backend error
+is logged once per incident, counted, and answered from the loader.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from typing import Protocol, runtime_checkable
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from datetime import timedelta
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol, TypeVar, runtime_checkable
 
-__all__ = ["CacheBackend"]
+from starlette.requests import HTTPConnection
+
+from heygen_conventions import _cache_engine as engine
+from heygen_conventions._breaker import CircuitBreaker
+from heygen_conventions._cache_backends import DEFAULT_REDIS_OPTIONS, MemoryCache, RedisCache
+from heygen_conventions._cache_engine import (
+    NOT_FOUND,
+    VALUE,
+    CacheKey,
+    Codec,
+    Config,
+    NamespaceStats,
+    State,
+)
+from heygen_conventions._cache_read import (
+    TAKE_OVER,
+    Flight,
+    count_hit,
+    decode_all,
+    drop_corrupt,
+    join,
+    load,
+    pending,
+    read_many,
+    write_spread,
+)
+from heygen_conventions._unit_of_work import (
+    defer_until_commit,
+    discard_after_commit,
+    in_transaction,
+    run_after_commit,
+)
+
+if TYPE_CHECKING:
+    from fastapi import FastAPI
+
+    from heygen_conventions.settings import Settings
+
+__all__ = [
+    "APP_STATE_KEY",
+    "DEFAULT_REDIS_OPTIONS",
+    "CacheBackend",
+    "CacheKey",
+    "CachedServiceMixin",
+    "CircuitBreaker",
+    "MemoryCache",
+    "PubSubBackend",
+    "RedisCache",
+    "cache_from_settings",
+    "cache_stats",
+    "defer_until_commit",
+    "discard_after_commit",
+    "get_cache",
+    "install_cache",
+    "run_after_commit",
+]
+
+T = TypeVar("T")
+K = TypeVar("K")
+
+#: Attribute of ``app.state`` holding the installed backend.
+APP_STATE_KEY = "heygen_cache"
+
+_DEFAULT_TTL = 300.0
 
 
 @runtime_checkable
 class CacheBackend(Protocol):
     """What the library needs from a cache store. Values are bytes; TTLs are seconds.
 
-    Implementations raise their own errors on failure; callers that must
-    fail open (the service mixin, revocation checks) catch them.
+    Implementations raise their own errors on failure (the library's backends
+    raise :class:`~heygen_conventions.CacheUnavailableError`); callers that
+    must fail open (the service mixin, revocation checks) catch them.
     """
 
     async def get(self, key: str) -> bytes | None:
@@ -46,3 +137,386 @@ class CacheBackend(Protocol):
 
     async def close(self) -> None:
         """Release connections; the backend is unusable afterwards."""
+
+
+@runtime_checkable
+class PubSubBackend(CacheBackend, Protocol):
+    """A backend that can also broadcast to every app instance (both library backends can)."""
+
+    async def publish(self, channel: str, message: bytes) -> int:
+        """Send ``message`` to the subscribers of ``channel``; how many received it."""
+
+    def subscribe(self, channel: str) -> AbstractAsyncContextManager[AsyncIterator[bytes]]:
+        """Subscribe; every message published after entering the context is delivered."""
+
+
+# -- wiring -------------------------------------------------------------------------
+
+
+def install_cache(app: FastAPI, backend: CacheBackend) -> CacheBackend:
+    """Make ``backend`` the app's cache (``app.state.heygen_cache``), closed at shutdown.
+
+    The app's own lifespan is kept: the backend closes after it has ended.
+
+    Raises:
+        RuntimeError: A cache is already installed on ``app``.
+    """
+    if getattr(app.state, APP_STATE_KEY, None) is not None:
+        raise RuntimeError("install_cache() was already called on this app")
+    setattr(app.state, APP_STATE_KEY, backend)
+    inner = app.router.lifespan_context
+
+    @asynccontextmanager
+    async def lifespan(app_: Any) -> AsyncIterator[Any]:
+        try:
+            async with inner(app_) as state:
+                yield state
+        finally:
+            await engine.close_state(backend)
+            await backend.close()
+
+    app.router.lifespan_context = lifespan
+    return backend
+
+
+def get_cache(connection: HTTPConnection) -> CacheBackend:
+    """Dependency: the backend given to :func:`install_cache`."""
+    backend: CacheBackend | None = getattr(connection.app.state, APP_STATE_KEY, None)
+    if backend is None:
+        raise RuntimeError("No cache installed: call install_cache(app, backend) at startup")
+    return backend
+
+
+def cache_from_settings(settings: Settings) -> MemoryCache | RedisCache:
+    """``RedisCache`` when ``settings.redis_url`` is set, else ``MemoryCache``.
+
+    Keys get the prefix ``"<app_name>:"``; services without their own
+    ``cache_ttl`` cache for ``settings.cache_ttl``.
+    """
+    prefix = f"{settings.app_name}:"
+    ttl = settings.cache_ttl.total_seconds()
+    if settings.redis_url:
+        return RedisCache(settings.redis_url, prefix=prefix, default_ttl=ttl)
+    return MemoryCache(prefix=prefix, default_ttl=ttl)
+
+
+def cache_stats(cache: CacheBackend) -> dict[str, Any]:
+    """Counters per namespace and the breaker state, for a stats or health route.
+
+    Per namespace: ``hits`` (every answer from the cache, including
+    ``local_hits`` from the in-process layer and ``negative_hits`` answering
+    "not found"), ``misses``, ``stale`` (entries found but invalidated since
+    they were written), ``corrupt`` (entries that did not decode, deleted),
+    ``errors`` (failed backend calls, answered from the loader), ``loads``
+    and ``load_seconds`` (loader calls and their total time), ``lock_waits``.
+    """
+    state = engine.existing_state(cache) or State()
+    breaker = getattr(cache, "breaker", None)
+    return {
+        "backend": type(cache).__name__,
+        "breaker": getattr(breaker, "state", None),
+        "namespaces": {name: stats.snapshot() for name, stats in sorted(state.stats.items())},
+    }
+
+
+# -- the mixin ---------------------------------------------------------------------
+
+
+class CachedServiceMixin:
+    """Read-through caching for a service class, one namespace per class.
+
+    The service sets ``self.cache`` (a :class:`CacheBackend`, e.g. from
+    ``Depends(get_cache)``) in its constructor, and ``self.session`` (or
+    ``self.db``) when it writes through a database session: invalidations
+    requested while that session's transaction is open run after it commits
+    and are dropped if it rolls back.
+
+    Class attributes, checked when the class is created (durations in
+    seconds or as ``timedelta``; zero or negative ones are refused):
+
+    - ``cache_namespace``: required, 1-64 of ``[A-Za-z0-9_.-]``.
+    - ``cache_ttl``: entry lifetime; None takes the backend's ``default_ttl``,
+      else 300 s.
+    - ``cache_ttl_jitter``: every TTL is spread by this fraction either way (0.1).
+    - ``cache_negative_ttl``: lifetime of a cached "not found" (30 s; None: off).
+    - ``cache_max_ttl``: bound on every TTL (1 day); invalidation records
+      live about twice as long.
+    - ``cache_lock``: across processes, one loads a missing key while the
+      others wait and re-read (off). ``cache_lock_ttl`` (5 s) bounds how long
+      a dead holder blocks the key; ``cache_lock_wait`` (1 s) is how long the
+      others wait before loading themselves.
+    - ``cache_local_ttl``: keep entries in process too, for this long (off).
+      Invalidations reach other instances by pub/sub; this TTL bounds
+      staleness when a message is lost.
+    """
+
+    cache: CacheBackend
+    cache_namespace: ClassVar[str | None] = None
+    cache_ttl: ClassVar[float | timedelta | None] = None
+    cache_ttl_jitter: ClassVar[float] = 0.1
+    cache_negative_ttl: ClassVar[float | timedelta | None] = 30.0
+    cache_max_ttl: ClassVar[float | timedelta] = 86400.0
+    cache_lock: ClassVar[bool] = False
+    cache_lock_ttl: ClassVar[float | timedelta] = 5.0
+    cache_lock_wait: ClassVar[float | timedelta] = 1.0
+    cache_local_ttl: ClassVar[float | timedelta | None] = None
+
+    _cache_config: ClassVar[Config | None] = None
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        cls._cache_config = engine.config_for(cls)
+
+    def cache_unit_of_work(self) -> Any | None:
+        """The session whose commit deferred invalidations wait for.
+
+        ``self.session``, else ``self.db``, else None; override to choose another.
+        """
+        session = getattr(self, "session", None)
+        return session if session is not None else getattr(self, "db", None)
+
+    def _config(self) -> Config:
+        config = self._cache_config
+        if config is None:
+            raise TypeError(f"{type(self).__name__} must set cache_namespace")
+        return config
+
+    def _lifetime(self, config: Config, ttl: float | timedelta | None) -> float:
+        if ttl is not None:
+            lifetime = engine.seconds(ttl, "ttl")
+            if lifetime > config.max_ttl:
+                raise ValueError(f"ttl exceeds cache_max_ttl ({config.max_ttl} s)")
+            return lifetime
+        if config.ttl is not None:
+            return config.ttl
+        default = getattr(self.cache, "default_ttl", None)
+        # Invalidation tokens are sized for cache_max_ttl: no entry may outlive it.
+        return min(float(default) if default else _DEFAULT_TTL, config.max_ttl)
+
+    # -- one value -------------------------------------------------------------------
+
+    async def cached(
+        self,
+        key: CacheKey,
+        loader: Callable[[], Awaitable[Any]],
+        *,
+        model: type[T],
+        ttl: float | timedelta | None = None,
+    ) -> T | None:
+        """The value for ``key``, from the cache or else from ``loader()``.
+
+        Args:
+            key: Identifies the value in the namespace (``str``, ``int``,
+                ``UUID`` or a tuple of them).
+            loader: Called on a miss. Returns a ``model`` value, or something
+                ``model`` validates from (an ORM row, a dict), or None for
+                "not found", which is cached for ``cache_negative_ttl``.
+            model: The type returned: ``VideoResponse``, ``list[VideoResponse]``...
+            ttl: Overrides ``cache_ttl`` for this entry.
+
+        Returns:
+            The value as ``model``, or None when the loader found nothing.
+
+        Raises:
+            What ``loader`` raises (and nothing is cached). Cache failures are
+            never raised: the loader answers instead.
+        """
+        config = self._config()
+        lifetime = None if ttl is None else self._lifetime(config, ttl)
+        backend = self.cache
+        state = engine.state_for(backend)
+        codec = engine.codec_for(model)
+        text = engine.key_text(key)
+        namespace = config.namespace
+        stats = state.ns(namespace)
+
+        unit = self.cache_unit_of_work()
+        if unit is not None and pending(unit, namespace, text):
+            # This transaction changed the key: it reads its own writes, caches nothing.
+            stats.misses += 1
+            value, _ = await load(stats, loader, codec)
+            return value  # type: ignore[no-any-return]
+
+        epoch = state.local_epoch
+        if config.local_ttl is not None:
+            engine.start_local(state, backend)
+            local = state.local_get(namespace, text, codec.schema_hash)
+            if local is not None:
+                stats.local_hits += 1
+                return self._serve(stats, local, codec)  # type: ignore[no-any-return]
+
+        leaders = state.inflight.get((namespace, text))
+        if leaders is not None:
+            leader = leaders.get(codec.schema_hash)
+            if leader is not None:
+                shared = await join(leader, stats, codec)
+                if shared is not TAKE_OVER:
+                    return shared  # type: ignore[no-any-return]
+        if lifetime is None:
+            lifetime = self._lifetime(config, None)
+        flight = Flight(backend, state, stats, config, codec, loader, text, lifetime, epoch)
+        return await flight.lead()  # type: ignore[no-any-return]
+
+    def _serve(self, stats: NamespaceStats, entry: bytes, codec: Codec) -> Any:
+        value = engine.decode_entry(entry, codec)
+        count_hit(stats, entry)
+        return value
+
+    # -- many values -------------------------------------------------------------------
+
+    async def cached_many(
+        self,
+        ids: Iterable[K],
+        loader_many: Callable[[list[K]], Awaitable[Mapping[K, Any]]],
+        *,
+        model: type[T],
+        ttl: float | timedelta | None = None,
+    ) -> dict[K, T]:
+        """Values for ``ids``: one cache round trip, one ``loader_many`` call for the misses.
+
+        Args:
+            ids: Keys (``str``, ``int``, ``UUID`` or tuples); repeats are read once.
+            loader_many: Receives the ids that missed, in order; returns a
+                mapping from id to value (model, ORM row or dict). Ids left out
+                or mapped to None are "not found" and cached as such.
+            model: The type of each value.
+            ttl: Overrides ``cache_ttl``.
+
+        Returns:
+            The values found, keyed by id, in the order of ``ids``.
+        """
+        config = self._config()
+        lifetime = self._lifetime(config, ttl)
+        wanted = list(dict.fromkeys(ids))
+        if not wanted:
+            return {}
+        backend = self.cache
+        state = engine.state_for(backend)
+        codec = engine.codec_for(model)
+        namespace = config.namespace
+        stats = state.ns(namespace)
+        texts = [engine.key_text(item) for item in wanted]  # type: ignore[arg-type]
+        found: dict[int, Any] = {}
+        epoch = state.local_epoch
+
+        unit = self.cache_unit_of_work()
+        bypass = set()
+        if unit is not None:
+            bypass = {i for i, text in enumerate(texts) if pending(unit, namespace, text)}
+        if config.local_ttl is not None:
+            engine.start_local(state, backend)
+            for i, text in enumerate(texts):
+                local = None if i in bypass else state.local_get(namespace, text, codec.schema_hash)
+                if local is not None:
+                    stats.local_hits += 1
+                    found[i] = self._serve(stats, local, codec)
+
+        lookup = [i for i in range(len(wanted)) if i not in found and i not in bypass]
+        fills: dict[int, tuple[str, bytes]] = {}  # index -> (entry key, generation)
+        if lookup:
+            try:
+                data_keys, generations, raws = await read_many(
+                    state, config, codec, texts, lookup, backend
+                )
+            except Exception as exc:
+                engine.record_error(backend, stats, namespace, "read", exc)
+            else:
+                if stats.incident:
+                    engine.record_recovery(stats, namespace)
+                corrupt: list[str] = []
+                servable: list[tuple[int, bytes]] = []
+                for i, data_key, raw_generation, raw in zip(
+                    lookup, data_keys, generations, raws, strict=True
+                ):
+                    outcome = engine.inspect(stats, raw_generation, raw)
+                    if isinstance(outcome, bytes):
+                        servable.append((i, outcome))
+                        fills[i] = (data_key, engine.generation_of(raw_generation))
+                        continue
+                    if outcome.corrupt:
+                        corrupt.append(data_key)
+                    fills[i] = (data_key, outcome.generation)
+                for i, entry in decode_all(codec, servable, found):
+                    if entry is None:  # did not decode: refill it
+                        corrupt.append(fills[i][0])
+                        continue
+                    del fills[i]
+                    count_hit(stats, entry)
+                    if config.local_ttl is not None:
+                        state.local_put(config, texts[i], codec.schema_hash, entry, epoch)
+                if corrupt:
+                    await drop_corrupt(backend, stats, namespace, corrupt)
+
+        missing = [i for i in range(len(wanted)) if i not in found]
+        if missing:
+            stats.misses += len(missing)
+            started = time.perf_counter()
+            try:
+                loaded = await loader_many([wanted[i] for i in missing])
+            finally:
+                stats.loads += 1
+                stats.load_seconds += time.perf_counter() - started
+            values: dict[str, bytes] = {}
+            negatives: dict[str, bytes] = {}
+            for i in missing:
+                value = loaded.get(wanted[i])
+                if value is None:
+                    found[i] = None
+                    if i in fills and config.negative_ttl is not None:
+                        data_key, generation = fills[i]
+                        negatives[data_key] = NOT_FOUND + generation
+                    continue
+                found[i] = codec.to_model(value)
+                if i in fills:
+                    data_key, generation = fills[i]
+                    entry = VALUE + generation + engine.dump(codec, found[i])
+                    values[data_key] = entry
+                    state.local_put(config, texts[i], codec.schema_hash, entry, epoch)
+            await write_spread(backend, stats, config, values, lifetime)
+            if negatives and config.negative_ttl is not None:
+                await write_spread(backend, stats, config, negatives, config.negative_ttl)
+        return {wanted[i]: found[i] for i in range(len(wanted)) if found[i] is not None}
+
+    # -- invalidating ---------------------------------------------------------------
+
+    async def invalidate(self, *keys: CacheKey) -> None:
+        """Make the entries for ``keys`` unservable, in every instance and every schema.
+
+        Inside a transaction of :meth:`cache_unit_of_work` it waits for the
+        commit and is dropped on rollback; meanwhile this transaction's reads
+        of those keys bypass the cache. Outside a transaction it happens now:
+        call it once the write is durable, never before.
+        """
+        config = self._config()
+        texts = list(dict.fromkeys(engine.key_text(key) for key in keys))
+        if not texts:
+            return
+        backend = self.cache
+        unit = self.cache_unit_of_work()
+        if unit is not None and in_transaction(unit):
+
+            async def after_commit() -> None:
+                await engine.invalidate_keys(config, backend, texts)
+
+            defer_until_commit(
+                unit, after_commit, pending=[(config.namespace, text) for text in texts]
+            )
+            return
+        await engine.invalidate_keys(config, backend, texts)
+
+    async def invalidate_namespace(self) -> None:
+        """Make every entry of the namespace unservable in O(1), in every instance.
+
+        Waits for the commit like :meth:`invalidate`.
+        """
+        config = self._config()
+        backend = self.cache
+        unit = self.cache_unit_of_work()
+        if unit is not None and in_transaction(unit):
+
+            async def after_commit() -> None:
+                await engine.invalidate_namespace(config, backend)
+
+            defer_until_commit(unit, after_commit, pending=[(config.namespace, None)])
+            return
+        await engine.invalidate_namespace(config, backend)

@@ -13,6 +13,7 @@ Nothing here imports a web framework.
      ├── InvalidInputError        422  invalid_input
      ├── RateLimitedError         429  rate_limited        (Retry-After when known)
      └── ServiceUnavailableError  503  service_unavailable (Retry-After when known)
+          └── CacheUnavailableError 503  cache_unavailable
 
 Applications subclass them for domain errors, overriding ``code`` and the
 default message::
@@ -33,6 +34,7 @@ __all__ = [
     "AppError",
     "AuthenticationError",
     "BadRequestError",
+    "CacheUnavailableError",
     "ConflictError",
     "InvalidInputError",
     "NotFoundError",
@@ -170,3 +172,14 @@ class ServiceUnavailableError(_RetryableError):
     status_code = 503
     code = "service_unavailable"
     default_message = "Service temporarily unavailable"
+
+
+class CacheUnavailableError(ServiceUnavailableError):
+    """Raised by a cache backend that cannot answer: down, timing out, circuit open, bad reply.
+
+    The service mixin catches it and answers from the loader (fail-open);
+    code that calls a backend directly decides whether to fail open or closed.
+    """
+
+    code = "cache_unavailable"
+    default_message = "Cache temporarily unavailable"

@@ -1,0 +1,647 @@
+"""How the service mixin reads, fills and invalidates entries (private).
+
+Layout of a namespace's keys, after the backend's prefix (``{videos}`` in a
+Redis Cluster, so the keys of one namespace share a hash slot)::
+
+    videos:version                      namespace version (INCR)
+    videos:g:<key>                      generation token of <key>
+    videos:v<version>:<schema>:<key>    b"V" + generation + JSON, or b"N" + generation
+    videos:l:v<version>:<schema>:<key>  cross-process load lock
+
+An entry is served only while the generation written into it is still the
+key's current one. Invalidating renews the generation token, so a fill that
+started before the invalidation (and still carries the old token) is never
+served, and entries of every schema are invalidated together.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import random
+import re
+import secrets
+import time
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable, Sequence
+from contextlib import suppress
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any
+from uuid import UUID
+
+import orjson
+from pydantic import TypeAdapter, ValidationError
+
+from heygen_conventions.errors import CacheUnavailableError
+
+logger = logging.getLogger("heygen_conventions.cache")
+
+CacheKey = str | int | UUID | tuple[str | int | UUID, ...]
+
+_PLAIN_KEY = re.compile(r"[A-Za-z0-9._:@/+=-]{1,120}")
+_NAMESPACE = re.compile(r"[A-Za-z0-9_.-]{1,64}")
+_FORMAT = 1  # part of the schema hash: bump when the entry layout changes
+NO_GENERATION = b"-" * 16
+VALUE = b"V"
+NOT_FOUND = b"N"
+HEADER = 17  # tag byte + 16-byte generation
+INVALIDATION_CHANNEL = "heygen:cache-invalidate"
+MAX_FAILED_KEYS = 10_000
+
+
+# -- keys ---------------------------------------------------------------------
+
+
+def key_text(key: CacheKey) -> str:
+    """The key as written in Redis: as is when short and plain, else ``#`` + its hash."""
+    if isinstance(key, str):
+        text = key
+    elif isinstance(key, UUID | int):
+        text = str(key)
+    elif isinstance(key, tuple):
+        text = ":".join(str(part) for part in key)
+    else:
+        raise TypeError(f"cache keys are str, int, UUID or tuples of them, got {type(key)!r}")
+    if _PLAIN_KEY.fullmatch(text):
+        return text
+    digest = hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=16)
+    return "#" + digest.hexdigest()
+
+
+def generation_of(raw: bytes | None) -> bytes:
+    if raw is None:
+        return NO_GENERATION
+    if len(raw) == 16:
+        return raw
+    # Not written by us: any value still works as a token, at a fixed width.
+    return hashlib.blake2b(raw, digest_size=8).hexdigest().encode()
+
+
+def version_segment(raw: bytes | None) -> str:
+    if raw is None:
+        return "0"
+    if raw.isdigit():
+        return raw.decode()
+    return "x" + hashlib.blake2b(raw, digest_size=4).hexdigest()
+
+
+# -- values ---------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class Codec:
+    adapter: TypeAdapter[Any]
+    decode: Callable[[bytes], Any]
+    schema_hash: str
+    instance_of: type | None
+    model: Any
+    many: TypeAdapter[list[Any]] | None = None
+
+    def decode_many(self, json_array: bytes) -> list[Any]:
+        """Values from a JSON array of them, validated in one call."""
+        if self.many is None:
+            self.many = TypeAdapter(list[self.model])  # type: ignore[name-defined]
+        return self.many.validate_json(json_array)
+
+    def to_model(self, value: object) -> Any:
+        if self.instance_of is not None and isinstance(value, self.instance_of):
+            return value
+        # Loaders may return ORM rows or dicts; callers always get the model type.
+        return self.adapter.validate_python(value, from_attributes=True)
+
+
+_CODECS: dict[Any, Codec] = {}
+
+
+def codec_for(model: Any) -> Codec:
+    codec = _CODECS.get(model)
+    if codec is None:
+        codec = _CODECS[model] = _build_codec(model)
+    return codec
+
+
+def _build_codec(model: Any) -> Codec:
+    adapter: TypeAdapter[Any] = TypeAdapter(model)
+    try:
+        schema: object = [
+            adapter.json_schema(mode="validation"),
+            adapter.json_schema(mode="serialization"),
+        ]
+    except Exception:  # a type without a JSON schema: its name stands in
+        schema = repr(model)
+    digest = hashlib.blake2b(
+        orjson.dumps([_FORMAT, schema], option=orjson.OPT_SORT_KEYS), digest_size=4
+    ).hexdigest()
+    validate_json = getattr(model, "model_validate_json", None)
+    decode = validate_json if callable(validate_json) else adapter.validate_json
+    return Codec(adapter, decode, digest, model if isinstance(model, type) else None, model)
+
+
+def seconds(value: float | timedelta, name: str) -> float:
+    number = value.total_seconds() if isinstance(value, timedelta) else float(value)
+    if not number > 0:  # also rejects NaN
+        raise ValueError(f"{name} must be > 0 seconds, got {value!r}")
+    return number
+
+
+# -- configuration ------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Config:
+    namespace: str
+    ttl: float | None
+    negative_ttl: float | None
+    jitter: float
+    max_ttl: float
+    lock: bool
+    lock_ttl: float
+    lock_wait: float
+    local_ttl: float | None
+
+    def base(self, backend: Any) -> str:
+        if getattr(backend, "cluster", False):
+            return "{" + self.namespace + "}"
+        return self.namespace
+
+    def jittered(self, ttl: float) -> float:
+        if not self.jitter:
+            return ttl
+        return ttl * (1 + random.uniform(-self.jitter, self.jitter))  # noqa: S311 - not crypto
+
+    def generation_ttl(self) -> float:
+        # Outlives every entry written under the previous token.
+        return 2 * self.max_ttl * (1 + self.jitter) + self.lock_ttl + 60
+
+
+def config_for(cls: type) -> Config | None:
+    namespace = getattr(cls, "cache_namespace", None)
+    if namespace is None:
+        return None
+    name = cls.__name__
+    if not isinstance(namespace, str) or not _NAMESPACE.fullmatch(namespace):
+        raise ValueError(
+            f"{name}.cache_namespace must be 1-64 of [A-Za-z0-9_.-], got {namespace!r}"
+        )
+    jitter = getattr(cls, "cache_ttl_jitter", 0.1)
+    if not 0 <= jitter < 1:
+        raise ValueError(f"{name}.cache_ttl_jitter must be in [0, 1), got {jitter!r}")
+
+    def optional(attribute: str) -> float | None:
+        value = getattr(cls, attribute, None)
+        return None if value is None else seconds(value, f"{name}.{attribute}")
+
+    def required(attribute: str) -> float:
+        return seconds(getattr(cls, attribute), f"{name}.{attribute}")
+
+    config = Config(
+        namespace=namespace,
+        ttl=optional("cache_ttl"),
+        negative_ttl=optional("cache_negative_ttl"),
+        jitter=float(jitter),
+        max_ttl=required("cache_max_ttl"),
+        lock=bool(getattr(cls, "cache_lock", False)),
+        lock_ttl=required("cache_lock_ttl"),
+        lock_wait=required("cache_lock_wait"),
+        local_ttl=optional("cache_local_ttl"),
+    )
+    for attribute, value in (
+        ("cache_ttl", config.ttl),
+        ("cache_negative_ttl", config.negative_ttl),
+    ):
+        if value is not None and value > config.max_ttl:
+            raise ValueError(f"{name}.{attribute} exceeds cache_max_ttl ({config.max_ttl} s)")
+    return config
+
+
+class Names:
+    """A namespace's fixed key parts on one backend."""
+
+    __slots__ = ("base", "generation_prefix", "version_key")
+
+    def __init__(self, base: str) -> None:
+        self.base = base
+        self.version_key = base + ":version"
+        self.generation_prefix = base + ":g:"
+
+
+NO_VERSION: tuple[bytes | None, str] = (None, "0")
+
+
+# -- per-backend state ----------------------------------------------------------
+
+
+@dataclass(slots=True)
+class NamespaceStats:
+    hits: int = 0
+    local_hits: int = 0
+    negative_hits: int = 0
+    misses: int = 0
+    stale: int = 0
+    corrupt: int = 0
+    errors: int = 0
+    loads: int = 0
+    load_seconds: float = 0.0
+    lock_waits: int = 0
+    incident: bool = False
+    incident_errors: int = 0
+
+    def snapshot(self) -> dict[str, int | float]:
+        return {
+            "hits": self.hits,
+            "local_hits": self.local_hits,
+            "negative_hits": self.negative_hits,
+            "misses": self.misses,
+            "stale": self.stale,
+            "corrupt": self.corrupt,
+            "errors": self.errors,
+            "loads": self.loads,
+            "load_seconds": round(self.load_seconds, 6),
+            "lock_waits": self.lock_waits,
+        }
+
+
+LocalEntry = tuple[float, int, bytes]  # expires at, namespace epoch, entry
+
+
+@dataclass(slots=True)
+class State:
+    """What every service instance on one backend shares."""
+
+    stats: dict[str, NamespaceStats] = field(default_factory=dict)
+    names: dict[str, Names] = field(default_factory=dict)
+    # The namespace versions last read: raw value and its key segment.
+    versions: dict[str, tuple[bytes | None, str]] = field(default_factory=dict)
+    # (namespace, key) -> schema -> the read-through in progress: (JSON or None, was a hit)
+    inflight: dict[tuple[str, str], dict[str, asyncio.Future[tuple[bytes | None, bool]]]] = field(
+        default_factory=dict
+    )
+    # Invalidations that failed while the backend was down, replayed on recovery;
+    # None in place of keys means the whole namespace.
+    failed: dict[str, tuple[Config, set[str] | None]] = field(default_factory=dict)
+    replaying: asyncio.Task[None] | None = None
+    local: OrderedDict[tuple[str, str], dict[str, LocalEntry]] = field(default_factory=OrderedDict)
+    local_maxsize: int = 4096
+    local_ns_epoch: dict[str, int] = field(default_factory=dict)
+    local_epoch: int = 0
+    local_ready: bool = False
+    local_started: bool = False
+    subscriber: asyncio.Task[None] | None = None
+
+    def remember_version(self, namespace: str, raw: bytes | None) -> tuple[bytes | None, str]:
+        known = self.versions[namespace] = (raw, version_segment(raw))
+        return known
+
+    def ns(self, namespace: str) -> NamespaceStats:
+        stats = self.stats.get(namespace)
+        if stats is None:
+            stats = self.stats[namespace] = NamespaceStats()
+        return stats
+
+    def forget(self, namespace: str, key: str | None) -> None:
+        """After an invalidation: drop local entries, and let no new caller join a
+        read-through that started before it."""
+        self.local_epoch += 1
+        if key is None:
+            self.local_ns_epoch[namespace] = self.local_ns_epoch.get(namespace, 0) + 1
+            for slot in [slot for slot in self.inflight if slot[0] == namespace]:
+                del self.inflight[slot]
+        else:
+            self.local.pop((namespace, key), None)
+            self.inflight.pop((namespace, key), None)
+
+    def clear_local(self) -> None:
+        self.local_epoch += 1
+        self.local.clear()
+
+    def local_get(self, namespace: str, text: str, schema: str) -> bytes | None:
+        if not self.local_ready:
+            return None
+        entries = self.local.get((namespace, text))
+        if entries is None:
+            return None
+        entry = entries.get(schema)
+        if entry is None:
+            return None
+        expires_at, ns_epoch, payload = entry
+        if expires_at <= time.monotonic() or ns_epoch != self.local_ns_epoch.get(namespace, 0):
+            del entries[schema]
+            return None
+        self.local.move_to_end((namespace, text))
+        return payload
+
+    def local_put(self, config: Config, text: str, schema: str, entry: bytes, epoch: int) -> None:
+        # An invalidation that arrived while this entry was read or loaded may
+        # concern it: then it is not kept.
+        if config.local_ttl is None or not self.local_ready or self.local_epoch != epoch:
+            return
+        slot = (config.namespace, text)
+        entries = self.local.get(slot)
+        if entries is None:
+            entries = self.local[slot] = {}
+        entries[schema] = (
+            time.monotonic() + config.local_ttl,
+            self.local_ns_epoch.get(config.namespace, 0),
+            entry,
+        )
+        self.local.move_to_end(slot)
+        while len(self.local) > self.local_maxsize:
+            self.local.popitem(last=False)
+
+
+_STATE_ATTR = "_heygen_cache_state"
+# For backends that refuse new attributes (__slots__): id -> (backend, state).
+_SLOTTED_STATES: dict[int, tuple[Any, State]] = {}
+
+
+def state_for(backend: Any) -> State:
+    state: State | None = getattr(backend, _STATE_ATTR, None)
+    if state is not None:
+        return state
+    entry = _SLOTTED_STATES.get(id(backend))
+    if entry is not None and entry[0] is backend:
+        return entry[1]
+    state = State()
+    try:
+        setattr(backend, _STATE_ATTR, state)
+    except AttributeError:
+        _SLOTTED_STATES[id(backend)] = (backend, state)
+    return state
+
+
+def existing_state(backend: Any) -> State | None:
+    state: State | None = getattr(backend, _STATE_ATTR, None)
+    if state is None:
+        entry = _SLOTTED_STATES.get(id(backend))
+        state = entry[1] if entry is not None and entry[0] is backend else None
+    return state
+
+
+async def close_state(backend: Any) -> None:
+    """Stop the background tasks the mixin started for ``backend``."""
+    state = existing_state(backend)
+    _SLOTTED_STATES.pop(id(backend), None)
+    if state is None:
+        return
+    for task in (state.subscriber, state.replaying):
+        if task is not None and not task.done():
+            task.cancel()
+            with suppress(asyncio.CancelledError, Exception):
+                await task
+    state.subscriber = None
+    state.replaying = None
+    state.local_started = False
+    state.local_ready = False
+    state.clear_local()
+
+
+# -- reading ------------------------------------------------------------------
+
+
+class Miss:
+    """A read that found no servable entry; ``generation`` is what a fill must carry."""
+
+    __slots__ = ("corrupt", "generation")
+
+    def __init__(self, generation: bytes, *, corrupt: bool = False) -> None:
+        self.generation = generation
+        self.corrupt = corrupt
+
+
+def inspect(stats: NamespaceStats, raw_generation: bytes | None, raw: bytes | None) -> bytes | Miss:
+    """The entry when it is servable, else a :class:`Miss`."""
+    generation = generation_of(raw_generation)
+    if raw is None:
+        return Miss(generation)
+    tag = raw[:1]
+    if (tag == VALUE and len(raw) > HEADER) or (tag == NOT_FOUND and len(raw) == HEADER):
+        if raw[1:HEADER] == generation:
+            return raw
+        stats.stale += 1
+        return Miss(generation)
+    return Miss(generation, corrupt=True)
+
+
+def decode_entry(entry: bytes, codec: Codec) -> Any:
+    """The value in a servable entry (None for "not found"); ValidationError if corrupt."""
+    if entry[:1] == NOT_FOUND:
+        return None
+    return codec.decode(entry[HEADER:])
+
+
+# -- incidents -----------------------------------------------------------------
+
+
+def record_error(
+    backend: Any,
+    stats: NamespaceStats,
+    namespace: str,
+    operation: str,
+    exc: BaseException,
+    *,
+    level: int = logging.WARNING,
+    message: str = "Cache unavailable, answering from the loader",
+) -> None:
+    """Count a failed backend call; log only the first of an incident."""
+    stats.errors += 1
+    stats.incident_errors += 1
+    if stats.incident:
+        return
+    stats.incident = True
+    breaker = getattr(backend, "breaker", None)
+    logger.log(
+        level,
+        message,
+        extra={
+            "cache_namespace": namespace,
+            "cache_operation": operation,
+            "error_type": type(exc).__name__,
+            "cause_type": type(exc.__cause__).__name__ if exc.__cause__ else None,
+            "breaker_state": getattr(breaker, "state", None),
+        },
+    )
+
+
+def record_recovery(stats: NamespaceStats, namespace: str) -> None:
+    logger.info(
+        "Cache recovered",
+        extra={"cache_namespace": namespace, "errors_during_incident": stats.incident_errors},
+    )
+    stats.incident = False
+    stats.incident_errors = 0
+
+
+# -- invalidating ----------------------------------------------------------------
+
+
+async def invalidate_keys(config: Config, backend: Any, texts: Sequence[str]) -> None:
+    state = state_for(backend)
+    for text in texts:
+        state.forget(config.namespace, text)
+    base = config.base(backend)
+    tokens = {f"{base}:g:{text}": secrets.token_hex(8).encode() for text in texts}
+    try:
+        await backend.set_many(tokens, ttl=config.generation_ttl())
+    except Exception as exc:
+        _invalidation_failed(backend, state, config, exc, texts)
+        return
+    if config.local_ttl is not None:
+        await _broadcast(backend, [f"k\x00{config.namespace}\x00{text}" for text in texts])
+
+
+async def invalidate_namespace(config: Config, backend: Any) -> None:
+    state = state_for(backend)
+    state.forget(config.namespace, None)
+    version_key = config.base(backend) + ":version"
+    try:
+        try:
+            version = await backend.incr(version_key)
+        except CacheUnavailableError as exc:
+            if exc.__cause__ is not None and type(exc.__cause__).__name__ != "ResponseError":
+                raise
+            # Not an integer at the key (or of another type): any fresh number
+            # is a new version.
+            version = secrets.randbits(48)
+            await backend.set(version_key, str(version).encode())
+    except Exception as exc:
+        _invalidation_failed(backend, state, config, exc, None)
+        return
+    state.remember_version(config.namespace, str(version).encode())
+    if config.local_ttl is not None:
+        await _broadcast(backend, [f"n\x00{config.namespace}"])
+
+
+def _invalidation_failed(
+    backend: Any, state: State, config: Config, exc: BaseException, texts: Sequence[str] | None
+) -> None:
+    stats = state.ns(config.namespace)
+    record_error(
+        backend,
+        stats,
+        config.namespace,
+        "invalidate",
+        exc,
+        level=logging.ERROR,
+        message="Cache invalidation failed; it is retried once the cache answers again",
+    )
+    _, known = state.failed.get(config.namespace, (config, set()))
+    if texts is None or known is None or len(known) + len(texts) > MAX_FAILED_KEYS:
+        state.failed[config.namespace] = (config, None)
+    else:
+        state.failed[config.namespace] = (config, known | set(texts))
+
+
+def replay_failed(state: State, backend: Any) -> None:
+    """Retry, in the background, the invalidations that failed during an outage."""
+
+    async def replay() -> None:
+        try:
+            failed, state.failed = state.failed, {}
+            for config, keys in failed.values():
+                if keys is None:
+                    await invalidate_namespace(config, backend)
+                else:
+                    await invalidate_keys(config, backend, sorted(keys))
+        finally:
+            state.replaying = None
+
+    state.replaying = asyncio.get_running_loop().create_task(replay())
+
+
+# -- the local layer's invalidation feed --------------------------------------------
+
+
+def start_local(state: State, backend: Any) -> None:
+    if state.local_started:
+        return
+    state.local_started = True
+    if not callable(getattr(backend, "subscribe", None)):
+        # No broadcast: the local TTL alone bounds staleness.
+        state.local_ready = True
+        return
+    state.subscriber = asyncio.get_running_loop().create_task(_subscribe(state, backend))
+    add_hook = getattr(backend, "add_close_hook", None)
+    if callable(add_hook):
+
+        async def stop() -> None:
+            await close_state(backend)
+
+        add_hook(stop)
+
+
+async def _broadcast(backend: Any, messages: list[str]) -> None:
+    publish: Callable[[str, bytes], Awaitable[int]] | None = getattr(backend, "publish", None)
+    if publish is None:
+        return
+    try:
+        for message in messages:
+            await publish(INVALIDATION_CHANNEL, message.encode())
+    except Exception as exc:
+        # Other instances' local entries now expire by their TTL alone.
+        logger.warning(
+            "Cache invalidation broadcast failed", extra={"error_type": type(exc).__name__}
+        )
+
+
+async def _subscribe(state: State, backend: Any) -> None:
+    delay = 0.1
+    while True:
+        try:
+            async with backend.subscribe(INVALIDATION_CHANNEL) as messages:
+                # Anything kept before the subscription may have missed a message.
+                state.clear_local()
+                state.local_ready = True
+                delay = 0.1
+                async for message in messages:
+                    kind, _, rest = message.decode("utf-8", "replace").partition("\x00")
+                    if kind == "n":
+                        state.forget(rest, None)
+                        state.versions.pop(rest, None)
+                    elif kind == "k":
+                        namespace, _, text = rest.partition("\x00")
+                        state.forget(namespace, text)
+        except Exception as exc:
+            logger.warning(
+                "Cache invalidation feed lost; local cache off until it is back",
+                extra={"error_type": type(exc).__name__},
+            )
+        state.local_ready = False
+        state.clear_local()
+        await asyncio.sleep(delay)
+        delay = min(delay * 2, 5.0)
+
+
+def dump(codec: Codec, value: Any) -> bytes:
+    return codec.adapter.dump_json(value)
+
+
+__all__ = [
+    "HEADER",
+    "NOT_FOUND",
+    "VALUE",
+    "CacheKey",
+    "Codec",
+    "Config",
+    "Miss",
+    "NamespaceStats",
+    "State",
+    "ValidationError",
+    "close_state",
+    "codec_for",
+    "config_for",
+    "decode_entry",
+    "existing_state",
+    "inspect",
+    "invalidate_keys",
+    "invalidate_namespace",
+    "key_text",
+    "record_error",
+    "record_recovery",
+    "replay_failed",
+    "seconds",
+    "start_local",
+    "state_for",
+    "version_segment",
+]

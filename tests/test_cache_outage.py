@@ -1,0 +1,266 @@
+"""Fail-open: Redis killed, refusing or blackholed; the loader answers, the breaker opens."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+import pytest
+from pydantic import BaseModel
+
+from heygen_conventions import (
+    CacheBackend,
+    CachedServiceMixin,
+    CacheUnavailableError,
+    CircuitBreaker,
+    MemoryCache,
+    RedisCache,
+    cache_stats,
+)
+from tests.fixtures.cache import Blackhole, RedisServer, free_port, unique_prefix
+
+
+class Video(BaseModel):
+    id: int
+    title: str
+
+
+class VideoService(CachedServiceMixin):
+    cache_namespace = "videos"
+
+    def __init__(self, cache: CacheBackend) -> None:
+        self.cache = cache
+        self.loads = 0
+
+    async def get(self, video_id: int) -> Video | None:
+        async def load() -> Video:
+            self.loads += 1
+            return Video(id=video_id, title=f"video {video_id}")
+
+        return await self.cached(video_id, load, model=Video)
+
+
+def _fast_cache(url: str, **breaker: Any) -> RedisCache:
+    return RedisCache(
+        url,
+        prefix=unique_prefix("outage"),
+        breaker=CircuitBreaker(**{"failure_threshold": 3, "reset_timeout": 0.3, **breaker}),
+        client_options={"socket_timeout": 0.1, "socket_connect_timeout": 0.1},
+    )
+
+
+def _records(caplog: pytest.LogCaptureFixture, message: str) -> list[logging.LogRecord]:
+    return [r for r in caplog.records if r.getMessage() == message]
+
+
+async def test_redis_killed_mid_test_then_back(
+    redis_server: RedisServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="heygen_conventions.cache")
+    cache = _fast_cache(redis_server.url)
+    service = VideoService(cache)
+    try:
+        assert await service.get(1) == Video(id=1, title="video 1")
+        assert await service.get(1) == Video(id=1, title="video 1")
+        assert service.loads == 1
+
+        redis_server.stop()
+        for _ in range(20):
+            assert await service.get(1) == Video(id=1, title="video 1")
+        assert service.loads == 21
+        assert cache.breaker.state == "open"
+        stats = cache_stats(cache)
+        assert stats["breaker"] == "open"
+        assert stats["namespaces"]["videos"]["errors"] == 20
+        (incident,) = _records(caplog, "Cache unavailable, answering from the loader")
+        assert incident.levelno == logging.WARNING
+        assert incident.cache_namespace == "videos"  # type: ignore[attr-defined]
+        assert incident.cache_operation == "read"  # type: ignore[attr-defined]
+
+        redis_server.start()  # empty: it did not persist anything
+        await asyncio.sleep(0.35)  # past the breaker's reset timeout
+        assert await service.get(1) == Video(id=1, title="video 1")
+        assert cache.breaker.state == "closed"
+        assert len(_records(caplog, "Cache recovered")) == 1
+        loads = service.loads
+        assert await service.get(1) == Video(id=1, title="video 1")
+        assert service.loads == loads  # cached again
+    finally:
+        await cache.close()
+
+
+async def test_an_outage_burst_still_loads_once_per_key(redis_server: RedisServer) -> None:
+    cache = _fast_cache(redis_server.url)
+    service = VideoService(cache)
+    release = asyncio.Event()
+    loads = 0
+
+    async def slow() -> Video:
+        nonlocal loads
+        loads += 1
+        await release.wait()
+        return Video(id=1, title="slow")
+
+    try:
+        redis_server.stop()
+        readers = [asyncio.create_task(service.cached(1, slow, model=Video)) for _ in range(200)]
+        await asyncio.sleep(0.3)
+        release.set()
+        values = await asyncio.gather(*readers)
+        assert all(v == Video(id=1, title="slow") for v in values)
+        assert loads == 1
+    finally:
+        await cache.close()
+
+
+async def test_connection_refused_opens_the_breaker() -> None:
+    cache = _fast_cache(f"redis://127.0.0.1:{free_port()}/0")
+    service = VideoService(cache)
+    try:
+        for i in range(50):
+            assert await service.get(i) == Video(id=i, title=f"video {i}")
+        assert cache.breaker.state == "open"
+        assert cache.breaker.opened_count == 1
+        with pytest.raises(CacheUnavailableError) as caught:
+            await cache.get("anything")
+        assert caught.value.retry_after is not None
+        assert caught.value.message == "Cache circuit is open"
+    finally:
+        await cache.close()
+
+
+async def test_blackholed_redis_costs_timeouts_only_until_the_breaker_opens(
+    blackhole: Blackhole,
+) -> None:
+    cache = _fast_cache(f"redis://127.0.0.1:{blackhole.port}/0", reset_timeout=60)
+    service = VideoService(cache)
+    try:
+        for i in range(3):
+            assert await service.get(i) == Video(id=i, title=f"video {i}")
+        assert cache.breaker.state == "open"
+        await asyncio.sleep(0.05)
+        sent = (blackhole.connections, blackhole.bytes_received)
+        assert sent[1] > 0  # the first calls did reach the hole and timed out
+        for i in range(200):
+            assert await service.get(i) == Video(id=i, title=f"video {i}")
+        await asyncio.sleep(0.05)
+        # Once open, the breaker sends nothing, so no call waits for a timeout.
+        assert (blackhole.connections, blackhole.bytes_received) == sent
+        assert service.loads == 203
+    finally:
+        await cache.close()
+
+
+async def test_invalidations_lost_in_an_outage_are_replayed(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """While the backend fails, invalidations are kept and retried once it answers."""
+    flaky = _Flaky(MemoryCache())
+    service = VideoService(flaky)  # type: ignore[arg-type]
+    titles = {1: "old", 2: "old"}
+
+    def loader(video_id: int) -> Any:
+        async def load() -> Video:
+            return Video(id=video_id, title=titles[video_id])
+
+        return load
+
+    await service.cached(1, loader(1), model=Video)
+    await service.cached(2, loader(2), model=Video)
+    flaky.down = True
+    titles[1] = "new"
+    await service.invalidate(1)
+    await service.invalidate_namespace()
+    (record,) = _records(
+        caplog, "Cache invalidation failed; it is retried once the cache answers again"
+    )
+    assert record.levelno == logging.ERROR
+    assert record.cache_operation == "invalidate"  # type: ignore[attr-defined]
+    flaky.down = False
+    titles[2] = "new"
+    first = await service.cached(1, loader(1), model=Video)  # served before the replay runs
+    assert first is not None
+    for _ in range(100):
+        await asyncio.sleep(0.01)
+        if (await service.cached(2, loader(2), model=Video)) == Video(id=2, title="new"):
+            break
+    assert await service.cached(1, loader(1), model=Video) == Video(id=1, title="new")
+    assert await service.cached(2, loader(2), model=Video) == Video(id=2, title="new")
+
+
+class _Flaky:
+    """A real backend behind a switch that makes every call fail like an outage."""
+
+    def __init__(self, inner: CacheBackend) -> None:
+        self.inner = inner
+        self.down = False
+
+    def __getattr__(self, name: str) -> Any:
+        attribute = getattr(self.inner, name)
+        if not callable(attribute):
+            return attribute
+
+        async def call(*args: Any, **kwargs: Any) -> Any:
+            if self.down:
+                raise CacheUnavailableError("down")
+            return await attribute(*args, **kwargs)
+
+        return call
+
+
+async def test_a_connection_dropped_by_a_restart_is_retried_once(redis_server: RedisServer) -> None:
+    cache = RedisCache(redis_server.url, prefix=unique_prefix("outage"))
+    try:
+        await cache.set("k", b"v")
+        assert await cache.get_many(["k"]) == [b"v"]  # leaves a pooled connection open
+        redis_server.stop()
+        redis_server.start()
+        # The pooled connection is dead; the read retries on a fresh one.
+        assert await cache.get_many(["k"]) == [None]
+        assert cache.breaker.state == "closed"
+    finally:
+        await cache.close()
+
+
+async def test_a_cancelled_read_does_not_poison_the_pool(blackhole: Blackhole) -> None:
+    cache = _fast_cache(f"redis://127.0.0.1:{blackhole.port}/0")
+    try:
+        reader = asyncio.create_task(cache.get_many(["k"]))
+        await asyncio.sleep(0.05)
+        reader.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await reader
+        assert cache._call.in_use == 0  # the turn was given back
+    finally:
+        await cache.close()
+
+
+async def test_calls_beyond_the_pool_size_queue_instead_of_failing() -> None:
+    import fakeredis
+
+    client = fakeredis.FakeAsyncRedis(max_connections=6)
+    cache = RedisCache(client)
+    assert cache._call.limit == 2
+    await cache.set("k", b"v")
+    results = await asyncio.gather(*(cache.get_many(["k"]) for _ in range(200)))
+    assert results == [[b"v"]] * 200
+    assert cache.breaker.state == "closed"
+    await client.aclose()
+
+
+async def test_a_saturated_pool_fails_open_after_pool_timeout(blackhole: Blackhole) -> None:
+    cache = RedisCache(
+        f"redis://127.0.0.1:{blackhole.port}/0",
+        client_options={"max_connections": 1, "pool_timeout": 0.05, "socket_timeout": 0.5},
+    )
+    try:
+        holder = asyncio.create_task(cache.get_many(["k"]))  # takes the only turn, hangs
+        await asyncio.sleep(0.02)
+        with pytest.raises(CacheUnavailableError, match="No Redis connection free"):
+            await cache.get_many(["k"])
+        with pytest.raises(CacheUnavailableError):
+            await holder
+        assert cache._call.in_use == 0
+    finally:
+        await cache.close()
