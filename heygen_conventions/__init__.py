@@ -5,7 +5,21 @@ an underscore are private.
 """
 
 from heygen_conventions._handlers import ErrorFormat, error_response, install_exception_handlers
+from heygen_conventions._sql_errors import translate_db_errors
 from heygen_conventions._version import __version__
+from heygen_conventions.db import (
+    Base,
+    Database,
+    DBSession,
+    TimestampMixin,
+    UTCDateTime,
+    UUIDPrimaryKeyMixin,
+    VersionMixin,
+    after_commit,
+    get_db_session,
+    install_database,
+    uuid7,
+)
 from heygen_conventions.errors import (
     AppError,
     AuthenticationError,
@@ -31,8 +45,11 @@ __all__ = [
     "AppError",
     "AuthenticationError",
     "BadRequestError",
+    "Base",
     "ConflictError",
     "CursorPage",
+    "DBSession",
+    "Database",
     "ErrorDetail",
     "ErrorFormat",
     "InvalidInputError",
@@ -42,8 +59,17 @@ __all__ = [
     "RateLimitedError",
     "ServiceUnavailableError",
     "Settings",
+    "TimestampMixin",
+    "UTCDateTime",
+    "UUIDPrimaryKeyMixin",
+    "VersionMixin",
     "__version__",
+    "after_commit",
     "error_response",
+    "get_db_session",
+    "install_database",
     "install_exception_handlers",
     "total_pages",
+    "translate_db_errors",
+    "uuid7",
 ]
