@@ -31,6 +31,8 @@ from heygen_conventions.errors import (
     RateLimitedError,
     ServiceUnavailableError,
 )
+from heygen_conventions.pagination import CountStrategy, PageParams, SortOrder
+from heygen_conventions.repository import BaseRepository, UpsertResult
 from heygen_conventions.responses import (
     APIResponse,
     CursorPage,
@@ -46,7 +48,9 @@ __all__ = [
     "AuthenticationError",
     "BadRequestError",
     "Base",
+    "BaseRepository",
     "ConflictError",
+    "CountStrategy",
     "CursorPage",
     "DBSession",
     "Database",
@@ -54,14 +58,17 @@ __all__ = [
     "ErrorFormat",
     "InvalidInputError",
     "NotFoundError",
+    "PageParams",
     "PaginatedResponse",
     "PermissionDeniedError",
     "RateLimitedError",
     "ServiceUnavailableError",
     "Settings",
+    "SortOrder",
     "TimestampMixin",
     "UTCDateTime",
     "UUIDPrimaryKeyMixin",
+    "UpsertResult",
     "VersionMixin",
     "__version__",
     "after_commit",
