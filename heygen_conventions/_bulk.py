@@ -1,15 +1,17 @@
-"""Bulk writes for the repository: rows with their Python defaults, fast inserts, upserts.
+"""Bulk writes for the repository: rows with their Python defaults, batched statements.
 
-When every value of a new row is known in Python (client-made UUID keys,
-callable timestamp defaults), nothing needs reading back: PostgreSQL takes
-a whole batch as one ``INSERT ... SELECT FROM unnest(...)`` with one array
-parameter per column, SQLite an executemany, and the ORM instances are
-built from the values sent.
+On PostgreSQL a batch of rows is one ``INSERT ... SELECT FROM unnest(:a,
+:b, ...)``: one array parameter per column however many rows, instead of a
+parameter per value (which caps a statement at a few thousand rows) or a
+statement per row. ``RETURNING`` hands the rows back as ORM objects, put
+back in input order by the primary key made in Python. Elsewhere (SQLite)
+batches are multi-row ``VALUES``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import itertools
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -22,6 +24,7 @@ from sqlalchemy import (
     Integer,
     Interval,
     Numeric,
+    Select,
     String,
     Table,
     Time,
@@ -35,7 +38,7 @@ from sqlalchemy import (
 from sqlalchemy import Enum as SAEnum
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-from sqlalchemy.orm import Mapper, make_transient_to_detached
+from sqlalchemy.orm import Mapper
 from sqlalchemy.orm.attributes import set_committed_value
 from sqlalchemy.sql.schema import Column
 from sqlalchemy.types import TypeDecorator, TypeEngine
@@ -44,7 +47,7 @@ from sqlalchemy.types import TypeDecorator, TypeEngine
 # SQLite's (32766) limits.
 MAX_PARAMETERS = 30_000
 
-# Types PostgreSQL takes as arrays in one unnest() insert; others use executemany.
+# Types PostgreSQL takes as arrays in one unnest(); a batch with others is sent as VALUES.
 _ARRAY_SAFE_TYPES = (Boolean, Date, DateTime, Float, Integer, Interval, Numeric, String, Time, Uuid)
 
 _UPSERT_INSERTS: dict[str, Any] = {"postgresql": postgresql_insert, "sqlite": sqlite_insert}
@@ -61,10 +64,12 @@ class _Scalar:
 class BulkPlan:
     """What a model's bulk writes need to know, worked out once per mapper."""
 
+    table: Table
     defaults: dict[str, Any]  # column key -> zero-argument callable or _Scalar
-    from_database: frozenset[str]  # column keys the database fills in
     attribute_of: dict[str, str]  # column key -> mapped attribute key
     column_of: dict[str, str]  # mapped attribute key -> column key
+    pk_keys: tuple[str, ...]  # column keys of the primary key
+    pk_made_here: bool  # every primary key column has a Python default
     collections: tuple[str, ...]  # one-to-many / many-to-many relationship keys
     relationships: frozenset[str]
 
@@ -77,32 +82,28 @@ def plan_for(mapper: Mapper[Any]) -> BulkPlan:
     if plan is not None:
         return plan
     table = mapper.local_table
+    assert isinstance(table, Table)
     defaults: dict[str, Any] = {}
-    from_database: set[str] = set()
     for column in table.columns:
         default: Any = column.default
         # SQLAlchemy wraps a function of no arguments (functools.wraps sets
-        # __wrapped__); one that takes the execution context cannot run here.
+        # __wrapped__); one that takes the execution context runs in the
+        # statement instead.
         if getattr(default, "is_callable", False) and hasattr(default.arg, "__wrapped__"):
             defaults[column.key] = default.arg.__wrapped__
         elif getattr(default, "is_scalar", False):
             defaults[column.key] = _Scalar(default.arg)
-        elif (
-            default is not None
-            or column.server_default is not None
-            or column.computed is not None
-            or column.identity is not None
-            or column is getattr(table, "autoincrement_column", None)
-        ):
-            from_database.add(column.key)
     attribute_of = {
         column.key: mapper.get_property_by_column(column).key for column in mapper.columns
     }
+    pk_keys = tuple(str(column.key) for column in mapper.primary_key)
     plan = BulkPlan(
+        table=table,
         defaults=defaults,
-        from_database=frozenset(from_database),
         attribute_of=attribute_of,
         column_of={attribute: column for column, attribute in attribute_of.items()},
+        pk_keys=pk_keys,
+        pk_made_here=all(key in defaults for key in pk_keys),
         collections=tuple(rel.key for rel in mapper.relationships if rel.uselist),
         relationships=frozenset(rel.key for rel in mapper.relationships),
     )
@@ -112,75 +113,108 @@ def plan_for(mapper: Mapper[Any]) -> BulkPlan:
 
 def complete_row(plan: BulkPlan, values: Mapping[str, Any]) -> dict[str, Any]:
     """Column-keyed values of one new row, Python defaults filled in."""
-    row = {plan.column_of[key]: value for key, value in values.items()}
+    column_of = plan.column_of
+    row = {column_of[key]: value for key, value in values.items()}
     for key, default in plan.defaults.items():
         if key not in row:
-            row[key] = default.value if isinstance(default, _Scalar) else default()
+            row[key] = default.value if type(default) is _Scalar else default()
     return row
 
 
-def needs_database_values(plan: BulkPlan, rows: Sequence[Mapping[str, Any]]) -> bool:
-    return any(key not in row for row in rows for key in plan.from_database)
+def by_fields(
+    rows: Iterable[tuple[Any, dict[str, Any]]],
+) -> list[tuple[tuple[str, ...], list[tuple[Any, dict[str, Any]]]]]:
+    """Rows (tagged) grouped by the columns they give: each group can share statements.
+
+    A row leaving out a column must not send NULL for it (it would override
+    the column's server default), so rows giving different columns never
+    share a statement.
+    """
+    tagged = sorted(rows, key=lambda pair: sorted(pair[1]))
+    return [
+        (tuple(fields), list(group))
+        for fields, group in itertools.groupby(tagged, key=lambda pair: sorted(pair[1]))
+    ]
 
 
 def mark_new_collections_empty(plan: BulkPlan, obj: Any) -> None:
-    # A row that did not exist before this flush has no children yet; saying
-    # so spares an (async-illegal) lazy load when the caller reads them.
+    # A row that did not exist before this statement has no children yet;
+    # saying so spares an (async-illegal) lazy load when the caller reads them.
     state_dict = obj.__dict__
     for key in plan.collections:
         if key not in state_dict:
             set_committed_value(obj, key, [])
 
 
-def attach(mapper: Mapper[Any], plan: BulkPlan, rows: Sequence[Mapping[str, Any]]) -> list[Any]:
-    """Persistent-ready instances for rows just inserted, without reading them back."""
-    new_instance = mapper.class_manager.new_instance
-    attribute_of = plan.attribute_of
-    objects = []
-    for row in rows:
-        obj = new_instance()
-        # Every column value is known (sent or defaulted; the rest NULL), so the
-        # instance is complete; filling its dict directly leaves no change history.
-        state_dict = obj.__dict__
-        for column_key, attribute in attribute_of.items():
-            state_dict[attribute] = row.get(column_key)
-        make_transient_to_detached(obj)
-        mark_new_collections_empty(plan, obj)
-        objects.append(obj)
-    return objects
-
-
-def array_safe(type_: TypeEngine[Any]) -> bool:
+def _array_safe(type_: TypeEngine[Any]) -> bool:
     while isinstance(type_, TypeDecorator):
         type_ = type_.impl_instance
     return isinstance(type_, _ARRAY_SAFE_TYPES) and not isinstance(type_, SAEnum | ARRAY)
 
 
-def unnest_insert(table: Table, keys: Sequence[str]) -> Any:
-    """``INSERT INTO t (a, b) SELECT * FROM unnest(:p_a, :p_b)``: one parameter per column."""
-    columns = [table.c[key] for key in keys]
+def can_unnest(dialect: str, table: Table, keys: Sequence[str]) -> bool:
+    return dialect == "postgresql" and all(_array_safe(table.c[key].type) for key in keys)
+
+
+def rows_per_statement(dialect: str, table: Table, keys: Sequence[str], batch_size: int) -> int:
+    if can_unnest(dialect, table, keys):
+        return batch_size
+    return max(1, min(batch_size, MAX_PARAMETERS // max(1, len(keys))))
+
+
+def _unnest(table: Table, keys: Sequence[str], rows: Sequence[Mapping[str, Any]]) -> Select[Any]:
     source = (
-        func.unnest(*(bindparam(f"p_{c.key}", type_=ARRAY(c.type)) for c in columns))
+        func.unnest(
+            *(
+                bindparam(
+                    f"p_{key}", value=[row[key] for row in rows], type_=ARRAY(table.c[key].type)
+                )
+                for key in keys
+            )
+        )
         .table_valued(*keys)
         .render_derived()
     )
-    return insert(table).from_select(list(keys), select(*(source.c[key] for key in keys)))
+    return select(*(source.c[key] for key in keys))
+
+
+def insert_statement(
+    dialect: str,
+    model: Any,
+    plan: BulkPlan,
+    keys: Sequence[str],
+    rows: Sequence[Mapping[str, Any]],
+) -> Any:
+    """``INSERT`` of ``rows`` (all giving ``keys``), ``RETURNING`` the ORM objects."""
+    table = plan.table
+    insert_ = _UPSERT_INSERTS.get(dialect, insert)
+    if can_unnest(dialect, table, keys):
+        statement = insert_(model).from_select(
+            [table.c[key] for key in keys], _unnest(table, keys, rows)
+        )
+    else:
+        attribute_of = plan.attribute_of
+        statement = insert_(model).values(
+            [{attribute_of[key]: row[key] for key in keys} for row in rows]
+        )
+    return statement
 
 
 def upsert_statement(
     dialect: str,
     model: Any,
     mapper: Mapper[Any],
-    values: list[dict[str, Any]],
+    keys: Sequence[str],
+    rows: Sequence[Mapping[str, Any]],
     conflict_columns: Sequence[Column[Any]],
     update_columns: Sequence[str] | None,
     *,
     report_inserted: bool,
 ) -> Any:
-    """One ``INSERT ... VALUES (...), (...) ON CONFLICT (...) DO UPDATE ... RETURNING``.
+    """One ``INSERT ... ON CONFLICT (...) DO UPDATE ... RETURNING`` for ``rows``.
 
     Args:
-        values: Rows keyed by mapped attribute, all with the same keys.
+        keys: Column keys every row gives.
         update_columns: Column keys to overwrite; None for every given column
             but the conflict key, the primary key and ``created_at``.
         report_inserted: Also return whether each row was inserted
@@ -188,24 +222,21 @@ def upsert_statement(
     """
     if dialect not in _UPSERT_INSERTS:  # pragma: no cover - PostgreSQL and SQLite only
         raise NotImplementedError(f"upsert is not implemented for {dialect}")
-    table = mapper.local_table
     plan = plan_for(mapper)
-    statement = _UPSERT_INSERTS[dialect](model).values(values)
+    statement = insert_statement(dialect, model, plan, keys, rows)
     excluded = statement.excluded
-    given = {plan.column_of[key] for key in values[0]}
     conflict_keys = {column.key for column in conflict_columns}
-    pk_keys = {column.key for column in mapper.primary_key}
     if update_columns is None:
         targets = [
             key
-            for key in given
-            if key not in conflict_keys and key not in pk_keys and key != "created_at"
+            for key in keys
+            if key not in conflict_keys and key not in plan.pk_keys and key != "created_at"
         ]
     else:
         targets = list(update_columns)
     set_: dict[str, Any] = {key: excluded[key] for key in sorted(targets)}
-    for column in table.columns:
-        if column.onupdate is not None and column.key not in set_ and column.key in given:
+    for column in plan.table.columns:
+        if column.onupdate is not None and column.key not in set_ and column.key in keys:
             set_[column.key] = excluded[column.key]  # e.g. updated_at: this write's time
     version_column = mapper.version_id_col
     if version_column is not None:

@@ -80,11 +80,13 @@ _READY_CALLBACKS = "heygen_after_commit_ready"
 
 _uuid7_lock = threading.Lock()
 _uuid7_last = [0, 0]  # [unix ms, 12-bit counter]
+_random_pool = bytearray()  # os.urandom() read 4 KiB at a time: one syscall per 512 ids
 
 
 def _uuid7_fallback() -> uuid.UUID:
     # RFC 9562 section 6.2 method 1: a 12-bit counter in rand_a keeps ids made
     # in the same millisecond in creation order within the process.
+    global _random_pool
     with _uuid7_lock:
         now_ms = time.time_ns() // 1_000_000
         last_ms, counter = _uuid7_last
@@ -95,9 +97,16 @@ def _uuid7_fallback() -> uuid.UUID:
             if counter > 0xFFF:  # borrow the next millisecond rather than repeat
                 last_ms, counter = last_ms + 1, 0
         _uuid7_last[0], _uuid7_last[1] = last_ms, counter
-    rand_b = int.from_bytes(os.urandom(8)) & 0x3FFF_FFFF_FFFF_FFFF
+        if not _random_pool:
+            _random_pool = bytearray(os.urandom(4096))
+        rand_b = int.from_bytes(_random_pool[-8:]) & 0x3FFF_FFFF_FFFF_FFFF
+        del _random_pool[-8:]
     value = (last_ms << 80) | (0x7 << 76) | (counter << 64) | (0b10 << 62) | rand_b
-    return uuid.UUID(int=value)
+    # What UUID(int=value) makes, without re-validating a value built in range.
+    made = object.__new__(uuid.UUID)
+    object.__setattr__(made, "int", value)
+    object.__setattr__(made, "is_safe", uuid.SafeUUID.unknown)
+    return made
 
 
 def uuid7() -> uuid.UUID:

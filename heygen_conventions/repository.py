@@ -20,7 +20,6 @@ load raises instead of issuing hidden queries.
 from __future__ import annotations
 
 import builtins
-import itertools
 from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
@@ -508,52 +507,63 @@ class BaseRepository(Generic[ModelT]):
     async def create_many(self, items: Iterable[Data]) -> builtins.list[ModelT]:
         """Insert many rows in few statements and return them, in order.
 
-        With primary keys and defaults made in Python (``UUIDPrimaryKeyMixin``,
-        ``TimestampMixin``), each batch of ``batch_size`` rows is one
-        ``INSERT ... SELECT FROM unnest(...)`` on PostgreSQL (one array
-        parameter per column) or one executemany on SQLite, and nothing is
-        read back. When the database makes a key, each batch is one
-        ``INSERT ... RETURNING``. As for any bulk insert, model constructors
-        and ``@validates`` hooks do not run.
+        Each batch of ``batch_size`` rows is one statement returning the new
+        rows: ``INSERT ... SELECT FROM unnest(...) RETURNING`` on PostgreSQL
+        (one array parameter per column), multi-row ``VALUES`` elsewhere.
+        This needs primary keys made in Python (``UUIDPrimaryKeyMixin``);
+        keys the database makes cost SQLAlchemy's batched ``INSERT ...
+        RETURNING``. As for any bulk insert, model constructors and
+        ``@validates`` hooks do not run.
         """
         rows = self._rows(items)
         if not rows:
             return []
-        mapper = self._mapper
-        plan = _bulk.plan_for(mapper)
-        if _bulk.needs_database_values(plan, rows):
+        plan = _bulk.plan_for(self._mapper)
+        if not plan.pk_made_here:
             return await self._create_many_returning(rows)
-        table = self._table
-        postgresql = self._dialect_name == "postgresql"
-        for batch in _chunks(rows, self.batch_size):
-            keys = sorted({key for row in batch for key in row})
-            with self._guard():
-                if postgresql and all(_bulk.array_safe(table.c[key].type) for key in keys):
-                    await self.session.execute(
-                        _bulk.unnest_insert(table, keys),
-                        {f"p_{key}": [row.get(key) for row in batch] for key in keys},
-                    )
-                else:
-                    await self.session.execute(
-                        insert(table), [{key: row.get(key) for key in keys} for row in batch]
-                    )
-        objects = _bulk.attach(mapper, plan, rows)
-        self.session.add_all(objects)
-        return objects
+        dialect = self._dialect_name
+        created: dict[tuple[Any, ...], ModelT] = {}
+        in_order: builtins.list[ModelT] = []
+        for keys, group in _bulk.by_fields(enumerate(rows)):
+            size = _bulk.rows_per_statement(dialect, plan.table, keys, self.batch_size)
+            for batch in _chunks(group, size):
+                statement = _bulk.insert_statement(
+                    dialect, self.model, plan, keys, [row for _, row in batch]
+                ).returning(self.model)
+                with self._guard():
+                    objects = (await self.session.scalars(statement)).all()
+                for obj in objects:
+                    created[self._pk_of(obj, plan)] = obj
+                    in_order.append(obj)
+        try:
+            result = [created[tuple(row[key] for key in plan.pk_keys)] for row in rows]
+        except KeyError:  # keys given in another type than the column's (e.g. str UUIDs)
+            result = in_order
+        for obj in result:
+            _bulk.mark_new_collections_empty(plan, obj)
+        return result
+
+    @staticmethod
+    def _pk_of(obj: Any, plan: _bulk.BulkPlan) -> tuple[Any, ...]:
+        return tuple(getattr(obj, plan.attribute_of[key]) for key in plan.pk_keys)
 
     async def _create_many_returning(
         self, rows: builtins.list[dict[str, Any]]
     ) -> builtins.list[ModelT]:
         plan = _bulk.plan_for(self._mapper)
         statement = insert(self.model).returning(self.model, sort_by_parameter_order=True)
-        objects: builtins.list[ModelT] = []
-        for batch in _chunks(rows, self.batch_size):
-            by_attribute = [
-                {plan.attribute_of[key]: value for key, value in row.items()} for row in batch
-            ]
-            with self._guard():
-                result = await self.session.execute(statement, by_attribute)
-            objects.extend(result.scalars().all())
+        placed: dict[int, ModelT] = {}
+        for _, group in _bulk.by_fields(enumerate(rows)):
+            for batch in _chunks(group, self.batch_size):
+                params = [
+                    {plan.attribute_of[key]: value for key, value in row.items()}
+                    for _, row in batch
+                ]
+                with self._guard():
+                    result = await self.session.execute(statement, params)
+                for (index, _), obj in zip(batch, result.scalars().all(), strict=True):
+                    placed[index] = obj
+        objects = [placed[index] for index in range(len(rows))]
         for obj in objects:
             _bulk.mark_new_collections_empty(plan, obj)
         return objects
@@ -703,18 +713,14 @@ class BaseRepository(Generic[ModelT]):
             return UpsertResult([], 0, 0)
 
         plan = _bulk.plan_for(self._mapper)
-        pk_keys = [str(column.key) for column in self._mapper.primary_key]
-        pk_made_here = all(key in plan.defaults for key in pk_keys)
+        pk_made_here = plan.pk_made_here
         dialect = self._dialect_name
         conflict_attributes = [plan.attribute_of[column.key] for column in conflict]
         placed: dict[tuple[Any, ...], ModelT] = {}
         created = 0
-        # Rows giving the same fields share statements.
-        by_fields = sorted(merged.items(), key=lambda pair: sorted(pair[1]))
-        for fields, group in itertools.groupby(by_fields, key=lambda pair: sorted(pair[1])):
-            rows = builtins.list(group)
-            per_statement = max(1, min(self.batch_size, _bulk.MAX_PARAMETERS // len(fields)))
-            for batch in _chunks(rows, per_statement):
+        for keys, group in _bulk.by_fields(merged.items()):
+            size = _bulk.rows_per_statement(dialect, plan.table, keys, self.batch_size)
+            for batch in _chunks(group, size):
                 existing: set[tuple[Any, ...]] = set()
                 if not pk_made_here and dialect != "postgresql":
                     existing = await self._existing_keys(conflict, [key for key, _ in batch])
@@ -722,7 +728,8 @@ class BaseRepository(Generic[ModelT]):
                     dialect,
                     self.model,
                     self._mapper,
-                    [{plan.attribute_of[k]: v for k, v in row.items()} for _, row in batch],
+                    keys,
+                    [row for _, row in batch],
                     conflict,
                     update_columns,
                     report_inserted=not pk_made_here and dialect == "postgresql",
@@ -740,8 +747,7 @@ class BaseRepository(Generic[ModelT]):
                         key = batch[position][0]
                     placed[key] = obj
                     if pk_made_here:
-                        row = sent[key]
-                        is_new = all(row[k] == getattr(obj, plan.attribute_of[k]) for k in pk_keys)
+                        is_new = self._pk_of(obj, plan) == tuple(sent[key][k] for k in plan.pk_keys)
                     elif len(returned_row) > 1:
                         is_new = bool(returned_row[1])
                     else:
