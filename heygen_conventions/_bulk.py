@@ -10,7 +10,6 @@ batches are multi-row ``VALUES``.
 
 from __future__ import annotations
 
-import itertools
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -72,6 +71,7 @@ class BulkPlan:
     pk_made_here: bool  # every primary key column has a Python default
     collections: tuple[str, ...]  # one-to-many / many-to-many relationship keys
     relationships: frozenset[str]
+    attributes: frozenset[str]  # every mapped attribute key
 
 
 _PLANS: dict[Mapper[Any], BulkPlan] = {}
@@ -106,6 +106,7 @@ def plan_for(mapper: Mapper[Any]) -> BulkPlan:
         pk_made_here=all(key in defaults for key in pk_keys),
         collections=tuple(rel.key for rel in mapper.relationships if rel.uselist),
         relationships=frozenset(rel.key for rel in mapper.relationships),
+        attributes=frozenset(mapper.attrs.keys()),
     )
     _PLANS[mapper] = plan
     return plan
@@ -128,13 +129,16 @@ def by_fields(
 
     A row leaving out a column must not send NULL for it (it would override
     the column's server default), so rows giving different columns never
-    share a statement.
+    share a statement. Groups come in the order of their first row.
     """
-    tagged = sorted(rows, key=lambda pair: sorted(pair[1]))
-    return [
-        (tuple(fields), list(group))
-        for fields, group in itertools.groupby(tagged, key=lambda pair: sorted(pair[1]))
-    ]
+    groups: dict[frozenset[str], list[tuple[Any, dict[str, Any]]]] = {}
+    for pair in rows:
+        fields = frozenset(pair[1])
+        group = groups.get(fields)
+        if group is None:
+            groups[fields] = group = []
+        group.append(pair)
+    return [(tuple(sorted(fields)), group) for fields, group in groups.items()]
 
 
 def mark_new_collections_empty(plan: BulkPlan, obj: Any) -> None:

@@ -449,14 +449,17 @@ class BaseRepository(Generic[ModelT]):
     # --- writes ------------------------------------------------------------
 
     def _values(self, data: Data, *, partial: bool) -> dict[str, Any]:
-        if isinstance(data, BaseModel):
+        if type(data) is dict:  # the common case, without the ABC checks below
+            values = dict(data)
+        elif isinstance(data, BaseModel):
             values = data.model_dump(exclude_unset=partial)
         elif isinstance(data, Mapping):
             values = dict(data)
         else:
             raise TypeError(f"expected a pydantic model or a mapping, got {type(data).__name__}")
-        unknown = [key for key in values if key not in self._mapper.attrs]
-        if unknown:
+        known = _bulk.plan_for(self._mapper).attributes
+        if not known.issuperset(values):
+            unknown = [key for key in values if key not in known]
             raise InvalidInputError(
                 f"Unknown field(s): {', '.join(unknown)}",
                 details=[
@@ -468,14 +471,14 @@ class BaseRepository(Generic[ModelT]):
 
     def _rows(self, items: Iterable[Data]) -> builtins.list[dict[str, Any]]:
         plan = _bulk.plan_for(self._mapper)
+        relationships = plan.relationships
         rows = []
         for item in items:
             values = self._values(item, partial=False)
-            relationships = plan.relationships.intersection(values)
-            if relationships:
+            if not relationships.isdisjoint(values):
                 raise InvalidInputError(
-                    f"Bulk writes take column values only; {sorted(relationships)} "
-                    "are relationships"
+                    f"Bulk writes take column values only; "
+                    f"{sorted(relationships.intersection(values))} are relationships"
                 )
             rows.append(_bulk.complete_row(plan, values))
         return rows
