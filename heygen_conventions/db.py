@@ -22,14 +22,26 @@ import os
 import threading
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
 from fastapi import Depends, FastAPI
 from pydantic import SecretStr
-from sqlalchemy import URL, DateTime, Dialect, Integer, MetaData, Uuid, event, func, make_url, text
+from sqlalchemy import (
+    URL,
+    DateTime,
+    Dialect,
+    Integer,
+    MetaData,
+    Table,
+    Uuid,
+    event,
+    func,
+    make_url,
+    text,
+)
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     AsyncSession,
@@ -407,10 +419,16 @@ class Database:
         async with _unit_of_work(self.sessionmaker) as session:
             yield session
 
-    async def create_all(self, metadata: MetaData | None = None) -> None:
-        """Create the tables of ``metadata`` (default: :class:`Base`'s); for demos and tests."""
+    async def create_all(
+        self, metadata: MetaData | None = None, *, tables: Sequence[Table] | None = None
+    ) -> None:
+        """Create missing tables of ``metadata`` (default: :class:`Base`'s), or just ``tables``.
+
+        For demos and tests; applications migrate with Alembic.
+        """
+        target = metadata or Base.metadata
         async with self.engine.begin() as connection:
-            await connection.run_sync((metadata or Base.metadata).create_all)
+            await connection.run_sync(target.create_all, tables)
 
     async def drop_all(self, metadata: MetaData | None = None) -> None:
         async with self.engine.begin() as connection:

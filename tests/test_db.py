@@ -17,7 +17,9 @@ from sqlalchemy import (
     ForeignKey,
     MetaData,
     String,
+    delete,
     func,
+    insert,
     inspect,
     select,
     text,
@@ -25,7 +27,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.orm import Mapped, mapped_column
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from heygen_conventions import (
     APIResponse,
@@ -51,9 +53,10 @@ from heygen_conventions.db import NAMING_CONVENTION
 from tests.fixtures.db import asgi_client
 
 
-class Model(Base):
-    __abstract__ = True
-    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+class Model(DeclarativeBase):
+    # Base's own conventions, in a registry of its own (see tests/fixtures/db.py).
+    metadata = MetaData(naming_convention=Base.metadata.naming_convention)
+    type_annotation_map = Base.type_annotation_map
 
 
 class Owner(UUIDPrimaryKeyMixin, Model):
@@ -135,8 +138,8 @@ def make_app(db: Database, events: list[str] | None = None) -> FastAPI:
     @app.post("/raw-duplicate/{slug}")
     async def raw_duplicate(slug: str, session: DBSession) -> str:
         # A hand-written statement failing inside the route is translated too.
-        await session.execute(Clip.__table__.insert().values(id=uuid7(), slug=slug, duration=0))
-        await session.execute(Clip.__table__.insert().values(id=uuid7(), slug=slug, duration=0))
+        await session.execute(insert(Clip).values(id=uuid7(), slug=slug, duration=0))
+        await session.execute(insert(Clip).values(id=uuid7(), slug=slug, duration=0))
         return "unreachable"
 
     return app
@@ -316,13 +319,13 @@ async def test_deleting_a_referenced_row_is_a_conflict(db: Database) -> None:
         session.add(Clip(slug="c", owner_id=owner.id))
     with pytest.raises(ConflictError, match="still referenced"):
         async with db.transaction() as session:
-            await session.execute(Owner.__table__.delete())
+            await session.execute(delete(Owner))
 
 
 async def test_not_null_and_check_violations_are_invalid_input(db: Database) -> None:
     with pytest.raises(InvalidInputError) as not_null:
         async with db.transaction() as session:
-            await session.execute(Clip.__table__.insert().values(id=uuid7(), slug=None))
+            await session.execute(insert(Clip).values(id=uuid7(), slug=None))
     assert not_null.value.details[0].field == "slug"
     with pytest.raises(InvalidInputError) as check:
         async with db.transaction() as session:
@@ -365,7 +368,12 @@ async def test_unopenable_sqlite_is_503(tmp_path: Any) -> None:
         # aiosqlite stops the worker of a failed connection without waiting for it;
         # let it finish while this loop still runs.
         workers = [t for t in threading.enumerate() if "_connection_worker_thread" in t.name]
-        await asyncio.to_thread(lambda: [t.join(5) for t in workers])
+
+        def join_workers() -> None:
+            for worker in workers:
+                worker.join(5)
+
+        await asyncio.to_thread(join_workers)
 
 
 async def test_503_through_a_route() -> None:
@@ -490,6 +498,10 @@ def test_uuid7_is_version_7_and_time_ordered() -> None:
     assert len(set(ids)) == len(ids)
     millis = ids[0].int >> 80
     assert abs(millis - datetime.now(UTC).timestamp() * 1000) < 60_000
+
+
+def test_base_carries_the_naming_convention() -> None:
+    assert Base.metadata.naming_convention == NAMING_CONVENTION
 
 
 async def test_naming_convention_names_constraints(db: Database) -> None:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import sqlite3
 from typing import Any
 
-import asyncpg.exceptions as pg
+import asyncpg.exceptions as pg  # type: ignore[import-untyped]
 import pytest
 from sqlalchemy import Column, Integer, MetaData, String, Table, UniqueConstraint
 from sqlalchemy.exc import IntegrityError, InterfaceError, OperationalError
