@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import re
-import subprocess
-import sys
+import sqlite3
+from contextlib import closing
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
+import pytest
 from alembic import command
+from alembic.config import CommandLine
 from sqlalchemy import Connection, inspect
 
 from heygen_conventions import Database
@@ -76,9 +78,11 @@ async def test_autogenerate_and_upgrade(database: Database, tmp_path: Path) -> N
     assert [u["name"] for u in found["unique"]] == ["uq_sample_videos_slug"]
 
 
-def test_env_py_runs_under_the_alembic_command_line(tmp_path: Path) -> None:
-    # The real entry point: `alembic upgrade head` in its own process, which
-    # runs env.py online on the async engine, then offline (--sql).
+def test_env_py_runs_under_the_alembic_command_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # The real entry point (`alembic ...`), which runs env.py with no
+    # connection given: online on the async engine, then offline (--sql).
     url = f"sqlite+aiosqlite:///{tmp_path / 'cli.db'}"
     _, directory = make_project(tmp_path, url)
     ini = tmp_path / "alembic.ini"
@@ -90,24 +94,14 @@ def test_env_py_runs_under_the_alembic_command_line(tmp_path: Path) -> None:
         "timezone = UTC\n",
         encoding="utf-8",
     )
-    root = Path(__file__).resolve().parents[1]
-    run = [sys.executable, "-m", "alembic", "-c", str(ini)]
-    made = subprocess.run(  # noqa: S603 - our own interpreter and arguments
-        [*run, "revision", "--autogenerate", "-m", "create sample tables"],
-        cwd=root,
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    assert made.returncode == 0, made.stderr
-    upgraded = subprocess.run(  # noqa: S603
-        [*run, "upgrade", "head"], cwd=root, capture_output=True, text=True, check=False
-    )
-    assert upgraded.returncode == 0, upgraded.stderr
-    offline = subprocess.run(  # noqa: S603
-        [*run, "upgrade", "head", "--sql"], cwd=root, capture_output=True, text=True, check=False
-    )
-    assert offline.returncode == 0, offline.stderr
-    assert "CREATE TABLE sample_videos" in offline.stdout
+    alembic = CommandLine(prog="alembic")
+    alembic.main(["-c", str(ini), "revision", "--autogenerate", "-m", "create sample tables"])
+    alembic.main(["-c", str(ini), "upgrade", "head"])
+    capsys.readouterr()
+    alembic.main(["-c", str(ini), "upgrade", "head", "--sql"])
+    assert "CREATE TABLE sample_videos" in capsys.readouterr().out
     [revision] = list((directory / "versions").glob("*.py"))
     assert NAME.match(revision.name)
+    with closing(sqlite3.connect(tmp_path / "cli.db")) as connection:
+        tables = {row[0] for row in connection.execute("SELECT name FROM sqlite_master")}
+    assert {"sample_videos", "alembic_version"} <= tables
