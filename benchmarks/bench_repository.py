@@ -164,6 +164,10 @@ async def bench_inserts(db: Database, rounds: int) -> None:
         async with db.transaction() as session:
             await WriteRepository(session).create_many(new_rows(10_000, "repo"))
 
+    async def insert_many() -> None:
+        async with db.transaction() as session:
+            await WriteRepository(session).insert_many(new_rows(10_000, "bulk"))
+
     async def add_all() -> None:
         async with db.transaction() as session:
             session.add_all([BenchWrite(**row) for row in new_rows(10_000, "orm")])
@@ -326,10 +330,20 @@ async def bench_upserts(db: Database, rounds: int) -> None:
             )
             assert (result.created, result.updated) == (5_000, 5_000)
 
+    async def repo_counts() -> None:
+        async with db.transaction() as session:
+            result = await WriteRepository(session).upsert_many(
+                [{**r, "title": r["title"] + "#"} for r in rows], on="slug", returning=False
+            )
+            assert (result.created, result.updated) == (5_000, 5_000)
+
     await compare(
         "Upsert 10,000 rows (5,000 new, 5,000 existing)",
         ("Core INSERT ... ON CONFLICT DO UPDATE executemany", core),
-        [("repo.upsert_many() (ORM objects, created/updated counts)", repo)],
+        [
+            ("repo.upsert_many() (ORM objects, created/updated counts)", repo),
+            ("repo.upsert_many(returning=False) (counts only)", repo_counts),
+        ],
         rounds=rounds,
         before=prepare,
     )

@@ -214,6 +214,7 @@ def upsert_statement(
     update_columns: Sequence[str] | None,
     *,
     report_inserted: bool,
+    objects: bool = True,
 ) -> Any:
     """One ``INSERT ... ON CONFLICT (...) DO UPDATE ... RETURNING`` for ``rows``.
 
@@ -223,6 +224,8 @@ def upsert_statement(
             but the conflict key, the primary key and ``created_at``.
         report_inserted: Also return whether each row was inserted
             (PostgreSQL's ``xmax = 0``), for keys the database makes.
+        objects: Return the ORM objects; else only the primary key and the
+            conflict key of each row.
     """
     if dialect not in _UPSERT_INSERTS:  # pragma: no cover - PostgreSQL and SQLite only
         raise NotImplementedError(f"upsert is not implemented for {dialect}")
@@ -251,7 +254,10 @@ def upsert_statement(
         # Nothing to change, but RETURNING needs the row: a no-op update.
         set_ = {index_elements[0]: excluded[index_elements[0]]}
     statement = statement.on_conflict_do_update(index_elements=index_elements, set_=set_)
+    returned: list[Any] = (
+        [model] if objects else [*(plan.table.c[key] for key in plan.pk_keys), *conflict_columns]
+    )
     if report_inserted:
         # xmax is 0 on a row version this statement inserted (constant SQL, no input).
-        return statement.returning(model, literal_column("(xmax = 0)", Boolean))
-    return statement.returning(model)
+        returned.append(literal_column("(xmax = 0)", Boolean))
+    return statement.returning(*returned)

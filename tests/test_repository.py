@@ -517,3 +517,44 @@ async def test_query_builds_on_the_repository_filters(session: AsyncSession) -> 
     rows = (await session.scalars(statement.order_by(Video.title))).all()
     assert [v.slug for v in rows] == ["video-000", "video-002"]
     assert (await session.scalars(select(Video).limit(1))).first() is not None
+
+
+async def test_insert_many_reads_nothing_back(sample_db: Database) -> None:
+    class SmallBatches(VideoRepository):
+        batch_size = 20
+
+    async with sample_db.session() as session:
+        repo = SmallBatches(session)
+        with count_queries(sample_db) as log:
+            inserted = await repo.insert_many(
+                VideoCreate(title=f"V{n}", slug=f"v-{n}", duration=n) for n in range(45)
+            )
+        assert inserted == 45
+        assert log.count == 3
+        assert all("RETURNING" not in statement.upper() for statement in log.statements)
+        stored = await repo.list(order_by="duration")
+        assert [v.duration for v in stored] == list(range(45))
+        assert all(v.version == 1 and v.created_at is not None for v in stored)
+        assert await CounterRepository(session).insert_many([{"name": "a"}, {"name": "b"}]) == 2
+        assert await CounterRepository(session).count() == 2
+
+
+async def test_upsert_many_can_return_counts_only(sample_db: Database) -> None:
+    async with sample_db.session() as session:
+        await add_videos(session, 2)
+        repo = VideoRepository(session)
+        rows = [{"title": f"Re {n}", "slug": f"video-{n:03d}"} for n in range(4)]
+        result = await repo.upsert_many(rows, on="slug", returning=False)
+        assert (result.items, result.created, result.updated) == ([], 2, 2)
+        assert [v.title for v in await repo.list(order_by="title")] == [
+            "Re 0",
+            "Re 1",
+            "Re 2",
+            "Re 3",
+        ]
+        counters = CounterRepository(session)
+        await counters.upsert_many([{"name": "a"}], on="name", returning=False)
+        again = await counters.upsert_many(
+            [{"name": "a", "value": 2}, {"name": "b"}], on="name", returning=False
+        )
+        assert (again.created, again.updated) == (1, 1)
