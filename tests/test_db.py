@@ -574,3 +574,27 @@ async def test_constraint_checked_only_at_commit_is_an_error_response(db: Databa
     assert "looked fine" not in response.text
     async with db.session() as session:
         assert await session.scalar(text("SELECT count(*) FROM deferred")) == 0
+
+
+async def test_an_apps_yield_dependency_can_use_the_session(db: Database) -> None:
+    class ClipService:
+        def __init__(self, session: AsyncSession) -> None:
+            self.session = session
+
+    async def get_service(
+        session: AsyncSession = Depends(get_db_session),
+    ) -> AsyncIterator[ClipService]:
+        yield ClipService(session)
+
+    app = make_app(db)
+
+    @app.post("/service/{slug}")
+    async def create(slug: str, service: ClipService = Depends(get_service)) -> str:
+        service.session.add(Clip(slug=slug))
+        return slug
+
+    async with asgi_client(app) as client:
+        assert (await client.post("/service/a")).status_code == 200
+        duplicate = await client.post("/service/a")
+    assert duplicate.status_code == 409, duplicate.text
+    assert await count_clips(db) == 1
