@@ -177,6 +177,7 @@ async def bench_inserts(db: Database, rounds: int) -> None:
         ("Core insert() executemany (SQLAlchemy fills the defaults)", core),
         [
             ("repo.create_many() (returns the ORM objects)", create_many),
+            ("repo.insert_many() (reads nothing back)", insert_many),
             ("ORM add_all + flush", add_all),
         ],
         rounds=rounds,
