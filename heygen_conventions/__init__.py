@@ -5,6 +5,7 @@ an underscore are private.
 """
 
 from heygen_conventions._handlers import ErrorFormat, error_response, install_exception_handlers
+from heygen_conventions._sql_errors import translate_db_errors
 from heygen_conventions._version import __version__
 from heygen_conventions.auth import (
     JWTAuth,
@@ -39,6 +40,19 @@ from heygen_conventions.checks import (
     check_app,
     ignore_conventions,
 )
+from heygen_conventions.db import (
+    Base,
+    Database,
+    DBSession,
+    TimestampMixin,
+    UTCDateTime,
+    UUIDPrimaryKeyMixin,
+    VersionMixin,
+    after_commit,
+    get_db_session,
+    install_database,
+    uuid7,
+)
 from heygen_conventions.errors import (
     AppError,
     AuthenticationError,
@@ -51,6 +65,8 @@ from heygen_conventions.errors import (
     RateLimitedError,
     ServiceUnavailableError,
 )
+from heygen_conventions.pagination import CountStrategy, PageParams, SortOrder
+from heygen_conventions.repository import BaseRepository, UpsertResult
 from heygen_conventions.responses import (
     APIResponse,
     CursorPage,
@@ -65,18 +81,24 @@ __all__ = [
     "AppError",
     "AuthenticationError",
     "BadRequestError",
+    "Base",
+    "BaseRepository",
     "CacheBackend",
     "CacheUnavailableError",
     "CachedServiceMixin",
     "CircuitBreaker",
     "ConflictError",
+    "CountStrategy",
     "CursorPage",
+    "DBSession",
+    "Database",
     "ErrorDetail",
     "ErrorFormat",
     "InvalidInputError",
     "JWTAuth",
     "MemoryCache",
     "NotFoundError",
+    "PageParams",
     "PaginatedResponse",
     "PermissionDeniedError",
     "PubSubBackend",
@@ -84,9 +106,16 @@ __all__ = [
     "RedisCache",
     "ServiceUnavailableError",
     "Settings",
+    "SortOrder",
+    "TimestampMixin",
     "TokenClaims",
+    "UTCDateTime",
+    "UUIDPrimaryKeyMixin",
+    "UpsertResult",
+    "VersionMixin",
     "Violation",
     "__version__",
+    "after_commit",
     "assert_follows_conventions",
     "cache_from_settings",
     "cache_stats",
@@ -98,14 +127,18 @@ __all__ = [
     "get_auth",
     "get_cache",
     "get_current_user",
+    "get_db_session",
     "get_optional_user",
     "get_token_claims",
     "ignore_conventions",
     "install_auth",
     "install_cache",
+    "install_database",
     "install_exception_handlers",
     "require_admin_role",
     "require_roles",
     "require_scopes",
     "total_pages",
+    "translate_db_errors",
+    "uuid7",
 ]

@@ -17,5 +17,5 @@ def test_readme_has_examples() -> None:
 
 @pytest.mark.parametrize("index", range(len(BLOCKS)))
 def test_readme_block_runs(index: int) -> None:
-    code = compile(BLOCKS[index], f"README.md[block {index}]", "exec")
+    code = compile(BLOCKS[index], f"README.md[block {index}]", "exec", dont_inherit=True)
     exec(code, {"__name__": f"readme_block_{index}"})  # noqa: S102 - our own README

@@ -1,0 +1,547 @@
+"""Database access: the engine and its sessions, the request's unit of work, model mixins.
+
+``Database`` owns one async engine and its session factory. ``install_database``
+puts it on a FastAPI app; ``get_db_session`` then gives each request one
+session inside one transaction, committed when the route succeeds and rolled
+back on any error, before the response is sent, so a failed commit answers
+an error, never a 200.
+
+Models derive from :class:`Base` (constraint names fit Alembic autogenerate)
+and the mixins: :class:`UUIDPrimaryKeyMixin` (time-ordered UUIDv7 made in
+Python, so bulk inserts batch), :class:`TimestampMixin` (timezone-aware UTC,
+set per row) and :class:`VersionMixin` (optimistic locking).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import inspect
+import logging
+import os
+import threading
+import time
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from contextlib import asynccontextmanager
+from datetime import UTC, datetime
+from typing import Annotated, Any
+
+from fastapi import Depends, FastAPI
+from pydantic import SecretStr
+from sqlalchemy import (
+    URL,
+    DateTime,
+    Dialect,
+    Integer,
+    MetaData,
+    Table,
+    Uuid,
+    event,
+    func,
+    make_url,
+    text,
+)
+from sqlalchemy.ext.asyncio import (
+    AsyncEngine,
+    AsyncSession,
+    async_sessionmaker,
+    create_async_engine,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, Session, declared_attr, mapped_column
+from sqlalchemy.types import TypeDecorator
+from starlette.requests import HTTPConnection
+
+from heygen_conventions._sql_errors import translate_db_error, translate_db_errors
+from heygen_conventions.settings import Settings
+
+__all__ = [
+    "NAMING_CONVENTION",
+    "Base",
+    "DBSession",
+    "Database",
+    "TimestampMixin",
+    "UTCDateTime",
+    "UUIDPrimaryKeyMixin",
+    "VersionMixin",
+    "after_commit",
+    "get_db_session",
+    "install_database",
+    "uuid7",
+]
+
+logger = logging.getLogger("heygen_conventions.db")
+
+#: Constraint names Alembic autogenerate can reproduce:
+#: ``uq_videos_slug``, ``fk_videos_user_id_users``, ``ck_videos_<name>``.
+NAMING_CONVENTION: dict[str, str] = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_N_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+_STATE_KEY = "heygen_database"
+_CURSOR_KEY_INFO = "heygen_cursor_key"
+_PENDING_CALLBACKS = "heygen_after_commit_pending"
+_READY_CALLBACKS = "heygen_after_commit_ready"
+
+
+# --- UUIDv7 -----------------------------------------------------------------
+
+_uuid7_lock = threading.Lock()
+_uuid7_last = [0, 0]  # [unix ms, 12-bit counter]
+_random_pool = bytearray()  # os.urandom() read 4 KiB at a time: one syscall per 512 ids
+
+
+def _uuid7_fallback() -> uuid.UUID:
+    # RFC 9562 section 6.2 method 1: a 12-bit counter in rand_a keeps ids made
+    # in the same millisecond in creation order within the process.
+    global _random_pool
+    with _uuid7_lock:
+        now_ms = time.time_ns() // 1_000_000
+        last_ms, counter = _uuid7_last
+        if now_ms > last_ms:
+            last_ms, counter = now_ms, 0
+        else:
+            counter += 1
+            if counter > 0xFFF:  # borrow the next millisecond rather than repeat
+                last_ms, counter = last_ms + 1, 0
+        _uuid7_last[0], _uuid7_last[1] = last_ms, counter
+        if not _random_pool:
+            _random_pool = bytearray(os.urandom(4096))
+        rand_b = int.from_bytes(_random_pool[-8:]) & 0x3FFF_FFFF_FFFF_FFFF
+        del _random_pool[-8:]
+    value = (last_ms << 80) | (0x7 << 76) | (counter << 64) | (0b10 << 62) | rand_b
+    # What UUID(int=value) makes, without re-validating a value built in range.
+    made = object.__new__(uuid.UUID)
+    object.__setattr__(made, "int", value)
+    object.__setattr__(made, "is_safe", uuid.SafeUUID.unknown)
+    return made
+
+
+def uuid7() -> uuid.UUID:
+    """A time-ordered UUID (version 7): new rows land at the right edge of the index."""
+    return _stdlib_uuid7() if _stdlib_uuid7 is not None else _uuid7_fallback()
+
+
+_stdlib_uuid7: Callable[[], uuid.UUID] | None = getattr(uuid, "uuid7", None)  # Python 3.14+
+
+
+# --- Types and declarative base ----------------------------------------------
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """A timezone-aware UTC datetime on every database.
+
+    Stored as ``timestamptz`` on PostgreSQL and as UTC text on SQLite (which
+    has no time zones); always read back aware, in UTC. Naive datetimes are
+    refused instead of being guessed at.
+    """
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime: give a timezone-aware datetime")
+        value = value.astimezone(UTC)
+        # SQLite compares the text: one offset (UTC) and no suffix keeps it ordered.
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+class Base(DeclarativeBase):
+    """Declarative base for application models.
+
+    Its metadata names constraints by :data:`NAMING_CONVENTION`;
+    ``Mapped[datetime]`` columns are :class:`UTCDateTime` and
+    ``Mapped[uuid.UUID]`` columns are native UUIDs on PostgreSQL.
+    """
+
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+    type_annotation_map = {datetime: UTCDateTime(), uuid.UUID: Uuid()}
+
+
+class UUIDPrimaryKeyMixin:
+    """``id``: a UUIDv7 primary key generated in Python.
+
+    Generating the key client-side lets ``INSERT ... RETURNING`` batch many
+    rows per statement; a server-generated key forces one statement per row.
+    """
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid(), primary_key=True, default=uuid7, sort_order=-10)
+
+
+class TimestampMixin:
+    """``created_at`` / ``updated_at``: aware UTC, stamped per row.
+
+    Each row gets its own time from a callable default (the seed's
+    ``default=datetime.now(timezone.utc)`` stamped every row with the import
+    time), with a server default for rows inserted outside the ORM;
+    ``updated_at`` changes on every UPDATE the ORM or a Core ``update()``
+    issues, including the repository's bulk updates.
+    """
+
+    created_at: Mapped[datetime] = mapped_column(
+        UTCDateTime(), default=utcnow, server_default=func.now(), nullable=False, sort_order=90
+    )
+    updated_at: Mapped[datetime] = mapped_column(
+        UTCDateTime(),
+        default=utcnow,
+        onupdate=utcnow,
+        server_default=func.now(),
+        nullable=False,
+        sort_order=91,
+    )
+
+
+class VersionMixin:
+    """``version``: optimistic locking through SQLAlchemy's ``version_id_col``.
+
+    Every UPDATE checks and increments it; an update of a row someone else
+    changed meanwhile raises :class:`~heygen_conventions.ConflictError` (409).
+    Clients send back the version they read; ``BaseRepository.update`` refuses
+    a different one. A model that needs its own ``__mapper_args__`` sets
+    ``"version_id_col"`` there itself.
+    """
+
+    version: Mapped[int] = mapped_column(Integer(), nullable=False, default=1, sort_order=92)
+
+    @declared_attr.directive
+    def __mapper_args__(cls) -> dict[str, Any]:
+        return {"version_id_col": cls.__table__.c.version}  # type: ignore[attr-defined]
+
+
+# --- Sessions and after-commit callbacks ------------------------------------
+
+AfterCommitCallback = Callable[[], Awaitable[object] | object]
+
+
+class _SyncSession(Session):
+    """Our sessions' sync core; the events below are registered on it alone."""
+
+
+@event.listens_for(_SyncSession, "after_commit")
+def _promote_callbacks(session: Session) -> None:
+    pending = session.info.pop(_PENDING_CALLBACKS, None)
+    if pending:
+        session.info.setdefault(_READY_CALLBACKS, []).extend(pending)
+
+
+@event.listens_for(_SyncSession, "after_transaction_end")
+def _discard_callbacks(session: Session, transaction: Any) -> None:
+    # Callbacks still pending when the outermost transaction ends did not commit.
+    if transaction.parent is None:
+        session.info.pop(_PENDING_CALLBACKS, None)
+
+
+class _AsyncSession(AsyncSession):
+    sync_session_class = _SyncSession
+
+    async def commit(self) -> None:
+        await super().commit()
+        await _run_after_commit(self)
+
+
+def after_commit(session: AsyncSession, callback: AfterCommitCallback) -> None:
+    """Run ``callback`` once the session's current transaction commits.
+
+    A rollback drops it. Meant for side effects that must follow the data,
+    such as cache invalidation: the request's session runs them after its
+    commit and before the response is sent. A callback that fails is logged
+    and does not fail the request (the data is committed by then).
+
+    Args:
+        session: A session made by a :class:`Database` (as ``get_db_session``
+            and ``Database.session()`` give).
+        callback: A function of no arguments, async or not.
+
+    Raises:
+        TypeError: The session was not made by a :class:`Database`.
+    """
+    if not isinstance(session.sync_session, _SyncSession):
+        raise TypeError("after_commit() needs a session made by heygen_conventions.Database")
+    session.info.setdefault(_PENDING_CALLBACKS, []).append(callback)
+
+
+async def _run_after_commit(session: AsyncSession) -> None:
+    ready: list[AfterCommitCallback] | None = session.info.pop(_READY_CALLBACKS, None)
+    for callback in ready or ():
+        try:
+            result = callback()
+            if inspect.isawaitable(result):
+                await result
+        except Exception:
+            logger.exception(
+                "After-commit callback failed",
+                extra={"callback": getattr(callback, "__qualname__", repr(callback))},
+            )
+
+
+# --- Database ---------------------------------------------------------------
+
+
+def _cursor_key(secret: str | bytes | SecretStr) -> bytes:
+    if isinstance(secret, SecretStr):
+        secret = secret.get_secret_value()
+    if isinstance(secret, str):
+        secret = secret.encode()
+    # A key of its own, so a cursor signature never doubles as a token signature.
+    return hmac.new(secret, b"heygen-conventions/cursor/v1", hashlib.sha256).digest()
+
+
+def _sqlite_on_connect(busy_timeout_ms: int, in_memory: bool) -> Callable[..., None]:
+    def on_connect(dbapi_connection: Any, connection_record: Any) -> None:
+        cursor = dbapi_connection.cursor()
+        try:
+            # SQLite ships with foreign keys off, per connection.
+            cursor.execute("PRAGMA foreign_keys=ON")
+            cursor.execute(f"PRAGMA busy_timeout={busy_timeout_ms:d}")
+            if not in_memory:
+                # Readers no longer block the writer, nor the writer readers.
+                cursor.execute("PRAGMA journal_mode=WAL")
+                cursor.execute("PRAGMA synchronous=NORMAL")
+        finally:
+            cursor.close()
+
+    return on_connect
+
+
+class Database:
+    """One database: an async engine, its session factory and its lifecycle.
+
+    ``Database("sqlite+aiosqlite:///./app.db")`` runs embedded (foreign keys
+    on, WAL, a busy timeout); ``Database("postgresql+asyncpg://...")`` runs on
+    PostgreSQL with the pool settings given. Sessions do not expire objects
+    on commit, so a route can serialise what it committed.
+
+    Args:
+        url: SQLAlchemy async URL.
+        echo: Log every statement.
+        pool_size: Connections kept open (PostgreSQL).
+        max_overflow: Extra connections allowed under load (PostgreSQL).
+        pool_timeout: Seconds to wait for a free connection before failing
+            with 503 (PostgreSQL).
+        pool_recycle: Reconnect connections older than this many seconds.
+        pool_pre_ping: Test each connection as it leaves the pool (costs a
+            round trip per checkout; disconnects are otherwise detected on use
+            and answered 503).
+        connect_args: Passed to the driver, e.g. asyncpg's
+            ``{"server_settings": {"search_path": "tenant_a"}}``.
+        sqlite_busy_timeout: Seconds a SQLite writer waits for the lock.
+        cursor_secret: Signs keyset-pagination cursors; see
+            :meth:`from_settings`, which uses the application's secret.
+        **engine_options: Anything else :func:`create_async_engine` accepts.
+    """
+
+    def __init__(
+        self,
+        url: str | URL,
+        *,
+        echo: bool = False,
+        pool_size: int | None = None,
+        max_overflow: int | None = None,
+        pool_timeout: float | None = None,
+        pool_recycle: int | None = None,
+        pool_pre_ping: bool = False,
+        connect_args: Mapping[str, Any] | None = None,
+        sqlite_busy_timeout: float = 5.0,
+        cursor_secret: str | bytes | SecretStr | None = None,
+        **engine_options: Any,
+    ) -> None:
+        self.url = make_url(url)
+        options: dict[str, Any] = {"echo": echo, "pool_pre_ping": pool_pre_ping, **engine_options}
+        if connect_args:
+            options["connect_args"] = dict(connect_args)
+        is_sqlite = self.url.get_backend_name() == "sqlite"
+        if not is_sqlite:
+            pooled = {
+                "pool_size": pool_size,
+                "max_overflow": max_overflow,
+                "pool_timeout": pool_timeout,
+                "pool_recycle": pool_recycle,
+            }
+            options.update({k: v for k, v in pooled.items() if v is not None})
+        self.engine: AsyncEngine = create_async_engine(self.url, **options)
+        if is_sqlite:
+            in_memory = self.url.database in (None, "", ":memory:")
+            event.listen(
+                self.engine.sync_engine,
+                "connect",
+                _sqlite_on_connect(int(sqlite_busy_timeout * 1000), in_memory),
+            )
+        info = {_CURSOR_KEY_INFO: _cursor_key(cursor_secret)} if cursor_secret else {}
+        self.sessionmaker: async_sessionmaker[AsyncSession] = async_sessionmaker(
+            self.engine, class_=_AsyncSession, expire_on_commit=False, info=info
+        )
+
+    @classmethod
+    def from_settings(cls, settings: Settings, **overrides: Any) -> Database:
+        """A database configured from :class:`Settings`; cursors signed with its JWT secret."""
+        options: dict[str, Any] = {
+            "echo": settings.database_echo,
+            "pool_size": settings.database_pool_size,
+            "max_overflow": settings.database_max_overflow,
+            "pool_timeout": settings.database_pool_timeout,
+            "cursor_secret": settings.jwt_secret,
+        }
+        options.update(overrides)
+        return cls(settings.database_url, **options)
+
+    @property
+    def dialect_name(self) -> str:
+        """``"postgresql"``, ``"sqlite"``, ..."""
+        return self.engine.dialect.name
+
+    def session(self) -> AsyncSession:
+        """A new session; use it as ``async with db.session() as session:`` and commit yourself."""
+        return self.sessionmaker()
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[AsyncSession]:
+        """A session in one transaction: committed on success, rolled back on error.
+
+        The unit of work outside requests (workers, scripts, tests), with the
+        same error translation and after-commit callbacks as a request.
+        """
+        async with _unit_of_work(self.sessionmaker) as session:
+            yield session
+
+    async def create_all(
+        self, metadata: MetaData | None = None, *, tables: Sequence[Table] | None = None
+    ) -> None:
+        """Create missing tables of ``metadata`` (default: :class:`Base`'s), or just ``tables``.
+
+        For demos and tests; applications migrate with Alembic.
+        """
+        target = metadata or Base.metadata
+        async with self.engine.begin() as connection:
+            await connection.run_sync(target.create_all, tables)
+
+    async def drop_all(self, metadata: MetaData | None = None) -> None:
+        async with self.engine.begin() as connection:
+            await connection.run_sync((metadata or Base.metadata).drop_all)
+
+    async def ping(self) -> None:
+        """Check the database answers; raises :class:`ServiceUnavailableError` when not."""
+        with translate_db_errors():
+            async with self.engine.connect() as connection:
+                await connection.execute(text("SELECT 1"))
+
+    async def dispose(self) -> None:
+        """Close every pooled connection."""
+        await self.engine.dispose()
+
+    def __repr__(self) -> str:
+        return f"Database({self.url.render_as_string(hide_password=True)!r})"
+
+
+@asynccontextmanager
+async def _unit_of_work(factory: async_sessionmaker[AsyncSession]) -> AsyncIterator[AsyncSession]:
+    session = factory()
+    try:
+        try:
+            yield session
+            if session.in_transaction():
+                await session.commit()
+        except BaseException as exc:
+            await _rollback_quietly(session)
+            # Callbacks of an earlier explicit commit still belong to committed data.
+            await _run_after_commit(session)
+            translated = translate_db_error(exc) if isinstance(exc, Exception) else None
+            if translated is not None:
+                raise translated from exc
+            raise
+        await _run_after_commit(session)
+    finally:
+        await session.close()
+
+
+async def _rollback_quietly(session: AsyncSession) -> None:
+    try:
+        await session.rollback()
+    except Exception:
+        # The connection is already broken; closing the session discards it.
+        logger.warning("Rollback failed", exc_info=True)
+
+
+# --- FastAPI integration -----------------------------------------------------
+
+
+def install_database(app: FastAPI, database: Database) -> None:
+    """Register ``database`` for :func:`get_db_session` and dispose it at shutdown.
+
+    The engine is disposed after the app's own lifespan (if any) has shut
+    down, so shutdown code can still use the database.
+
+    Raises:
+        RuntimeError: A database is already installed on ``app``.
+    """
+    if getattr(app.state, _STATE_KEY, None) is not None:
+        raise RuntimeError("install_database() was already called on this app")
+    setattr(app.state, _STATE_KEY, database)
+    inner = app.router.lifespan_context
+
+    @asynccontextmanager
+    async def lifespan(app_: Any) -> AsyncIterator[Any]:
+        try:
+            async with inner(app_) as state:
+                yield state
+        finally:
+            await database.dispose()
+
+    app.router.lifespan_context = lifespan
+
+
+def _database_of(connection: HTTPConnection) -> Database:
+    database = getattr(connection.app.state, _STATE_KEY, None)
+    if not isinstance(database, Database):
+        raise RuntimeError("No database on this app: call install_database(app, Database(url))")
+    return database
+
+
+async def _request_session(connection: HTTPConnection) -> AsyncIterator[AsyncSession]:
+    async with _unit_of_work(_database_of(connection).sessionmaker) as session:
+        yield session
+
+
+async def get_db_session(
+    session: Annotated[AsyncSession, Depends(_request_session, scope="function")],
+) -> AsyncSession:
+    """FastAPI dependency: the request's session, in the request's one transaction.
+
+    It commits when the route returns and rolls back when it raises, in
+    both cases before the response is sent: a commit that fails (say, a
+    unique violation found only at COMMIT) answers the translated error
+    (409) instead of a 200 for data that was never saved. Database errors
+    raised anywhere in the route are translated the same way. Every use of
+    the dependency in one request shares the session.
+
+    A route that returns an error response without raising still commits:
+    raise the library's errors to roll back.
+    """
+    # The session-owning dependency is function-scoped: its exit (the commit)
+    # runs before the response is sent. A plain ``Depends(get_db_session)``
+    # in an app therefore gets that behaviour without knowing about scopes.
+    return session
+
+
+#: ``db: DBSession`` in a route signature is ``Depends(get_db_session)``.
+DBSession = Annotated[AsyncSession, Depends(get_db_session)]
+
+
+def _session_cursor_key(session: AsyncSession) -> bytes | None:
+    key = session.info.get(_CURSOR_KEY_INFO)
+    return key if isinstance(key, bytes) else None

@@ -1,0 +1,955 @@
+"""``BaseRepository[Model]``: typed async data access, written once.
+
+::
+
+    class VideoRepository(BaseRepository[Video]):
+        sortable_fields = ("created_at", "title")
+        searchable_fields = ("title", "description")
+
+    videos = VideoRepository(session)
+    video = await videos.get_one(id=video_id)          # Video, or NotFoundError (404)
+    page = await videos.paginate(params, status="published")
+
+Repositories flush and never commit: the request's session commits once
+(see :func:`heygen_conventions.get_db_session`). Database errors leave them
+as the library's errors (duplicate -> 409, bad reference -> 422, database
+down -> 503). Relationships load only when asked (``load=``); any other lazy
+load raises instead of issuing hidden queries.
+"""
+
+from __future__ import annotations
+
+import builtins
+from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
+from contextlib import AbstractContextManager
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any, ClassVar, Generic, TypeVar, cast, get_args, get_origin
+
+import orjson
+from pydantic import BaseModel
+from sqlalchemy import (
+    ColumnElement,
+    Select,
+    Table,
+    and_,
+    exists,
+    func,
+    insert,
+    or_,
+    select,
+    tuple_,
+)
+from sqlalchemy import delete as sql_delete
+from sqlalchemy import update as sql_update
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.compiler import compiles
+from sqlalchemy.orm import (
+    Mapper,
+    QueryableAttribute,
+    RelationshipProperty,
+    joinedload,
+    raiseload,
+    selectinload,
+)
+from sqlalchemy.orm.interfaces import ORMOption
+from sqlalchemy.sql.expression import ClauseElement, Executable
+from sqlalchemy.sql.schema import Column
+
+from heygen_conventions import _bulk
+from heygen_conventions._sql_errors import translate_db_errors
+from heygen_conventions.db import _cursor_key, _session_cursor_key
+from heygen_conventions.errors import ConflictError, InvalidInputError, NotFoundError
+from heygen_conventions.pagination import (
+    CountStrategy,
+    CursorCodec,
+    PageParams,
+    SortKey,
+    keyset_after,
+    listing_fingerprint,
+    order_clauses,
+    process_cursor_key,
+    unknown_sort_field,
+)
+from heygen_conventions.responses import CursorPage, ErrorDetail, PaginatedResponse
+
+__all__ = ["BaseRepository", "UpsertResult"]
+
+ModelT = TypeVar("ModelT")
+
+#: What ``load=`` takes: a relationship name (``"owner"``, ``"owner.team"``) or attribute.
+Load = str | QueryableAttribute[Any]
+#: What ``order_by=`` takes: ``"title"``, ``"-created_at"`` (descending), or SQL.
+Sort = str | ColumnElement[Any]
+Data = BaseModel | Mapping[str, Any]
+
+
+@dataclass(frozen=True)
+class UpsertResult(Generic[ModelT]):
+    """Rows written by :meth:`BaseRepository.upsert_many`, in input order (duplicates merged)."""
+
+    items: list[ModelT]
+    created: int
+    updated: int
+
+
+class _Explain(Executable, ClauseElement):
+    inherit_cache = False
+
+    def __init__(self, statement: Select[Any]) -> None:
+        self.statement = statement
+
+
+@compiles(_Explain, "postgresql")
+def _compile_explain(element: _Explain, compiler: Any, **kw: Any) -> str:
+    return "EXPLAIN (FORMAT JSON) " + str(compiler.process(element.statement, **kw))
+
+
+def _model_from_bases(cls: type) -> Any:
+    for base in getattr(cls, "__orig_bases__", ()):
+        origin = get_origin(base)
+        if isinstance(origin, type) and issubclass(origin, BaseRepository):
+            args = get_args(base)
+            if args and not isinstance(args[0], TypeVar):
+                return args[0]
+    return None
+
+
+def _escape_like(text: str) -> str:
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
+def _chunks(items: Sequence[Any], size: int) -> Iterable[Sequence[Any]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+def _stale_version() -> ConflictError:
+    message = "The record was changed by someone else; reload it and retry"
+    return ConflictError(
+        message,
+        details=[ErrorDetail(code="stale_version", message=message, field="version")],
+    )
+
+
+class BaseRepository(Generic[ModelT]):
+    """Data access for one model; subclass it as ``BaseRepository[Video]``.
+
+    Class attributes a subclass may set:
+
+    - ``model``: taken from the generic argument when omitted.
+    - ``sortable_fields``: fields clients may sort by (None: every column).
+    - ``searchable_fields``: text columns ``search`` matches (case-insensitive
+      substring; ``%`` and ``_`` in the search text match themselves).
+    - ``default_sort``: sort spec when none is given (default: primary key).
+    - ``raise_on_lazy_load``: make unloaded relationships raise on access.
+    - ``cursor_max_age``: how long a keyset cursor stays valid.
+
+    Args:
+        session: The session to work in (the request's, from ``get_db_session``).
+        cursor_secret: Key signing keyset cursors; defaults to the one the
+            session's :class:`~heygen_conventions.Database` was given.
+    """
+
+    model: type[ModelT]
+    sortable_fields: ClassVar[Sequence[str] | None] = None
+    searchable_fields: ClassVar[Sequence[str]] = ()
+    default_sort: ClassVar[Sequence[str] | str | None] = None
+    raise_on_lazy_load: ClassVar[bool] = True
+    cursor_max_age: ClassVar[timedelta | None] = timedelta(days=1)
+    #: Rows per statement in bulk writes.
+    batch_size: ClassVar[int] = 5000
+    #: Below this planner estimate, ``count="estimate"`` counts exactly (it is cheap).
+    exact_count_below: ClassVar[int] = 10_000
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if "model" not in cls.__dict__:
+            found = _model_from_bases(cls)
+            if found is not None:
+                cls.model = found
+
+    def __init__(self, session: AsyncSession, *, cursor_secret: str | bytes | None = None) -> None:
+        if getattr(type(self), "model", None) is None:
+            raise TypeError(
+                f"{type(self).__name__} has no model: subclass BaseRepository[YourModel] "
+                "or set `model = YourModel`"
+            )
+        self.session = session
+        self._cursor_secret = cursor_secret
+
+    # --- mapping helpers ---------------------------------------------------
+
+    @property
+    def _mapper(self) -> Mapper[Any]:
+        return cast("Mapper[Any]", self.model.__mapper__)  # type: ignore[attr-defined]
+
+    @property
+    def _table(self) -> Table:
+        return cast(Table, self._mapper.local_table)
+
+    @property
+    def _dialect_name(self) -> str:
+        return self.session.get_bind().dialect.name
+
+    def _pk_attributes(self) -> builtins.list[QueryableAttribute[Any]]:
+        mapper = self._mapper
+        return [
+            getattr(self.model, mapper.get_property_by_column(column).key)
+            for column in mapper.primary_key
+        ]
+
+    def _column_attribute(self, name: str) -> QueryableAttribute[Any]:
+        # Looked up among mapped columns only: a client-supplied name never
+        # reaches getattr() on the model.
+        if name not in self._mapper.column_attrs:
+            raise InvalidInputError(
+                f"Unknown field {name!r}",
+                details=[ErrorDetail(code="unknown_field", message="Unknown field", field=name)],
+            )
+        return cast("QueryableAttribute[Any]", getattr(self.model, name))
+
+    def _column(self, name: str) -> Column[Any]:
+        return cast("Column[Any]", self._column_attribute(name).property.columns[0])
+
+    def _guard(self) -> AbstractContextManager[None]:
+        return translate_db_errors(table=self._table)
+
+    # --- loading -----------------------------------------------------------
+
+    def _load_options(self, load: Sequence[Load]) -> builtins.list[ORMOption]:
+        options = [self._loader(item) for item in load]
+        if self.raise_on_lazy_load:
+            asked = {item.split(".", 1)[0] if isinstance(item, str) else item.key for item in load}
+            options.extend(
+                raiseload(getattr(self.model, rel.key))
+                for rel in self._mapper.relationships
+                # Plain lazy loads only: relationships configured to load eagerly keep doing so.
+                if rel.lazy in ("select", True) and rel.key not in asked
+            )
+        return options
+
+    def _loader(self, item: Load) -> ORMOption:
+        path: builtins.list[Any] = item.split(".") if isinstance(item, str) else [item]
+        entity: Any = self.model
+        option: Any = None
+        for step in path:
+            if isinstance(step, str):
+                rel = entity.__mapper__.relationships.get(step)
+                if rel is None:
+                    raise ValueError(f"{entity.__name__} has no relationship {step!r}")
+                attribute = getattr(entity, step)
+            else:
+                attribute = step
+                rel = getattr(attribute, "property", None)
+                if not isinstance(rel, RelationshipProperty):
+                    raise ValueError(f"{attribute} is not a relationship")
+            # Collections in one extra IN query; scalars joined into the same query.
+            strategy = selectinload if rel.uselist else joinedload
+            option = (
+                strategy(attribute)
+                if option is None
+                else getattr(option, strategy.__name__)(attribute)
+            )
+            entity = rel.mapper.class_
+        return cast(ORMOption, option)
+
+    # --- filtering and sorting ---------------------------------------------
+
+    def _where(
+        self,
+        filters: Sequence[ColumnElement[bool]],
+        equals: Mapping[str, Any],
+        search: str | None = None,
+    ) -> builtins.list[ColumnElement[bool]]:
+        clauses = list(filters)
+        for name, value in equals.items():
+            attribute = self._column_attribute(name)
+            if value is None:
+                clauses.append(attribute.is_(None))
+            elif isinstance(value, list | tuple | set | frozenset):
+                clauses.append(attribute.in_(list(value)))
+            else:
+                clauses.append(attribute == value)
+        if search and search.strip():
+            clauses.append(self._search_clause(search.strip()))
+        return clauses
+
+    def _search_clause(self, text: str) -> ColumnElement[bool]:
+        if not self.searchable_fields:
+            raise InvalidInputError(
+                "Search is not supported here",
+                details=[ErrorDetail(code="search_unsupported", message="No searchable fields")],
+            )
+        pattern = f"%{_escape_like(text)}%"
+        return or_(
+            *(
+                self._column_attribute(name).ilike(pattern, escape="\\")
+                for name in self.searchable_fields
+            )
+        )
+
+    def _sort_keys(self, sort: Sequence[str] | str | None) -> builtins.list[SortKey]:
+        if not sort:
+            sort = self.default_sort or ()
+        specs = [sort] if isinstance(sort, str) else list(sort)
+        allowed = (
+            list(self.sortable_fields)
+            if self.sortable_fields is not None
+            else list(self._mapper.column_attrs.keys())
+        )
+        keys: builtins.list[SortKey] = []
+        for spec in specs:
+            descending = spec.startswith("-")
+            name = spec[1:] if descending else spec
+            if name not in allowed or name not in self._mapper.column_attrs:
+                raise unknown_sort_field(name, allowed)
+            keys.append(self._sort_key(name, descending))
+        # The primary key makes the order total (and every keyset cursor unique).
+        direction = keys[0].descending if keys else False
+        present = {key.attribute.key for key in keys}
+        keys.extend(
+            self._sort_key(attribute.key, direction)
+            for attribute in self._pk_attributes()
+            if attribute.key not in present
+        )
+        return keys
+
+    def _sort_key(self, name: str, descending: bool) -> SortKey:
+        column = self._column(name)
+        return SortKey(
+            attribute=self._column_attribute(name),
+            descending=descending,
+            nullable=bool(column.nullable),
+            enum_class=getattr(column.type, "enum_class", None),
+        )
+
+    def _order_by(self, order_by: Sequence[Sort] | Sort | None) -> builtins.list[Any]:
+        items = [order_by] if isinstance(order_by, str | ColumnElement) else list(order_by or ())
+        if all(isinstance(item, str) for item in items):
+            return order_clauses(self._sort_keys(cast("list[str]", items)))
+        # Hand-written SQL ordering, made total with the primary key.
+        return [*items, *self._pk_attributes()]
+
+    # --- reads -------------------------------------------------------------
+
+    def query(
+        self,
+        *filters: ColumnElement[bool],
+        load: Sequence[Load] = (),
+        search: str | None = None,
+        **equals: Any,
+    ) -> Select[ModelT]:
+        """The repository's base query, for building special ones (loads and filters applied)."""
+        return (
+            select(self.model)
+            .where(*self._where(filters, equals, search))
+            .options(*self._load_options(load))
+        )
+
+    async def get_by_id(self, id: Any, *, load: Sequence[Load] = ()) -> ModelT | None:
+        """The row with primary key ``id`` (a tuple for composite keys), or None."""
+        with self._guard():
+            return await self.session.get(self.model, id, options=self._load_options(load))
+
+    async def get_one(
+        self, *filters: ColumnElement[bool], load: Sequence[Load] = (), **equals: Any
+    ) -> ModelT:
+        """The one row matching; raises :class:`NotFoundError` (404) when there is none."""
+        found = await self.get_one_or_none(*filters, load=load, **equals)
+        if found is None:
+            raise NotFoundError(f"{self.model.__name__} not found")
+        return found
+
+    async def get_one_or_none(
+        self, *filters: ColumnElement[bool], load: Sequence[Load] = (), **equals: Any
+    ) -> ModelT | None:
+        """The one row matching, or None; more than one match is a programming error."""
+        statement = self.query(*filters, load=load, **equals).limit(2)
+        with self._guard():
+            rows = (await self.session.scalars(statement)).unique().all()
+        if len(rows) > 1:
+            raise RuntimeError(f"more than one {self.model.__name__} matches")
+        return rows[0] if rows else None
+
+    async def list(
+        self,
+        *filters: ColumnElement[bool],
+        order_by: Sequence[Sort] | Sort | None = None,
+        limit: int | None = None,
+        offset: int | None = None,
+        search: str | None = None,
+        load: Sequence[Load] = (),
+        **equals: Any,
+    ) -> builtins.list[ModelT]:
+        """Rows matching every filter, in a total order (primary key as tiebreaker).
+
+        Args:
+            filters: SQLAlchemy conditions (``Video.duration > 60``).
+            order_by: ``"title"``, ``"-created_at"``, a list of them, or SQL.
+            limit: At most this many rows.
+            offset: Skip this many rows first.
+            search: Text matched in ``searchable_fields``.
+            load: Relationships to load with the rows.
+            equals: ``field=value`` filters; a list value means IN, None means IS NULL.
+        """
+        statement = self.query(*filters, load=load, search=search, **equals).order_by(
+            *self._order_by(order_by)
+        )
+        if limit is not None:
+            statement = statement.limit(limit)
+        if offset:
+            statement = statement.offset(offset)
+        with self._guard():
+            return builtins.list((await self.session.scalars(statement)).unique().all())
+
+    async def count(
+        self, *filters: ColumnElement[bool], search: str | None = None, **equals: Any
+    ) -> int:
+        """How many rows match."""
+        statement = (
+            select(func.count())
+            .select_from(self._table)
+            .where(*self._where(filters, equals, search))
+        )
+        with self._guard():
+            return int(await self.session.scalar(statement) or 0)
+
+    async def exists(self, *filters: ColumnElement[bool], **equals: Any) -> bool:
+        """Whether any row matches (``SELECT EXISTS``: stops at the first)."""
+        statement = select(exists().where(*self._where(filters, equals)))
+        with self._guard():
+            return bool(await self.session.scalar(statement))
+
+    async def stream(
+        self,
+        *filters: ColumnElement[bool],
+        batch_size: int = 1000,
+        load: Sequence[Load] = (),
+        **equals: Any,
+    ) -> AsyncIterator[ModelT]:
+        """Every matching row in primary-key order, fetched ``batch_size`` at a time.
+
+        Each batch is its own keyset query, so no server cursor stays open
+        and memory stays flat however large the table.
+        """
+        pk = self._pk_attributes()
+        statement = self.query(*filters, load=load, **equals).order_by(*pk).limit(batch_size)
+        last: tuple[Any, ...] | None = None
+        while True:
+            batch = statement if last is None else statement.where(tuple_(*pk) > tuple_(*last))
+            with self._guard():
+                rows = (await self.session.scalars(batch)).unique().all()
+            for row in rows:
+                yield row
+            if len(rows) < batch_size:
+                return
+            last = tuple(getattr(rows[-1], attribute.key) for attribute in pk)
+
+    # --- writes ------------------------------------------------------------
+
+    def _values(self, data: Data, *, partial: bool) -> dict[str, Any]:
+        if type(data) is dict:  # the common case, without the ABC checks below
+            values = dict(data)
+        elif isinstance(data, BaseModel):
+            values = data.model_dump(exclude_unset=partial)
+        elif isinstance(data, Mapping):
+            values = dict(data)
+        else:
+            raise TypeError(f"expected a pydantic model or a mapping, got {type(data).__name__}")
+        known = _bulk.plan_for(self._mapper).attributes
+        if not known.issuperset(values):
+            unknown = [key for key in values if key not in known]
+            raise InvalidInputError(
+                f"Unknown field(s): {', '.join(unknown)}",
+                details=[
+                    ErrorDetail(code="unknown_field", message="Unknown field", field=key)
+                    for key in unknown
+                ],
+            )
+        return values
+
+    def _rows(self, items: Iterable[Data]) -> builtins.list[dict[str, Any]]:
+        plan = _bulk.plan_for(self._mapper)
+        relationships = plan.relationships
+        rows = []
+        for item in items:
+            values = self._values(item, partial=False)
+            if not relationships.isdisjoint(values):
+                raise InvalidInputError(
+                    f"Bulk writes take column values only; "
+                    f"{sorted(relationships.intersection(values))} are relationships"
+                )
+            rows.append(_bulk.complete_row(plan, values))
+        return rows
+
+    async def _flush(self) -> None:
+        with self._guard():
+            await self.session.flush()
+
+    async def _refresh(self, obj: Any, load: Sequence[Load]) -> None:
+        if load:
+            names = [item if isinstance(item, str) else item.key for item in load]
+            with self._guard():
+                await self.session.refresh(obj, attribute_names=names)
+
+    async def create(self, data: Data, *, load: Sequence[Load] = ()) -> ModelT:
+        """Insert one row (flushed, not committed) and return it.
+
+        Args:
+            data: A pydantic model (all its fields) or a mapping of field values.
+            load: Relationships to load on the new row (e.g. its ``owner``).
+        """
+        obj = self.model(**self._values(data, partial=False))
+        self.session.add(obj)
+        await self._flush()
+        _bulk.mark_new_collections_empty(_bulk.plan_for(self._mapper), obj)
+        await self._refresh(obj, load)
+        return obj
+
+    async def create_many(self, items: Iterable[Data]) -> builtins.list[ModelT]:
+        """Insert many rows in few statements and return them, in order.
+
+        Each batch of ``batch_size`` rows is one statement returning the new
+        rows: ``INSERT ... SELECT FROM unnest(...) RETURNING`` on PostgreSQL
+        (one array parameter per column), multi-row ``VALUES`` elsewhere.
+        This needs primary keys made in Python (``UUIDPrimaryKeyMixin``);
+        keys the database makes cost SQLAlchemy's batched ``INSERT ...
+        RETURNING``. As for any bulk insert, model constructors and
+        ``@validates`` hooks do not run.
+        """
+        rows = self._rows(items)
+        if not rows:
+            return []
+        plan = _bulk.plan_for(self._mapper)
+        if not plan.pk_made_here:
+            return await self._create_many_returning(rows)
+        dialect = self._dialect_name
+        created: dict[tuple[Any, ...], ModelT] = {}
+        in_order: builtins.list[ModelT] = []
+        for keys, group in _bulk.by_fields(enumerate(rows)):
+            size = _bulk.rows_per_statement(dialect, plan.table, keys, self.batch_size)
+            for batch in _chunks(group, size):
+                statement = _bulk.insert_statement(
+                    dialect, self.model, plan, keys, [row for _, row in batch]
+                ).returning(self.model)
+                with self._guard():
+                    objects = (await self.session.scalars(statement)).all()
+                for obj in objects:
+                    created[self._pk_of(obj, plan)] = obj
+                    in_order.append(obj)
+        try:
+            result = [created[tuple(row[key] for key in plan.pk_keys)] for row in rows]
+        except KeyError:  # keys given in another type than the column's (e.g. str UUIDs)
+            result = in_order
+        for obj in result:
+            _bulk.mark_new_collections_empty(plan, obj)
+        return result
+
+    async def insert_many(self, items: Iterable[Data]) -> int:
+        """Insert many rows without reading them back: the bulk-load path. Returns the count.
+
+        The same batched statements as :meth:`create_many` (``unnest()`` on
+        PostgreSQL) minus ``RETURNING`` and the ORM objects, which cost about
+        as much again as the insert itself for large batches.
+        """
+        rows = self._rows(items)
+        plan = _bulk.plan_for(self._mapper)
+        dialect = self._dialect_name
+        table = plan.table
+        for keys, group in _bulk.by_fields(enumerate(rows)):
+            size = _bulk.rows_per_statement(dialect, table, keys, self.batch_size)
+            for batch in _chunks(group, size):
+                batch_rows = [row for _, row in batch]
+                with self._guard():
+                    if _bulk.can_unnest(dialect, table, keys):
+                        await self.session.execute(
+                            _bulk.insert_statement(dialect, table, plan, keys, batch_rows)
+                        )
+                    else:
+                        await self.session.execute(insert(table), batch_rows)
+        return len(rows)
+
+    @staticmethod
+    def _pk_of(obj: Any, plan: _bulk.BulkPlan) -> tuple[Any, ...]:
+        return tuple(getattr(obj, plan.attribute_of[key]) for key in plan.pk_keys)
+
+    async def _create_many_returning(
+        self, rows: builtins.list[dict[str, Any]]
+    ) -> builtins.list[ModelT]:
+        plan = _bulk.plan_for(self._mapper)
+        statement = insert(self.model).returning(self.model, sort_by_parameter_order=True)
+        placed: dict[int, ModelT] = {}
+        for _, group in _bulk.by_fields(enumerate(rows)):
+            for batch in _chunks(group, self.batch_size):
+                params = [
+                    {plan.attribute_of[key]: value for key, value in row.items()}
+                    for _, row in batch
+                ]
+                with self._guard():
+                    result = await self.session.execute(statement, params)
+                for (index, _), obj in zip(batch, result.scalars().all(), strict=True):
+                    placed[index] = obj
+        objects = [placed[index] for index in range(len(rows))]
+        for obj in objects:
+            _bulk.mark_new_collections_empty(plan, obj)
+        return objects
+
+    async def update(self, id_or_obj: Any, data: Data, *, load: Sequence[Load] = ()) -> ModelT:
+        """Change the fields ``data`` sets, and only those; return the row.
+
+        A pydantic model contributes only the fields the client sent
+        (``exclude_unset``), so omitted fields and relationships stay as they
+        are. On a versioned model (:class:`~heygen_conventions.VersionMixin`),
+        a ``version`` in ``data`` must be the row's current one.
+
+        Raises:
+            NotFoundError: No row has that primary key (404).
+            ConflictError: The version is stale, or the row changed meanwhile (409).
+        """
+        obj = await self._resolve(id_or_obj)
+        values = self._values(data, partial=True)
+        version_column = self._mapper.version_id_col
+        if version_column is not None:
+            key = self._mapper.get_property_by_column(version_column).key
+            expected = values.pop(key, None)
+            if expected is not None and expected != getattr(obj, key):
+                raise _stale_version()
+        for key, value in values.items():
+            setattr(obj, key, value)
+        await self._flush()
+        await self._refresh(obj, load)
+        return obj
+
+    async def _resolve(self, id_or_obj: Any) -> ModelT:
+        if isinstance(id_or_obj, self.model):
+            return id_or_obj
+        obj = await self.get_by_id(id_or_obj)
+        if obj is None:
+            raise NotFoundError(f"{self.model.__name__} not found")
+        return obj
+
+    async def update_many(
+        self, values: Mapping[str, Any], *filters: ColumnElement[bool], **equals: Any
+    ) -> int:
+        """Set ``values`` on every matching row in one UPDATE; the number of rows changed.
+
+        ``updated_at`` (``TimestampMixin``) and ``version`` (``VersionMixin``)
+        move too. With no filter at all it refuses, rather than update the
+        whole table by accident: pass ``sqlalchemy.true()`` to mean it.
+        """
+        if not filters and not equals:
+            raise ValueError("update_many() without filters would update every row")
+        changes: dict[Any, Any] = {
+            self._column_attribute(key): value for key, value in values.items()
+        }
+        version_column = self._mapper.version_id_col
+        if version_column is not None:
+            version = getattr(self.model, self._mapper.get_property_by_column(version_column).key)
+            changes[version] = version + 1
+        statement = (
+            sql_update(self.model)
+            .where(*self._where(filters, equals))
+            .values(changes)
+            .execution_options(synchronize_session="fetch")
+        )
+        with self._guard():
+            result = await self.session.execute(statement)
+        return int(getattr(result, "rowcount", 0))
+
+    async def delete(self, id_or_obj: Any) -> None:
+        """Delete one row; ORM cascades apply.
+
+        Raises:
+            NotFoundError: No row has that primary key (404).
+        """
+        if isinstance(id_or_obj, self.model):
+            obj: Any = id_or_obj
+        else:
+            with self._guard():
+                obj = await self.session.get(self.model, id_or_obj)
+            if obj is None:
+                raise NotFoundError(f"{self.model.__name__} not found")
+        with self._guard():
+            await self.session.delete(obj)
+            await self.session.flush()
+
+    async def delete_many(self, ids: Iterable[Any]) -> int:
+        """Delete rows by primary key in chunked ``DELETE ... WHERE id IN`` statements.
+
+        A bulk delete: ORM cascades do not run (foreign keys' ``ON DELETE`` do).
+        Returns the number of rows deleted.
+        """
+        pk = self._pk_attributes()
+        if len(pk) != 1:
+            raise TypeError("delete_many() needs a single-column primary key")
+        deleted = 0
+        for chunk in _chunks(builtins.list(dict.fromkeys(ids)), self.batch_size):
+            statement = (
+                sql_delete(self.model)
+                .where(pk[0].in_(builtins.list(chunk)))
+                .execution_options(synchronize_session="fetch")
+            )
+            with self._guard():
+                result = await self.session.execute(statement)
+            deleted += int(getattr(result, "rowcount", 0))
+        return deleted
+
+    async def upsert(
+        self, data: Data, *, on: str | Sequence[str], update: Sequence[str] | None = None
+    ) -> tuple[ModelT, bool]:
+        """Insert the row, or update the one with the same ``on`` key; ``(row, created)``.
+
+        One ``INSERT ... ON CONFLICT DO UPDATE``: no race between a read and a write.
+        """
+        result = await self.upsert_many([data], on=on, update=update)
+        return result.items[0], result.created == 1
+
+    async def upsert_many(
+        self,
+        items: Iterable[Data],
+        *,
+        on: str | Sequence[str],
+        update: Sequence[str] | None = None,
+        returning: bool = True,
+    ) -> UpsertResult[ModelT]:
+        """Insert or update many rows: one ``INSERT ... ON CONFLICT DO UPDATE`` per batch.
+
+        Args:
+            items: Rows as pydantic models or mappings (all fields written).
+            on: Fields of a unique constraint or index identifying a row.
+            update: Fields to overwrite on an existing row; default: every
+                given field except ``on``, the primary key and ``created_at``.
+                ``updated_at`` and ``version`` move in either case.
+            returning: Read the rows back as ORM objects (``items``); False
+                returns only the counts, for bulk loads (much cheaper).
+
+        Rows repeating an ``on`` key are merged (the last wins): one
+        statement cannot touch a row twice.
+        """
+        conflict = [self._column(name) for name in ([on] if isinstance(on, str) else on)]
+        update_columns = None if update is None else [self._column(name).key for name in update]
+        merged: dict[tuple[Any, ...], dict[str, Any]] = {}
+        for row in self._rows(items):
+            try:
+                key = tuple(row[column.key] for column in conflict)
+            except KeyError as missing:
+                raise InvalidInputError(
+                    f"Upsert rows need a value for {missing.args[0]!r}"
+                ) from None
+            merged.pop(key, None)  # the last one wins, in its own position
+            merged[key] = row
+        if not merged:
+            return UpsertResult([], 0, 0)
+
+        plan = _bulk.plan_for(self._mapper)
+        pk_made_here = plan.pk_made_here
+        dialect = self._dialect_name
+        conflict_attributes = [plan.attribute_of[column.key] for column in conflict]
+        placed: dict[tuple[Any, ...], ModelT] = {}
+        created = 0
+        for keys, group in _bulk.by_fields(merged.items()):
+            size = _bulk.rows_per_statement(dialect, plan.table, keys, self.batch_size)
+            for batch in _chunks(group, size):
+                existing: set[tuple[Any, ...]] = set()
+                if not pk_made_here and dialect != "postgresql":
+                    existing = await self._existing_keys(conflict, [key for key, _ in batch])
+                statement = _bulk.upsert_statement(
+                    dialect,
+                    self.model,
+                    self._mapper,
+                    keys,
+                    [row for _, row in batch],
+                    conflict,
+                    update_columns,
+                    report_inserted=not pk_made_here and dialect == "postgresql",
+                    objects=returning,
+                )
+                with self._guard():
+                    result = await self.session.execute(
+                        statement, execution_options={"populate_existing": True}
+                    )
+                    returned = result.all()
+                sent = dict(batch)
+                pk_width, key_width = len(plan.pk_keys), len(conflict)
+                for position, returned_row in enumerate(returned):
+                    if returning:
+                        obj = returned_row[0]
+                        key = tuple(getattr(obj, attribute) for attribute in conflict_attributes)
+                        returned_pk = self._pk_of(obj, plan)
+                        inserted = returned_row[1:]
+                    else:
+                        returned_pk = tuple(returned_row[:pk_width])
+                        key = tuple(returned_row[pk_width : pk_width + key_width])
+                        inserted = returned_row[pk_width + key_width :]
+                    if key not in sent:  # a key the column type normalised; order still holds
+                        key = batch[position][0]
+                    if returning:
+                        placed[key] = obj
+                    if pk_made_here:
+                        is_new = returned_pk == tuple(sent[key][k] for k in plan.pk_keys)
+                    elif inserted:
+                        is_new = bool(inserted[0])
+                    else:
+                        is_new = key not in existing
+                    created += is_new
+        objects = [placed[key] for key in merged] if returning else []
+        return UpsertResult(objects, created, len(merged) - created)
+
+    async def _existing_keys(
+        self, conflict: Sequence[Column[Any]], keys: Sequence[tuple[Any, ...]]
+    ) -> set[tuple[Any, ...]]:
+        statement = select(*conflict).where(tuple_(*conflict).in_(keys))
+        with self._guard():
+            return {tuple(row) for row in (await self.session.execute(statement)).all()}
+
+    # --- pagination ----------------------------------------------------------
+
+    async def paginate(
+        self,
+        params: PageParams,
+        *filters: ColumnElement[bool],
+        count: CountStrategy = "exact",
+        load: Sequence[Load] = (),
+        statement: Select[Any] | None = None,
+        **equals: Any,
+    ) -> PaginatedResponse[ModelT]:
+        """One page by OFFSET, with the total counted as asked.
+
+        Args:
+            params: Page, size, sort and search (``PageParams``).
+            filters: SQLAlchemy conditions.
+            count: ``"exact"``: ``count(*)`` of the filtered rows (and no
+                data query when the page is past the end); ``"none"``: no
+                count, ``has_next`` from one extra row; ``"estimate"``:
+                PostgreSQL's planner estimate, flagged ``metadata.count ==
+                "estimated"`` (exact when small, or when this page shows where
+                the listing ends; always exact on SQLite).
+            load: Relationships to load with the rows.
+            statement: A hand-built ``select(Model)`` (joins, DISTINCT) to
+                page through instead of the plain one; counted as a subquery.
+            equals: ``field=value`` filters.
+        """
+        base = statement if statement is not None else select(self.model)
+        base = base.where(*self._where(filters, equals, params.search))
+        order = order_clauses(self._sort_keys(params.sort))
+        offset, per_page = params.offset, params.per_page
+
+        total: int | None = None
+        used: str = count
+        if count == "estimate":
+            used = "exact"
+            if self._dialect_name == "postgresql":
+                estimate = await self._estimate(base)
+                if estimate >= self.exact_count_below:
+                    total, used = estimate, "estimated"
+        if used == "exact":
+            total = await self._exact_count(base, custom=statement is not None)
+            if total == 0 or offset >= total:
+                return PaginatedResponse.create(
+                    [],
+                    page=params.page,
+                    per_page=per_page,
+                    total_count=total,
+                    metadata={"count": "exact"},
+                )
+
+        fetch = per_page if used == "exact" else per_page + 1
+        page_query = (
+            base.options(*self._load_options(load)).order_by(*order).offset(offset).limit(fetch)
+        )
+        with self._guard():
+            rows = builtins.list((await self.session.scalars(page_query)).unique().all())
+        if used == "estimated" and total is not None:
+            if len(rows) > per_page:
+                total = max(total, offset + per_page + 1)
+            elif rows or offset == 0:
+                total, used = offset + len(rows), "exact"  # this page shows where the end is
+            else:
+                total = min(total, offset)  # past the end: at most `offset` rows
+        return PaginatedResponse.create(
+            rows, page=params.page, per_page=per_page, total_count=total, metadata={"count": used}
+        )
+
+    async def _exact_count(self, base: Select[Any], *, custom: bool) -> int:
+        if custom or base._distinct or base._group_by_clauses:
+            counted = select(func.count()).select_from(base.order_by(None).subquery())
+        else:
+            # count(*) straight over the filtered table: the plan PostgreSQL runs best.
+            counted = base.with_only_columns(func.count(), maintain_column_froms=True)
+        with self._guard():
+            return int(await self.session.scalar(counted.order_by(None)) or 0)
+
+    async def _estimate(self, base: Select[Any]) -> int:
+        with self._guard():
+            plan = await self.session.scalar(_Explain(base.order_by(None)))
+        parsed = orjson.loads(plan) if isinstance(plan, str | bytes) else plan
+        return int(parsed[0]["Plan"]["Plan Rows"])
+
+    def _cursor_codec(
+        self, keys: Sequence[SortKey], where: Sequence[ColumnElement[bool]]
+    ) -> CursorCodec:
+        if self._cursor_secret is not None:
+            key = _cursor_key(self._cursor_secret)
+        else:
+            key = _session_cursor_key(self.session) or process_cursor_key()
+        sort = ",".join(("-" if k.descending else "") + k.attribute.key for k in keys)
+        filters = ""
+        if where:
+            compiled = and_(*where).compile(dialect=self.session.get_bind().dialect)
+            params = compiled.params
+            filters = compiled.string + "".join(f"|{n}={params[n]!r}" for n in sorted(params))
+        max_age = self.cursor_max_age.total_seconds() if self.cursor_max_age else None
+        return CursorCodec(key, listing_fingerprint(self._table.name, sort, filters), max_age)
+
+    async def paginate_cursor(
+        self,
+        *filters: ColumnElement[bool],
+        cursor: str | None = None,
+        limit: int = 20,
+        sort: Sequence[str] | str | None = None,
+        search: str | None = None,
+        load: Sequence[Load] = (),
+        **equals: Any,
+    ) -> CursorPage[ModelT]:
+        """One page by keyset, ``WHERE (sort key) > (last row's)``: any depth costs the same.
+
+        Pass back ``next_cursor`` or ``previous_cursor`` as ``cursor`` with
+        the same filters and sort to move. The primary key breaks ties, so
+        every row appears exactly once; NULLs sort last.
+
+        Raises:
+            BadRequestError: The cursor is malformed, altered, expired or
+                issued for another sort or other filters (400).
+        """
+        if limit < 1:
+            raise ValueError(f"limit must be >= 1, got {limit}")
+        keys = self._sort_keys(sort)
+        where = self._where(filters, equals, search)
+        codec = self._cursor_codec(keys, where)
+        backwards = False
+        statement = select(self.model).where(*where).options(*self._load_options(load))
+        if cursor is not None:
+            values, backwards = codec.decode(cursor, [k.enum_class for k in keys])
+            statement = statement.where(keyset_after(keys, values, reverse=backwards))
+        statement = statement.order_by(*order_clauses(keys, reverse=backwards)).limit(limit + 1)
+        with self._guard():
+            rows = builtins.list((await self.session.scalars(statement)).unique().all())
+        more = len(rows) > limit
+        rows = rows[:limit]
+        if backwards:
+            rows.reverse()
+        # Going forward, rows follow when one more was found; coming back,
+        # the page we came from follows.
+        has_next = bool(rows) and (backwards or more)
+        has_previous = bool(rows) and (more if backwards else cursor is not None)
+
+        def cursor_at(row: Any, *, back: bool) -> str:
+            return codec.encode([getattr(row, k.attribute.key) for k in keys], backwards=back)
+
+        return CursorPage(
+            data=rows,
+            next_cursor=cursor_at(rows[-1], back=False) if has_next else None,
+            previous_cursor=cursor_at(rows[0], back=True) if has_previous else None,
+            has_more=has_next,
+        )

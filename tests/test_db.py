@@ -1,0 +1,600 @@
+"""Database, sessions per request, mixins and error translation, on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from datetime import UTC, datetime, timedelta, timezone
+from typing import Any
+
+import pytest
+from fastapi import Depends, FastAPI
+from sqlalchemy import (
+    CheckConstraint,
+    ForeignKey,
+    MetaData,
+    String,
+    delete,
+    func,
+    insert,
+    inspect,
+    select,
+    text,
+    update,
+)
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+from heygen_conventions import (
+    APIResponse,
+    AppError,
+    Base,
+    ConflictError,
+    Database,
+    DBSession,
+    InvalidInputError,
+    NotFoundError,
+    ServiceUnavailableError,
+    Settings,
+    TimestampMixin,
+    UUIDPrimaryKeyMixin,
+    after_commit,
+    get_db_session,
+    install_database,
+    install_exception_handlers,
+    translate_db_errors,
+    uuid7,
+)
+from heygen_conventions.db import NAMING_CONVENTION
+from tests.fixtures.db import asgi_client
+
+
+class Model(DeclarativeBase):
+    # Base's own conventions, in a registry of its own (see tests/fixtures/db.py).
+    metadata = MetaData(naming_convention=Base.metadata.naming_convention)
+    type_annotation_map = Base.type_annotation_map
+
+
+class Owner(UUIDPrimaryKeyMixin, Model):
+    __tablename__ = "owners"
+    name: Mapped[str] = mapped_column(String(50))
+
+
+class Clip(UUIDPrimaryKeyMixin, TimestampMixin, Model):
+    __tablename__ = "clips"
+    __table_args__ = (CheckConstraint("duration >= 0", name="duration_not_negative"),)
+    slug: Mapped[str] = mapped_column(String(50), unique=True)
+    duration: Mapped[int] = mapped_column(default=0)
+    owner_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("owners.id"), default=None)
+
+
+@pytest.fixture
+async def db(database: Database) -> Database:
+    await database.create_all(Model.metadata)
+    return database
+
+
+class RecordResponseStart:
+    """Notes when the response starts, to order it against after-commit callbacks."""
+
+    def __init__(self, app: Any, events: list[str]) -> None:
+        self.app, self.events = app, events
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        async def recording_send(message: Any) -> None:
+            if message["type"] == "http.response.start":
+                self.events.append(f"response {message['status']} started")
+            await send(message)
+
+        await self.app(scope, receive, recording_send)
+
+
+def make_app(db: Database, events: list[str] | None = None) -> FastAPI:
+    app = FastAPI()
+    install_exception_handlers(app)
+    install_database(app, db)
+    if events is not None:
+        app.add_middleware(RecordResponseStart, events=events)
+
+    @app.post("/clips/{slug}")
+    async def create_clip(slug: str, session: DBSession) -> APIResponse[str]:
+        # Added, not flushed: the INSERT (and any violation) happens at commit.
+        session.add(Clip(slug=slug))
+        return APIResponse.ok(slug)
+
+    @app.post("/clips/{slug}/fail")
+    async def create_then_fail(slug: str, session: DBSession) -> None:
+        session.add(Clip(slug=slug))
+        await session.flush()
+        raise NotFoundError("nothing here")
+
+    @app.post("/clips/{slug}/notify")
+    async def create_and_notify(slug: str, session: DBSession, fail: bool = False) -> str:
+        session.add(Clip(slug=slug))
+
+        async def notify() -> None:
+            assert events is not None
+            # Runs after the commit: another session already sees the row.
+            async with db.session() as other:
+                seen = await other.scalar(select(func.count()).where(Clip.slug == slug))
+            events.append(f"{slug} committed, visible={seen}")
+
+        after_commit(session, notify)
+        if fail:
+            raise ConflictError("no")
+        return "ok"
+
+    @app.get("/same-session")
+    async def same_session(
+        one: AsyncSession = Depends(get_db_session),
+        two: AsyncSession = Depends(get_db_session),
+    ) -> bool:
+        return one is two
+
+    @app.post("/raw-duplicate/{slug}")
+    async def raw_duplicate(slug: str, session: DBSession) -> str:
+        # A hand-written statement failing inside the route is translated too.
+        await session.execute(insert(Clip).values(id=uuid7(), slug=slug, duration=0))
+        await session.execute(insert(Clip).values(id=uuid7(), slug=slug, duration=0))
+        return "unreachable"
+
+    return app
+
+
+async def count_clips(db: Database) -> int:
+    async with db.session() as session:
+        return int(await session.scalar(select(func.count()).select_from(Clip)) or 0)
+
+
+# --- Request unit of work ----------------------------------------------------
+
+
+async def test_route_commits_once_it_succeeds(db: Database) -> None:
+    async with asgi_client(make_app(db)) as client:
+        response = await client.post("/clips/intro")
+    assert response.status_code == 200, response.text
+    assert await count_clips(db) == 1
+
+
+async def test_failed_commit_answers_409_never_200(db: Database) -> None:
+    async with asgi_client(make_app(db)) as client:
+        assert (await client.post("/clips/intro")).status_code == 200
+        response = await client.post("/clips/intro")
+    assert response.status_code == 409, response.text
+    body = response.json()
+    assert body["success"] is False
+    assert body["errors"][0]["code"] == "unique_violation"
+    assert body["errors"][0]["field"] == "slug"
+    assert "intro" not in response.text  # the duplicate value is user data
+    assert await count_clips(db) == 1
+
+
+async def test_route_error_rolls_back(db: Database) -> None:
+    async with asgi_client(make_app(db)) as client:
+        response = await client.post("/clips/ghost/fail")
+    assert response.status_code == 404, response.text
+    assert await count_clips(db) == 0
+
+
+async def test_database_errors_inside_the_route_are_translated(db: Database) -> None:
+    async with asgi_client(make_app(db)) as client:
+        response = await client.post("/raw-duplicate/twice")
+    assert response.status_code == 409, response.text
+    assert await count_clips(db) == 0
+
+
+async def test_one_session_per_request(db: Database) -> None:
+    async with asgi_client(make_app(db)) as client:
+        assert (await client.get("/same-session")).json() is True
+
+
+async def test_after_commit_runs_after_the_commit_and_before_the_response(db: Database) -> None:
+    events: list[str] = []
+    async with asgi_client(make_app(db, events)) as client:
+        response = await client.post("/clips/a/notify")
+        assert response.status_code == 200, response.text
+        failed = await client.post("/clips/b/notify", params={"fail": "true"})
+    assert failed.status_code == 409
+    assert events == ["a committed, visible=1", "response 200 started", "response 409 started"]
+
+
+async def test_after_commit_failure_is_logged_not_raised(
+    db: Database, caplog: pytest.LogCaptureFixture
+) -> None:
+    def broken() -> None:
+        raise RuntimeError("cache down")
+
+    ran: list[int] = []
+    async with db.transaction() as session:
+        session.add(Clip(slug="x"))
+        after_commit(session, broken)
+        after_commit(session, lambda: ran.append(1))
+    assert ran == [1]
+    assert await count_clips(db) == 1
+    assert any(r.message == "After-commit callback failed" for r in caplog.records)
+
+
+async def test_after_commit_of_an_explicit_commit_survives_a_later_rollback(db: Database) -> None:
+    ran: list[str] = []
+
+    async def commit_then_fail() -> None:
+        async with db.transaction() as session:
+            session.add(Clip(slug="kept"))
+            after_commit(session, lambda: ran.append("kept"))
+            await session.commit()
+            assert ran == ["kept"]
+            session.add(Clip(slug="dropped"))
+            after_commit(session, lambda: ran.append("dropped"))
+            raise NotFoundError()
+
+    with pytest.raises(NotFoundError):
+        await commit_then_fail()
+    assert ran == ["kept"]
+    assert await count_clips(db) == 1
+
+
+async def test_after_commit_refuses_a_foreign_session(db: Database) -> None:
+    async with AsyncSession(db.engine) as session:
+        with pytest.raises(TypeError, match="Database"):
+            after_commit(session, lambda: None)
+
+
+async def test_get_db_session_without_install_is_a_clear_error() -> None:
+    app = FastAPI()
+
+    @app.get("/")
+    async def route(session: DBSession) -> None:
+        return None
+
+    async with asgi_client(app) as client:
+        with pytest.raises(RuntimeError, match="install_database"):
+            await client.get("/")
+
+
+async def test_lifespan_composes_and_disposes_after_the_apps_shutdown(database: Database) -> None:
+    events: list[str] = []
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[dict[str, Any]]:
+        events.append("app startup")
+        yield {"ready": True}
+        events.append("app shutdown")
+
+    app = FastAPI(lifespan=lifespan)
+    original_dispose = database.dispose
+
+    async def dispose() -> None:
+        events.append("engine disposed")
+        await original_dispose()
+
+    database.dispose = dispose  # type: ignore[method-assign]
+    install_database(app, database)
+    with pytest.raises(RuntimeError, match="already"):
+        install_database(app, database)
+
+    @app.get("/")
+    async def route(session: DBSession) -> int:
+        return int(await session.scalar(text("SELECT 1")) or 0)
+
+    async with asgi_client(app) as client:
+        assert (await client.get("/")).json() == 1
+        assert events == ["app startup"]
+    assert events == ["app startup", "app shutdown", "engine disposed"]
+
+
+# --- Database ----------------------------------------------------------------
+
+
+async def test_transaction_commits_and_rolls_back(db: Database) -> None:
+    async with db.transaction() as session:
+        session.add(Clip(slug="one"))
+
+    async def add_two() -> None:
+        async with db.transaction() as session:
+            session.add(Clip(slug="two"))
+            session.add(Clip(slug="one"))
+
+    with pytest.raises(ConflictError):
+        await add_two()
+    assert await count_clips(db) == 1
+
+
+async def test_sqlite_enforces_foreign_keys(db: Database) -> None:
+    with pytest.raises(InvalidInputError) as caught:
+        async with db.transaction() as session:
+            session.add(Clip(slug="orphan", owner_id=uuid.uuid4()))
+    assert caught.value.details[0].code == "foreign_key_violation"
+    assert isinstance(caught.value.__cause__, IntegrityError)
+
+
+async def test_deleting_a_referenced_row_is_a_conflict(db: Database) -> None:
+    owner = Owner(name="ann")
+    async with db.transaction() as session:
+        session.add(owner)
+        await session.flush()
+        session.add(Clip(slug="c", owner_id=owner.id))
+    with pytest.raises(ConflictError, match="still referenced"):
+        async with db.transaction() as session:
+            await session.execute(delete(Owner))
+
+
+async def test_not_null_and_check_violations_are_invalid_input(db: Database) -> None:
+    with pytest.raises(InvalidInputError) as not_null:
+        async with db.transaction() as session:
+            await session.execute(insert(Clip).values(id=uuid7(), slug=None))
+    assert not_null.value.details[0].field == "slug"
+    with pytest.raises(InvalidInputError) as check:
+        async with db.transaction() as session:
+            session.add(Clip(slug="neg", duration=-1))
+    assert check.value.details[0].code == "check_violation"
+    assert check.value.details[0].field == "ck_clips_duration_not_negative"
+
+
+async def test_wrong_value_type_is_invalid_input(db: Database) -> None:
+    with pytest.raises(InvalidInputError):
+        async with db.transaction() as session:
+            await session.execute(select(Clip).where(Clip.id == "not-a-uuid"))
+
+
+async def test_unknown_errors_pass_through(db: Database) -> None:
+    with pytest.raises(Exception, match="no_such_table") as caught:
+        async with db.transaction() as session:
+            await session.execute(text("SELECT * FROM no_such_table"))
+    assert not isinstance(caught.value, AppError)
+
+
+async def test_unreachable_postgresql_is_503() -> None:
+    db = Database("postgresql+asyncpg://postgres@127.0.0.1:1/none")
+    try:
+        with pytest.raises(ServiceUnavailableError) as caught:
+            await db.ping()
+        assert caught.value.headers["Retry-After"] == "1"
+        assert isinstance(caught.value.__cause__, OSError)
+    finally:
+        await db.dispose()
+
+
+async def test_unopenable_sqlite_is_503(tmp_path: Any) -> None:
+    db = Database(f"sqlite+aiosqlite:///{tmp_path / 'missing-dir' / 'x.db'}")
+    try:
+        with pytest.raises(ServiceUnavailableError):
+            await db.ping()
+    finally:
+        await db.dispose()
+        # aiosqlite stops the worker of a failed connection without waiting for it;
+        # let it finish while this loop still runs.
+        workers = [t for t in threading.enumerate() if "_connection_worker_thread" in t.name]
+
+        def join_workers() -> None:
+            for worker in workers:
+                worker.join(5)
+
+        await asyncio.to_thread(join_workers)
+
+
+async def test_503_through_a_route() -> None:
+    db = Database("postgresql+asyncpg://postgres@127.0.0.1:1/none")
+    app = FastAPI()
+    install_exception_handlers(app)
+    install_database(app, db)
+
+    @app.get("/")
+    async def route(session: DBSession) -> int:
+        return int(await session.scalar(text("SELECT 1")) or 0)
+
+    async with asgi_client(app) as client:
+        response = await client.get("/")
+    assert response.status_code == 503, response.text
+    assert response.json()["errors"][0]["code"] == "service_unavailable"
+
+
+async def test_ping_answers(db: Database) -> None:
+    await db.ping()
+
+
+def test_from_settings_uses_the_settings() -> None:
+    settings = Settings(database_url="sqlite+aiosqlite:///:memory:", database_echo=True)
+    db = Database.from_settings(settings)
+    assert db.dialect_name == "sqlite"
+    assert db.engine.echo is True
+    assert "heygen_cursor_key" in db.session().info
+    assert "sqlite+aiosqlite" in repr(db)
+
+
+def test_pool_settings_reach_postgresql_engines() -> None:
+    db = Database(
+        "postgresql+asyncpg://user:pw@127.0.0.1/x", pool_size=3, max_overflow=1, pool_timeout=2
+    )
+    assert db.engine.pool.size() == 3  # type: ignore[attr-defined]
+    assert "pw" not in repr(db)
+
+
+def test_translate_db_errors_leaves_other_errors_alone() -> None:
+    with pytest.raises(KeyError), translate_db_errors():
+        raise KeyError("x")
+
+
+# --- Mixins ------------------------------------------------------------------
+
+
+async def test_each_row_gets_its_own_timestamps(db: Database) -> None:
+    async with db.transaction() as session:
+        first = Clip(slug="first")
+        session.add(first)
+        await session.flush()
+        await asyncio.sleep(0.01)
+        second = Clip(slug="second")
+        session.add(second)
+    async with db.session() as session:
+        rows = (await session.scalars(select(Clip).order_by(Clip.created_at))).all()
+    assert [c.slug for c in rows] == ["first", "second"]
+    assert rows[0].created_at < rows[1].created_at
+    for row in rows:
+        assert row.created_at.tzinfo is UTC
+        assert abs(row.created_at - datetime.now(UTC)) < timedelta(minutes=1)
+
+
+async def test_updated_at_moves_on_orm_and_bulk_updates(db: Database) -> None:
+    async with db.transaction() as session:
+        clip = Clip(slug="c")
+        session.add(clip)
+    created, first_update = clip.created_at, clip.updated_at
+    await asyncio.sleep(0.01)
+    async with db.transaction() as session:
+        loaded = await session.get(Clip, clip.id)
+        assert loaded is not None
+        loaded.duration = 5
+    assert loaded.updated_at > first_update
+    assert loaded.created_at == created
+    await asyncio.sleep(0.01)
+    async with db.transaction() as session:
+        await session.execute(update(Clip).values(duration=6))
+    async with db.session() as session:
+        bulk = await session.get(Clip, clip.id)
+    assert bulk is not None
+    assert bulk.updated_at > loaded.updated_at
+
+
+async def test_server_defaults_stamp_rows_inserted_outside_the_orm(db: Database) -> None:
+    async with db.transaction() as session:
+        await session.execute(
+            text("INSERT INTO clips (id, slug, duration) VALUES (:id, 'raw', 0)"),
+            {"id": uuid7().hex if db.dialect_name == "sqlite" else uuid7()},
+        )
+    async with db.session() as session:
+        row = await session.scalar(select(Clip))
+    assert row is not None
+    assert row.created_at.tzinfo is UTC
+    assert abs(row.created_at - datetime.now(UTC)) < timedelta(minutes=1)
+
+
+async def test_datetimes_round_trip_as_utc(db: Database) -> None:
+    paris = timezone(timedelta(hours=2))
+    moment = datetime(2024, 1, 15, 12, 30, tzinfo=paris)
+    async with db.transaction() as session:
+        session.add(Clip(slug="t", created_at=moment))
+    async with db.session() as session:
+        row = await session.scalar(select(Clip))
+    assert row is not None
+    assert row.created_at == moment
+    assert row.created_at.tzinfo is UTC
+    assert row.created_at.hour == 10
+
+
+async def test_naive_datetimes_are_refused(db: Database) -> None:
+    with pytest.raises(InvalidInputError):
+        async with db.transaction() as session:
+            session.add(Clip(slug="naive", created_at=datetime(2024, 1, 1)))
+
+
+def test_uuid7_is_version_7_and_time_ordered() -> None:
+    ids = [uuid7() for _ in range(5000)]
+    assert all(i.version == 7 and i.variant == uuid.RFC_4122 for i in ids)
+    assert ids == sorted(ids)
+    assert len(set(ids)) == len(ids)
+    millis = ids[0].int >> 80
+    assert abs(millis - datetime.now(UTC).timestamp() * 1000) < 60_000
+
+
+def test_base_carries_the_naming_convention() -> None:
+    assert Base.metadata.naming_convention == NAMING_CONVENTION
+
+
+async def test_naming_convention_names_constraints(db: Database) -> None:
+    async with db.engine.connect() as conn:
+
+        def names(sync_conn: Any) -> dict[str, Any]:
+            inspector = inspect(sync_conn)
+            return {
+                "uq": [u["name"] for u in inspector.get_unique_constraints("clips")],
+                "fk": [f["name"] for f in inspector.get_foreign_keys("clips")],
+                "ck": [c["name"] for c in inspector.get_check_constraints("clips")],
+                "pk": inspector.get_pk_constraint("clips")["name"],
+            }
+
+        found = await conn.run_sync(names)
+    assert found["uq"] == ["uq_clips_slug"]
+    assert found["fk"] == ["fk_clips_owner_id_owners"]
+    assert found["ck"] == ["ck_clips_duration_not_negative"]
+    assert found["pk"] == "pk_clips"
+
+
+async def test_concurrent_requests_get_separate_sessions(db: Database) -> None:
+    seen: list[int] = []
+    app = make_app(db)
+
+    @app.get("/who")
+    async def who(session: DBSession) -> int:
+        seen.append(id(session))
+        await asyncio.sleep(0.01)
+        return 1
+
+    async with asgi_client(app) as client:
+        await client.get("/who")
+        await client.get("/who")
+    assert len(set(seen)) == 2
+
+
+async def test_app_errors_are_not_translated_again(db: Database) -> None:
+    with pytest.raises(NotFoundError):
+        async with db.transaction():
+            raise NotFoundError("kept as is")
+
+
+async def test_constraint_checked_only_at_commit_is_an_error_response(db: Database) -> None:
+    # PostgreSQL defers a unique constraint, SQLite a foreign key: either
+    # way the statement succeeds and only COMMIT fails.
+    if db.dialect_name == "postgresql":
+        ddl = "CREATE TABLE deferred (k int UNIQUE DEFERRABLE INITIALLY DEFERRED)"
+        insert = "INSERT INTO deferred VALUES (1), (1)"
+        expected = 409
+    else:
+        ddl = (
+            "CREATE TABLE deferred"
+            " (k CHAR(32) REFERENCES owners (id) DEFERRABLE INITIALLY DEFERRED)"
+        )
+        insert = "INSERT INTO deferred VALUES ('missing')"
+        expected = 422
+    async with db.transaction() as session:
+        await session.execute(text(ddl))
+    app = make_app(db)
+
+    @app.post("/deferred")
+    async def deferred(session: DBSession) -> str:
+        await session.execute(text(insert))
+        return "looked fine until COMMIT"
+
+    async with asgi_client(app) as client:
+        response = await client.post("/deferred")
+    assert response.status_code == expected, response.text
+    assert "looked fine" not in response.text
+    async with db.session() as session:
+        assert await session.scalar(text("SELECT count(*) FROM deferred")) == 0
+
+
+async def test_an_apps_yield_dependency_can_use_the_session(db: Database) -> None:
+    class ClipService:
+        def __init__(self, session: AsyncSession) -> None:
+            self.session = session
+
+    async def get_service(
+        session: AsyncSession = Depends(get_db_session),
+    ) -> AsyncIterator[ClipService]:
+        yield ClipService(session)
+
+    app = make_app(db)
+
+    @app.post("/service/{slug}")
+    async def create(slug: str, service: ClipService = Depends(get_service)) -> str:
+        service.session.add(Clip(slug=slug))
+        return slug
+
+    async with asgi_client(app) as client:
+        assert (await client.post("/service/a")).status_code == 200
+        duplicate = await client.post("/service/a")
+    assert duplicate.status_code == 409, duplicate.text
+    assert await count_clips(db) == 1

@@ -1,0 +1,474 @@
+"""Offset and keyset pagination, PageParams and signed cursors, on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import time
+from datetime import timedelta
+from typing import Annotated, Any
+
+import pytest
+from fastapi import Depends, FastAPI, Query
+from pydantic import BaseModel, ConfigDict
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from heygen_conventions import (
+    BadRequestError,
+    BaseRepository,
+    CursorPage,
+    Database,
+    DBSession,
+    InvalidInputError,
+    PageParams,
+    PaginatedResponse,
+    install_database,
+    install_exception_handlers,
+)
+from heygen_conventions.pagination import MAX_PAGE
+from tests.fixtures.db import Author, Comment, Video, asgi_client, count_queries
+
+
+class VideoRepository(BaseRepository[Video]):
+    sortable_fields = ("created_at", "title", "duration", "status")
+    searchable_fields = ("title",)
+
+
+class VideoOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+    title: str
+    duration: int | None
+
+
+async def seed(session: AsyncSession, count: int, **extra: Any) -> list[Video]:
+    videos = await VideoRepository(session).create_many(
+        {"title": f"Video {n:03d}", "slug": f"v-{n:03d}", "duration": n % 4, **extra}
+        for n in range(count)
+    )
+    await session.commit()
+    return videos
+
+
+# --- PageParams -------------------------------------------------------------
+
+
+def test_page_params_construct_directly() -> None:
+    params = PageParams(page=2, per_page=10, sort_by="title", sort_order="desc", search=" cat ")
+    assert (params.offset, params.sort, params.search) == (10, "-title", "cat")
+    assert PageParams().sort is None
+    assert PageParams(search="  ").search is None
+    assert params == PageParams(
+        page=2, per_page=10, sort_by="title", sort_order="desc", search="cat"
+    )
+    assert hash(params) == hash(
+        PageParams(page=2, per_page=10, sort_by="title", sort_order="desc", search="cat")
+    )
+    assert params != "page"
+    assert "per_page=10" in repr(params)
+    with pytest.raises(ValueError, match="page"):
+        PageParams(page=0)
+    with pytest.raises(ValueError, match="per_page"):
+        PageParams(per_page=0)
+    with pytest.raises(ValueError, match="sort_order"):
+        PageParams(sort_order="up")  # type: ignore[arg-type]
+
+
+def test_depends_refuses_contradictory_configuration() -> None:
+    with pytest.raises(ValueError, match="default_sort"):
+        PageParams.depends(sort_fields=("title",), default_sort="created_at")
+    with pytest.raises(ValueError, match="default_per_page"):
+        PageParams.depends(default_per_page=500, max_per_page=100)
+    with pytest.raises(ValueError, match="default_order"):
+        PageParams.depends(default_order="sideways")  # type: ignore[arg-type]
+
+
+VideoPage = Annotated[
+    PageParams,
+    Depends(
+        PageParams.depends(
+            sort_fields=("created_at", "title"),
+            default_sort="title",
+            default_per_page=5,
+            max_per_page=50,
+        )
+    ),
+]
+
+
+def make_app(db: Database) -> FastAPI:
+    app = FastAPI()
+    install_exception_handlers(app)
+    install_database(app, db)
+
+    @app.get("/videos", response_model=PaginatedResponse[VideoOut])
+    async def list_videos(params: VideoPage, session: DBSession) -> Any:
+        return await VideoRepository(session).paginate(params)
+
+    @app.get("/plain")
+    async def plain(params: Annotated[PageParams, Depends()], session: DBSession) -> Any:
+        page = await VideoRepository(session).paginate(params, count="none")
+        return {"titles": [v.title for v in page.data], "has_next": page.has_next}
+
+    @app.get("/feed", response_model=CursorPage[VideoOut])
+    async def feed(
+        session: DBSession,
+        cursor: Annotated[str | None, Query(max_length=4096)] = None,
+        status: str = "draft",
+    ) -> Any:
+        return await VideoRepository(session).paginate_cursor(
+            cursor=cursor, limit=3, sort="-created_at", status=status
+        )
+
+    return app
+
+
+async def test_paginated_route(sample_db: Database) -> None:
+    async with sample_db.session() as session:
+        await seed(session, 12)
+    async with asgi_client(make_app(sample_db)) as client:
+        response = await client.get("/videos", params={"page": 2})
+        assert response.status_code == 200, response.text
+        body = response.json()
+        assert [v["title"] for v in body["data"]] == [f"Video {n:03d}" for n in range(5, 10)]
+        assert (body["total_count"], body["total_pages"], body["has_next"]) == (12, 3, True)
+        desc = await client.get("/videos", params={"sort_by": "title", "sort_order": "desc"})
+        assert desc.json()["data"][0]["title"] == "Video 011"
+        searched = await client.get("/videos", params={"search": "Video 01"})
+        assert searched.json()["total_count"] == 2
+        plain = await client.get("/plain", params={"per_page": 10, "sort_by": "title"})
+        assert plain.json()["has_next"] is True
+
+
+async def test_bad_page_parameters_are_422_in_the_standard_body(sample_db: Database) -> None:
+    async with asgi_client(make_app(sample_db)) as client:
+        unknown = await client.get("/videos", params={"sort_by": "slug"})
+        assert unknown.status_code == 422, unknown.text
+        error = unknown.json()["errors"][0]
+        assert error["field"] == "query.sort_by"
+        assert "'created_at'" in error["message"]
+        assert "'title'" in error["message"]
+        for params in ({"page": 0}, {"page": -1}, {"per_page": 51}, {"per_page": 0}):
+            response = await client.get("/videos", params=params)
+            assert response.status_code == 422, (params, response.text)
+            assert response.json()["success"] is False
+        wrong_type = await client.get("/videos", params={"page": "two"})
+        assert wrong_type.json()["errors"][0]["field"] == "query.page"
+        too_far = await client.get("/videos", params={"page": MAX_PAGE + 1})
+        assert too_far.status_code == 422
+        # Not in the endpoint's allow-list, so the repository refuses it too.
+        slug = await client.get("/plain", params={"sort_by": "slug"})
+        assert slug.status_code == 422
+        assert "allowed: created_at, title, duration, status" in slug.text
+
+
+async def test_openapi_lists_the_allowed_sort_fields(sample_db: Database) -> None:
+    async with asgi_client(make_app(sample_db)) as client:
+        schema = (await client.get("/openapi.json")).json()
+    parameters = {p["name"]: p for p in schema["paths"]["/videos"]["get"]["parameters"]}
+    sort_schema = parameters["sort_by"]["schema"]
+    options = sort_schema.get("anyOf", [sort_schema])
+    assert {"enum": ["created_at", "title"], "type": "string"} in options
+    assert parameters["per_page"]["schema"]["maximum"] == 50
+    assert parameters["per_page"]["schema"]["default"] == 5
+
+
+async def test_huge_page_number_answers_fast_with_the_true_total(sample_db: Database) -> None:
+    async with sample_db.session() as session:
+        await seed(session, 3)
+    async with asgi_client(make_app(sample_db)) as client:
+        started = time.perf_counter()
+        response = await client.get("/videos", params={"page": 10**12})
+        assert response.status_code == 200, response.text
+        assert response.json()["data"] == []
+        assert response.json()["total_count"] == 3
+        plain = await client.get("/plain", params={"page": 10**12, "per_page": 100})
+        assert plain.status_code == 200, plain.text
+        assert plain.json() == {"titles": [], "has_next": False}
+        assert time.perf_counter() - started < 5
+
+
+# --- Offset pagination ------------------------------------------------------------
+
+
+async def test_exact_count_pages_and_past_the_end(sample_db: Database) -> None:
+    async with sample_db.session() as session:
+        await seed(session, 25)
+        repo = VideoRepository(session)
+        page = await repo.paginate(PageParams(page=3, per_page=10, sort_by="title"))
+        assert [v.title for v in page.data] == [f"Video {n:03d}" for n in range(20, 25)]
+        assert (page.total_count, page.total_pages, page.has_next, page.has_previous) == (
+            25,
+            3,
+            False,
+            True,
+        )
+        assert page.metadata == {"count": "exact"}
+        with count_queries(sample_db) as log:
+            past = await repo.paginate(PageParams(page=9, per_page=10))
+        assert past.data == []
+        assert past.total_count == 25  # the true total, not 0
+        assert log.count == 1  # the count alone: no data query past the end
+        filtered = await repo.paginate(PageParams(per_page=2), duration=0)
+        assert filtered.total_count == 7
+        with count_queries(sample_db) as log:
+            empty = await repo.paginate(PageParams(), title="nothing")
+        assert (empty.total_count, empty.data, log.count) == (0, [], 1)
+
+
+async def test_count_none_uses_one_extra_row(sample_db: Database) -> None:
+    async with sample_db.session() as session:
+        await seed(session, 21)
+        repo = VideoRepository(session)
+        with count_queries(sample_db) as log:
+            first = await repo.paginate(PageParams(per_page=10), count="none")
+        assert log.count == 1
+        assert "count(" not in log.statements[0].lower()
+        assert (len(first.data), first.has_next, first.total_count, first.total_pages) == (
+            10,
+            True,
+            None,
+            None,
+        )
+        last = await repo.paginate(PageParams(page=3, per_page=10), count="none")
+        assert (len(last.data), last.has_next) == (1, False)
+        assert last.metadata == {"count": "none"}
+
+
+async def test_estimate_count(sample_db: Database) -> None:
+    class AlwaysEstimate(VideoRepository):
+        exact_count_below = 0
+
+    async with sample_db.session() as session:
+        await seed(session, 30)
+        repo = AlwaysEstimate(session)
+        small = await VideoRepository(session).paginate(PageParams(per_page=10), count="estimate")
+        assert (small.total_count, small.metadata) == (30, {"count": "exact"})
+        middle = await repo.paginate(PageParams(page=2, per_page=10), count="estimate")
+        assert len(middle.data) == 10
+        assert middle.has_next is True
+        if sample_db.dialect_name == "postgresql":
+            assert middle.metadata == {"count": "estimated"}
+            assert middle.total_count is not None
+            assert middle.total_count >= 21
+        else:
+            assert middle.metadata == {"count": "exact"}
+            assert middle.total_count == 30
+        last = await repo.paginate(PageParams(page=3, per_page=10), count="estimate")
+        # The last page shows where the listing ends: the total is exact.
+        assert (last.total_count, last.has_next, last.metadata) == (30, False, {"count": "exact"})
+        past = await repo.paginate(PageParams(page=5, per_page=10), count="estimate")
+        assert past.data == []
+        assert past.has_next is False
+
+
+async def test_ties_are_broken_by_the_primary_key(sample_db: Database) -> None:
+    async with sample_db.session() as session:
+        videos = await seed(session, 20)
+        repo = VideoRepository(session)
+        seen = []
+        for page in range(1, 5):
+            result = await repo.paginate(
+                PageParams(page=page, per_page=6, sort_by="duration", sort_order="desc")
+            )
+            seen += [v.id for v in result.data]
+        assert len(seen) == len(set(seen)) == 20
+        expected = sorted(videos, key=lambda v: (v.duration, v.id), reverse=True)
+        assert seen == [v.id for v in expected]
+
+
+async def test_paginate_a_joined_distinct_statement(sample_db: Database) -> None:
+    async with sample_db.session() as session:
+        videos = await seed(session, 4)
+        session.add_all(
+            [Comment(body=str(n), video_id=videos[n % 2].id) for n in range(6)]
+        )  # six comments on two videos
+        await session.commit()
+        repo = VideoRepository(session)
+        statement = select(Video).join(Video.comments).distinct()
+        page = await repo.paginate(PageParams(per_page=10), statement=statement)
+        assert page.total_count == 2
+        assert sorted(v.slug for v in page.data) == ["v-000", "v-001"]
+
+
+async def test_paginate_loads_relationships(sample_db: Database) -> None:
+    async with sample_db.session() as session:
+        author = Author(name="ann")
+        session.add(author)
+        await session.flush()
+        await seed(session, 3, author_id=author.id)
+        page = await VideoRepository(session).paginate(PageParams(), load=("author",))
+        assert {v.author.name for v in page.data if v.author} == {"ann"}
+
+
+# --- Keyset pagination ------------------------------------------------------------
+
+
+async def walk(repo: VideoRepository, **kwargs: Any) -> tuple[list[list[Any]], list[str | None]]:
+    pages, cursors, cursor = [], [], None
+    while True:
+        page = await repo.paginate_cursor(cursor=cursor, **kwargs)
+        pages.append([v.id for v in page.data])
+        cursors.append(page.previous_cursor)
+        if not page.has_more:
+            assert page.next_cursor is None
+            return pages, cursors
+        cursor = page.next_cursor
+
+
+async def test_cursor_walk_forward_and_back(sample_db: Database) -> None:
+    async with sample_db.session() as session:
+        videos = await seed(session, 23)
+        repo = VideoRepository(session)
+        pages, previous = await walk(repo, limit=5, sort=["duration", "-title"])
+        expected = [
+            v.id for v in sorted(videos, key=lambda v: (v.duration, [-ord(c) for c in v.title]))
+        ]
+        assert [i for page in pages for i in page] == expected
+        assert [len(p) for p in pages] == [5, 5, 5, 5, 3]
+        assert previous[0] is None
+        # Walk back from the last page to the first.
+        back = await repo.paginate_cursor(cursor=previous[-1], limit=5, sort=["duration", "-title"])
+        assert [v.id for v in back.data] == pages[-2]
+        assert back.has_more is True
+        cursor = back.previous_cursor
+        for expected_page in reversed(pages[:-2]):
+            page = await repo.paginate_cursor(cursor=cursor, limit=5, sort=["duration", "-title"])
+            assert [v.id for v in page.data] == expected_page
+            cursor = page.previous_cursor
+        assert cursor is None  # reached the first page
+
+
+async def test_cursor_single_direction_uses_a_row_value_comparison(sample_db: Database) -> None:
+    async with sample_db.session() as session:
+        videos = await seed(session, 9)
+        repo = VideoRepository(session)
+        first = await repo.paginate_cursor(limit=4, sort="-created_at")
+        with count_queries(sample_db) as log:
+            second = await repo.paginate_cursor(
+                cursor=first.next_cursor, limit=4, sort="-created_at"
+            )
+        assert "(sample_videos.created_at, sample_videos.id) <" in log.statements[0]
+        expected = [v.id for v in sorted(videos, key=lambda v: (v.created_at, v.id), reverse=True)]
+        assert [v.id for v in first.data + second.data] == expected[:8]
+
+
+async def test_cursor_over_a_nullable_column_keeps_nulls_last(sample_db: Database) -> None:
+    async with sample_db.session() as session:
+        repo = VideoRepository(session)
+        await repo.create_many(
+            {"title": f"T{n}", "slug": f"s{n}", "duration": None if n % 3 == 0 else n}
+            for n in range(11)
+        )
+        for sort in ("duration", "-duration"):
+            pages, previous = await walk(repo, limit=3, sort=sort)
+            ids = [i for page in pages for i in page]
+            rows = {v.id: v for v in await repo.list()}
+            durations = [rows[i].duration for i in ids]
+            assert len(ids) == len(set(ids)) == 11
+            present = [d for d in durations if d is not None]
+            assert durations[len(present) :] == [None] * 4  # NULLs last either way
+            assert present == sorted(present, reverse=sort.startswith("-"))
+            # And back from the last page, across the NULLs.
+            back = await repo.paginate_cursor(limit=3, sort=sort, cursor=previous[-1])
+            assert [v.id for v in back.data] == pages[-2]
+
+
+async def test_cursor_respects_filters_and_search(sample_db: Database) -> None:
+    async with sample_db.session() as session:
+        await seed(session, 12)
+        repo = VideoRepository(session)
+        pages, _ = await walk(repo, limit=2, duration=1)
+        assert sum(len(p) for p in pages) == 3
+        page = await repo.paginate_cursor(limit=10, search="Video 00")
+        assert len(page.data) == 10
+        assert page.has_more is False
+
+
+async def test_bad_cursors_are_400(sample_db: Database) -> None:
+    async with sample_db.session() as session:
+        await seed(session, 12)
+        repo = VideoRepository(session)
+        page = await repo.paginate_cursor(limit=2, duration=1)
+        cursor = page.next_cursor
+        assert cursor is not None
+        body, tag = cursor.split(".")
+        tampered = ("A" if body[0] != "A" else "B") + body[1:] + "." + tag
+        cases = {
+            "malformed": "not-a-cursor",
+            "malformed!": "a.b.c",
+            "altered": tampered,
+            "bad base64": "@@@." + tag,
+            "huge": "x" * 5000,
+        }
+        for name, bad in cases.items():
+            with pytest.raises(BadRequestError) as caught:
+                await repo.paginate_cursor(cursor=bad, limit=2, duration=1)
+            assert caught.value.details[0].code == "invalid_cursor", name
+        with pytest.raises(BadRequestError, match="another listing"):
+            await repo.paginate_cursor(cursor=cursor, limit=2, duration=2)
+        with pytest.raises(BadRequestError, match="another listing"):
+            await repo.paginate_cursor(cursor=cursor, limit=2, duration=1, sort="title")
+        foreign = VideoRepository(session, cursor_secret="another-secret-of-32-bytes-or-more!")
+        with pytest.raises(BadRequestError, match="another key"):
+            await foreign.paginate_cursor(cursor=cursor, limit=2, duration=1)
+        assert (await repo.paginate_cursor(cursor=cursor, limit=2, duration=1)).data
+
+
+async def test_expired_cursor_is_400(sample_db: Database, monkeypatch: pytest.MonkeyPatch) -> None:
+    class ShortLived(VideoRepository):
+        cursor_max_age = timedelta(minutes=5)
+
+    async with sample_db.session() as session:
+        await seed(session, 4)
+        repo = ShortLived(session)
+        cursor = (await repo.paginate_cursor(limit=2)).next_cursor
+        assert (await repo.paginate_cursor(cursor=cursor, limit=2)).data
+        later = time.time() + 600
+        monkeypatch.setattr("heygen_conventions.pagination.time.time", lambda: later)
+        with pytest.raises(BadRequestError, match="expired"):
+            await repo.paginate_cursor(cursor=cursor, limit=2)
+
+
+async def test_cursor_errors_through_a_route(sample_db: Database) -> None:
+    async with sample_db.session() as session:
+        await seed(session, 5)
+    async with asgi_client(make_app(sample_db)) as client:
+        first = (await client.get("/feed")).json()
+        assert len(first["data"]) == 3
+        assert first["has_more"] is True
+        second = await client.get("/feed", params={"cursor": first["next_cursor"]})
+        assert second.status_code == 200, second.text
+        assert len(second.json()["data"]) == 2
+        bad = await client.get("/feed", params={"cursor": "garbage"})
+        assert bad.status_code == 400, bad.text
+        assert bad.json()["errors"][0] == {
+            "code": "invalid_cursor",
+            "message": "The cursor is malformed",
+            "field": "cursor",
+        }
+        foreign = await client.get(
+            "/feed", params={"cursor": first["next_cursor"], "status": "published"}
+        )
+        assert foreign.status_code == 400
+
+
+async def test_cursor_without_a_configured_secret_uses_a_process_key(
+    sample_db: Database, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("heygen_conventions.pagination._PROCESS_KEY", None)
+    async with sample_db.session() as session:
+        await seed(session, 3)
+        session.info.pop("heygen_cursor_key")
+        repo = VideoRepository(session)
+        cursor = (await repo.paginate_cursor(limit=1)).next_cursor
+        assert (await repo.paginate_cursor(cursor=cursor, limit=1)).data
+    assert any("No cursor secret configured" in r.message for r in caplog.records)
+
+
+async def test_limit_must_be_positive(session: AsyncSession) -> None:
+    with pytest.raises(ValueError, match="limit"):
+        await VideoRepository(session).paginate_cursor(limit=0)
+
+
+async def test_unknown_sort_in_cursor_pagination(session: AsyncSession) -> None:
+    with pytest.raises(InvalidInputError, match="allowed"):
+        await VideoRepository(session).paginate_cursor(sort="slug")

@@ -1,0 +1,560 @@
+"""BaseRepository reads, writes, filters, loading and errors, on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from typing import Any, assert_type
+
+import pytest
+from pydantic import BaseModel
+from sqlalchemy import select, true
+from sqlalchemy.exc import InvalidRequestError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from heygen_conventions import (
+    BaseRepository,
+    ConflictError,
+    Database,
+    InvalidInputError,
+    NotFoundError,
+)
+from tests.fixtures.db import Author, Comment, Counter, Tag, Video, count_queries
+
+
+class VideoRepository(BaseRepository[Video]):
+    sortable_fields = ("created_at", "title", "duration", "status")
+    searchable_fields = ("title", "slug")
+
+
+class AuthorRepository(BaseRepository[Author]):
+    pass
+
+
+class CounterRepository(BaseRepository[Counter]):
+    pass
+
+
+class CommentRepository(BaseRepository[Comment]):
+    pass
+
+
+class VideoCreate(BaseModel):
+    title: str
+    slug: str
+    status: str = "draft"
+    duration: int | None = None
+    author_id: uuid.UUID | None = None
+
+
+class VideoUpdate(BaseModel):
+    title: str | None = None
+    status: str | None = None
+    duration: int | None = None
+    version: int | None = None
+
+
+async def add_videos(session: AsyncSession, count: int, **extra: Any) -> list[Video]:
+    videos = await VideoRepository(session).create_many(
+        {"title": f"Video {n:03d}", "slug": f"video-{n:03d}", **extra} for n in range(count)
+    )
+    await session.commit()
+    return videos
+
+
+# --- Construction and typing --------------------------------------------------
+
+
+def test_model_comes_from_the_generic_argument() -> None:
+    assert VideoRepository.model is Video  # type: ignore[misc]
+
+    class Explicit(BaseRepository[Any]):
+        model = Author
+
+    assert Explicit.model is Author
+
+
+def test_a_repository_without_model_is_refused(session: AsyncSession) -> None:
+    class Nothing(BaseRepository):  # type: ignore[type-arg]
+        pass
+
+    with pytest.raises(TypeError, match="no model"):
+        Nothing(session)
+
+
+async def test_get_by_id_is_typed_and_finds_the_row(session: AsyncSession) -> None:
+    repo = VideoRepository(session)
+    created = await repo.create(VideoCreate(title="Intro", slug="intro"))
+    found = await repo.get_by_id(created.id)
+    assert_type(found, Video | None)
+    assert found is created
+    assert await repo.get_by_id(uuid.uuid4()) is None
+
+
+# --- Reads --------------------------------------------------------------------
+
+
+async def test_get_one_and_get_one_or_none(session: AsyncSession) -> None:
+    await add_videos(session, 3)
+    repo = VideoRepository(session)
+    video = await repo.get_one(slug="video-001")
+    assert_type(video, Video)
+    assert video.title == "Video 001"
+    assert await repo.get_one_or_none(slug="missing") is None
+    with pytest.raises(NotFoundError, match="Video not found"):
+        await repo.get_one(slug="missing")
+    with pytest.raises(RuntimeError, match="more than one"):
+        await repo.get_one_or_none(status="draft")
+
+
+async def test_list_filters_orders_and_limits(session: AsyncSession) -> None:
+    await add_videos(session, 5)
+    repo = VideoRepository(session)
+    await repo.update_many({"status": "published"}, Video.slug.in_(["video-001", "video-003"]))
+    published = await repo.list(status="published", order_by="-title")
+    assert [v.slug for v in published] == ["video-003", "video-001"]
+    assert [v.slug for v in await repo.list(order_by="title", limit=2, offset=1)] == [
+        "video-001",
+        "video-002",
+    ]
+    in_list = await repo.list(slug=["video-000", "video-004"], order_by="title")
+    assert [v.slug for v in in_list] == ["video-000", "video-004"]
+    assert await repo.list(duration=None, status="draft", order_by=Video.title.desc(), limit=1)
+    assert [v.slug for v in await repo.list(Video.title > "Video 002")] == [
+        "video-003",
+        "video-004",
+    ]
+
+
+async def test_unknown_filter_or_sort_field_is_invalid_input(session: AsyncSession) -> None:
+    repo = VideoRepository(session)
+    with pytest.raises(InvalidInputError) as unknown_filter:
+        await repo.list(nope=1)
+    assert unknown_filter.value.details[0].field == "nope"
+    with pytest.raises(InvalidInputError, match="allowed: created_at, title, duration, status"):
+        await repo.list(order_by="slug")
+    with pytest.raises(InvalidInputError):
+        await repo.list(order_by="-__class__")
+
+
+async def test_wrong_value_type_in_a_filter_is_invalid_input(session: AsyncSession) -> None:
+    with pytest.raises(InvalidInputError):
+        await VideoRepository(session).get_one_or_none(id="not-a-uuid")
+
+
+async def test_count_and_exists(sample_db: Database) -> None:
+    async with sample_db.session() as session:
+        await add_videos(session, 4)
+        repo = VideoRepository(session)
+        assert await repo.count() == 4
+        assert await repo.count(Video.title >= "Video 002") == 2
+        assert await repo.count(search="video-00") == 4
+        with count_queries(sample_db) as log:
+            assert await repo.exists(slug="video-002") is True
+            assert await repo.exists(slug="nope") is False
+        assert all("EXISTS" in statement.upper() for statement in log.statements)
+        assert all("COUNT" not in statement.upper() for statement in log.statements)
+
+
+async def test_stream_walks_the_table_in_batches(sample_db: Database) -> None:
+    async with sample_db.session() as session:
+        videos = await add_videos(session, 25)
+        repo = VideoRepository(session)
+        with count_queries(sample_db) as log:
+            streamed = [v.id async for v in repo.stream(batch_size=10)]
+        assert streamed == sorted(v.id for v in videos)
+        assert log.count == 3
+        assert [v.slug async for v in repo.stream(slug=["video-003", "video-007"])] == [
+            "video-003",
+            "video-007",
+        ]
+
+
+async def test_search_escapes_like_wildcards(session: AsyncSession) -> None:
+    repo = VideoRepository(session)
+    for title in ("100% real", "1000 real", "snake_case", "snakeXcase", "back\\slash"):
+        await repo.create({"title": title, "slug": title.replace(" ", "-")})
+    assert [v.title for v in await repo.list(search="100%")] == ["100% real"]
+    assert [v.title for v in await repo.list(search="e_c")] == ["snake_case"]
+    assert [v.title for v in await repo.list(search="K\\S")] == ["back\\slash"]
+    assert len(await repo.list(search="REAL")) == 2  # case-insensitive
+    assert len(await repo.list(search="   ")) == 5
+    with pytest.raises(InvalidInputError, match="Search is not supported"):
+        await AuthorRepository(session).list(search="x")
+
+
+# --- Relationship loading ---------------------------------------------------------
+
+
+async def seed_with_relations(session: AsyncSession, videos: int) -> None:
+    author = await AuthorRepository(session).create({"name": f"author-{videos}"})
+    tag = Tag(name=f"tag-{videos}")
+    session.add(tag)
+    for n in range(videos):
+        video = await VideoRepository(session).create(
+            {"title": f"T{n}", "slug": f"s-{videos}-{n}", "author_id": author.id}
+        )
+        session.add_all(
+            [Comment(body="a", video_id=video.id), Comment(body="b", video_id=video.id)]
+        )
+        video.tags.append(tag)
+    await session.commit()
+
+
+async def test_unrequested_relationships_raise_instead_of_lazy_loading(
+    sample_db: Database,
+) -> None:
+    async with sample_db.session() as session:
+        await seed_with_relations(session, 2)
+    async with sample_db.session() as session:
+        videos = await VideoRepository(session).list()
+        with pytest.raises(InvalidRequestError, match=r"lazy=.raise."):
+            _ = videos[0].author
+        with pytest.raises(InvalidRequestError, match=r"lazy=.raise."):
+            _ = videos[0].comments
+
+
+async def test_list_with_relations_costs_the_same_queries_for_any_size(
+    sample_db: Database,
+) -> None:
+    counts = []
+    for size in (2, 12):
+        async with sample_db.session() as session:
+            await seed_with_relations(session, size)
+        async with sample_db.session() as session:
+            repo = VideoRepository(session)
+            author = await AuthorRepository(session).get_one(name=f"author-{size}")
+            with count_queries(sample_db) as log:
+                videos = await repo.list(author_id=author.id, load=("author", "comments", "tags"))
+                assert len(videos) == size
+                assert all(v.author is not None and v.author.name == author.name for v in videos)
+                assert all(len(v.comments) == 2 and len(v.tags) == 1 for v in videos)
+            counts.append(log.count)
+    # One query for the videos joined to their author, one per collection.
+    assert counts == [3, 3]
+
+
+async def test_nested_and_attribute_loads(sample_db: Database) -> None:
+    async with sample_db.session() as session:
+        await seed_with_relations(session, 2)
+    async with sample_db.session() as session:
+        comment = (await CommentRepository(session).list(load=("video.author",), limit=1))[0]
+        assert comment.video.author is not None
+        video = await VideoRepository(session).get_one(
+            slug="s-2-0", load=[Video.comments, Video.author]
+        )
+        assert {c.body for c in video.comments} == {"a", "b"}
+        with pytest.raises(ValueError, match="no relationship"):
+            await VideoRepository(session).list(load=("nope",))
+        with pytest.raises(ValueError, match="not a relationship"):
+            await VideoRepository(session).list(load=(Video.title,))
+
+
+# --- Writes -------------------------------------------------------------------
+
+
+async def test_create_from_pydantic_and_mapping(session: AsyncSession) -> None:
+    repo = VideoRepository(session)
+    first = await repo.create(VideoCreate(title="One", slug="one", duration=3))
+    second = await repo.create({"title": "Two", "slug": "two"})
+    assert first.id.version == 7
+    assert second.id > first.id
+    assert first.version == 1
+    assert first.status == "draft"
+    # A new row's collections are known to be empty: no lazy load needed.
+    assert first.comments == []
+    assert first.tags == []
+    await session.commit()
+    assert await repo.count() == 2
+
+
+async def test_create_can_load_relationships(session: AsyncSession) -> None:
+    author = await AuthorRepository(session).create({"name": "ann"})
+    video = await VideoRepository(session).create(
+        {"title": "t", "slug": "t", "author_id": author.id}, load=("author",)
+    )
+    assert video.author is author
+
+
+async def test_create_with_missing_required_field_is_invalid_input(session: AsyncSession) -> None:
+    with pytest.raises(InvalidInputError) as caught:
+        await VideoRepository(session).create({"title": "no slug"})
+    assert caught.value.details[0].field == "slug"
+
+
+async def test_create_rejects_unknown_fields(session: AsyncSession) -> None:
+    with pytest.raises(InvalidInputError, match="Unknown field"):
+        await VideoRepository(session).create({"title": "t", "slug": "s", "colour": "red"})
+    with pytest.raises(TypeError):
+        await VideoRepository(session).create(["not", "a", "mapping"])  # type: ignore[arg-type]
+
+
+async def test_duplicate_is_a_conflict_and_nothing_is_half_written(sample_db: Database) -> None:
+    async def create_batch() -> None:
+        async with sample_db.transaction() as session:
+            repo = VideoRepository(session)
+            await repo.create({"title": "first", "slug": "first"})
+            await repo.create_many([{"title": "a", "slug": "same"}, {"title": "b", "slug": "same"}])
+
+    with pytest.raises(ConflictError) as caught:
+        await create_batch()
+    assert caught.value.details[0].field == "slug"
+    async with sample_db.session() as session:
+        assert await VideoRepository(session).count() == 0
+
+
+async def test_create_many_batches_and_returns_rows_in_order(sample_db: Database) -> None:
+    class SmallBatches(VideoRepository):
+        batch_size = 20
+
+    async with sample_db.session() as session:
+        repo = SmallBatches(session)
+        with count_queries(sample_db) as log:
+            videos = await repo.create_many(
+                VideoCreate(title=f"V{n}", slug=f"v-{n}", duration=n) for n in range(50)
+            )
+            await session.flush()  # nothing left to write: the rows are already in
+        assert log.count == 3  # one statement per batch of 20
+        assert [v.slug for v in videos] == [f"v-{n}" for n in range(50)]
+        assert all(v.version == 1 and v.created_at is not None for v in videos)
+        assert [v.id for v in videos] == sorted(v.id for v in videos)
+        assert videos[0].comments == []
+        videos[0].title = "changed"  # the rows are live in the session
+        await session.commit()
+    async with sample_db.session() as session:
+        repo = SmallBatches(session)
+        assert await repo.count() == 50
+        stored = await repo.get_one(slug="v-0")
+        assert stored.title == "changed"
+        assert stored.created_at == videos[0].created_at
+        assert await repo.create_many([]) == []
+
+
+async def test_create_many_reads_back_keys_the_database_makes(session: AsyncSession) -> None:
+    repo = CounterRepository(session)
+    counters = await repo.create_many([{"name": "a"}, {"name": "b", "value": 5}])
+    assert [c.name for c in counters] == ["a", "b"]
+    assert all(isinstance(c.id, int) for c in counters)
+    assert counters[1].value == 5
+    assert counters[0].value == 0
+    assert counters[0] is await repo.get_by_id(counters[0].id)
+
+
+async def test_create_many_refuses_relationships(session: AsyncSession) -> None:
+    with pytest.raises(InvalidInputError, match="relationship"):
+        await VideoRepository(session).create_many([{"title": "t", "slug": "s", "tags": []}])
+
+
+async def test_update_applies_only_fields_sent(session: AsyncSession) -> None:
+    author = await AuthorRepository(session).create({"name": "ann"})
+    repo = VideoRepository(session)
+    video = await repo.create(
+        {"title": "Old", "slug": "old", "duration": 10, "author_id": author.id}
+    )
+    await session.commit()
+    before = video.updated_at
+    await asyncio.sleep(0.01)
+    updated = await repo.update(video.id, VideoUpdate(title="New"), load=("author",))
+    assert updated.title == "New"
+    assert updated.duration == 10  # not sent, not touched
+    assert updated.author is author  # relationship untouched
+    assert updated.version == 2
+    assert updated.updated_at > before
+    assert (await repo.update(updated, {"duration": None})).duration is None
+
+
+async def test_update_of_a_missing_row_is_404(session: AsyncSession) -> None:
+    with pytest.raises(NotFoundError):
+        await VideoRepository(session).update(uuid.uuid4(), {"title": "x"})
+
+
+async def test_update_with_a_stale_version_is_409(session: AsyncSession) -> None:
+    repo = VideoRepository(session)
+    video = await repo.create({"title": "t", "slug": "t"})
+    await repo.update(video.id, VideoUpdate(title="by me", version=1))
+    with pytest.raises(ConflictError) as caught:
+        await repo.update(video.id, VideoUpdate(title="late", version=1))
+    assert caught.value.details[0].code == "stale_version"
+
+
+async def test_concurrent_update_is_detected_by_the_version_column(sample_db: Database) -> None:
+    async with sample_db.transaction() as session:
+        video = await VideoRepository(session).create({"title": "t", "slug": "t"})
+    async with sample_db.session() as first, sample_db.session() as second:
+        mine = await VideoRepository(first).get_one(id=video.id)
+        theirs = await VideoRepository(second).get_one(id=video.id)
+        await VideoRepository(second).update(theirs, {"title": "theirs"})
+        await second.commit()
+        with pytest.raises(ConflictError, match="changed by someone else"):
+            await VideoRepository(first).update(mine, {"title": "mine"})
+
+
+async def test_update_many_moves_updated_at_and_version(session: AsyncSession) -> None:
+    videos = await add_videos(session, 3)
+    stamp = videos[0].updated_at
+    await asyncio.sleep(0.01)
+    repo = VideoRepository(session)
+    assert await repo.update_many({"status": "archived"}, Video.slug != "video-002") == 2
+    archived = await repo.list(status="archived", order_by="title")
+    assert [v.slug for v in archived] == ["video-000", "video-001"]
+    assert all(v.version == 2 and v.updated_at > stamp for v in archived)
+    with pytest.raises(ValueError, match="every row"):
+        await repo.update_many({"status": "x"})
+    assert await repo.update_many({"status": "all"}, true()) == 3
+
+
+async def test_delete_and_delete_many(sample_db: Database) -> None:
+    async with sample_db.session() as session:
+        await seed_with_relations(session, 3)
+    async with sample_db.transaction() as session:
+        repo = VideoRepository(session)
+        video = await repo.get_one(slug="s-3-0")  # loaded with raiseload options
+        await repo.delete(video)  # the comments cascade still loads and goes
+        await repo.delete((await repo.get_one(slug="s-3-1")).id)
+        with pytest.raises(NotFoundError):
+            await repo.delete(uuid.uuid4())
+    async with sample_db.session() as session:
+        assert await VideoRepository(session).count() == 1
+        assert await CommentRepository(session).count() == 2
+
+
+async def test_delete_many_is_chunked(sample_db: Database) -> None:
+    class SmallBatches(VideoRepository):
+        batch_size = 4
+
+    async with sample_db.session() as session:
+        videos = await add_videos(session, 10)
+        repo = SmallBatches(session)
+        ids = [v.id for v in videos[:9]] + [videos[0].id, uuid.uuid4()]
+        with count_queries(sample_db) as log:
+            assert await repo.delete_many(ids) == 9
+        assert log.count == 3
+        assert await repo.count() == 1
+
+
+async def test_deleting_a_referenced_row_is_a_conflict(sample_db: Database) -> None:
+    async def delete_author() -> None:
+        async with sample_db.transaction() as session:
+            author = await AuthorRepository(session).get_one(name="author-1")
+            await AuthorRepository(session).delete_many([author.id])
+
+    async with sample_db.session() as session:
+        await seed_with_relations(session, 1)
+    with pytest.raises(ConflictError, match="still referenced"):
+        await delete_author()
+
+
+# --- Upserts ------------------------------------------------------------------
+
+
+async def test_upsert_reports_created_then_updated(session: AsyncSession) -> None:
+    repo = VideoRepository(session)
+    first, created = await repo.upsert({"title": "One", "slug": "one"}, on="slug")
+    assert created is True
+    await session.commit()
+    stamp = first.updated_at
+    await asyncio.sleep(0.01)
+    again, created = await repo.upsert({"title": "One again", "slug": "one"}, on="slug")
+    assert created is False
+    assert again is first
+    assert again.title == "One again"
+    assert again.updated_at > stamp
+    assert again.created_at == first.created_at
+    assert again.version == 2
+    assert await repo.count() == 1
+
+
+async def test_upsert_many_in_one_statement_per_batch(sample_db: Database) -> None:
+    async with sample_db.session() as session:
+        await add_videos(session, 2)
+        repo = VideoRepository(session)
+        rows = [{"title": f"New {n}", "slug": f"video-{n:03d}"} for n in range(5)]
+        rows.append({"title": "Last wins", "slug": "video-004"})
+        with count_queries(sample_db) as log:
+            result = await repo.upsert_many(rows, on=["slug"])
+        assert log.count == 1
+        assert (result.created, result.updated) == (3, 2)
+        assert [v.title for v in result.items] == ["New 0", "New 1", "New 2", "New 3", "Last wins"]
+        assert await repo.count() == 5
+
+
+async def test_upsert_can_limit_the_fields_it_overwrites(session: AsyncSession) -> None:
+    repo = VideoRepository(session)
+    await repo.upsert({"title": "Kept", "slug": "k", "duration": 1}, on="slug")
+    video, created = await repo.upsert(
+        {"title": "Ignored", "slug": "k", "duration": 2}, on="slug", update=["duration"]
+    )
+    assert not created
+    assert (video.title, video.duration) == ("Kept", 2)
+
+
+async def test_upsert_with_database_made_keys(session: AsyncSession) -> None:
+    repo = CounterRepository(session)
+    first = await repo.upsert_many([{"name": "a", "value": 1}, {"name": "b"}], on="name")
+    assert (first.created, first.updated) == (2, 0)
+    second = await repo.upsert_many([{"name": "a", "value": 2}, {"name": "c"}], on="name")
+    assert (second.created, second.updated) == (1, 1)
+    assert second.items[0].value == 2
+    assert second.items[0].id == first.items[0].id
+    assert await repo.upsert_many([], on="name") == type(first)([], 0, 0)
+    with pytest.raises(InvalidInputError, match="name"):
+        await repo.upsert({"value": 3}, on="name")
+
+
+async def test_upsert_rows_with_different_fields(session: AsyncSession) -> None:
+    repo = VideoRepository(session)
+    result = await repo.upsert_many(
+        [{"title": "A", "slug": "a"}, {"title": "B", "slug": "b", "duration": 9}], on="slug"
+    )
+    assert [v.slug for v in result.items] == ["a", "b"]
+    assert result.items[1].duration == 9
+
+
+async def test_query_builds_on_the_repository_filters(session: AsyncSession) -> None:
+    await add_videos(session, 3)
+    repo = VideoRepository(session)
+    statement = repo.query(status="draft", search="video-00").where(Video.title != "Video 001")
+    rows = (await session.scalars(statement.order_by(Video.title))).all()
+    assert [v.slug for v in rows] == ["video-000", "video-002"]
+    assert (await session.scalars(select(Video).limit(1))).first() is not None
+
+
+async def test_insert_many_reads_nothing_back(sample_db: Database) -> None:
+    class SmallBatches(VideoRepository):
+        batch_size = 20
+
+    async with sample_db.session() as session:
+        repo = SmallBatches(session)
+        with count_queries(sample_db) as log:
+            inserted = await repo.insert_many(
+                VideoCreate(title=f"V{n}", slug=f"v-{n}", duration=n) for n in range(45)
+            )
+        assert inserted == 45
+        assert log.count == 3
+        assert all("RETURNING" not in statement.upper() for statement in log.statements)
+        stored = await repo.list(order_by="duration")
+        assert [v.duration for v in stored] == list(range(45))
+        assert all(v.version == 1 and v.created_at is not None for v in stored)
+        assert await CounterRepository(session).insert_many([{"name": "a"}, {"name": "b"}]) == 2
+        assert await CounterRepository(session).count() == 2
+
+
+async def test_upsert_many_can_return_counts_only(sample_db: Database) -> None:
+    async with sample_db.session() as session:
+        await add_videos(session, 2)
+        repo = VideoRepository(session)
+        rows = [{"title": f"Re {n}", "slug": f"video-{n:03d}"} for n in range(4)]
+        result = await repo.upsert_many(rows, on="slug", returning=False)
+        assert (result.items, result.created, result.updated) == ([], 2, 2)
+        assert [v.title for v in await repo.list(order_by="title")] == [
+            "Re 0",
+            "Re 1",
+            "Re 2",
+            "Re 3",
+        ]
+        counters = CounterRepository(session)
+        await counters.upsert_many([{"name": "a"}], on="name", returning=False)
+        again = await counters.upsert_many(
+            [{"name": "a", "value": 2}, {"name": "b"}], on="name", returning=False
+        )
+        assert (again.created, again.updated) == (1, 1)
