@@ -388,8 +388,9 @@ class JWTAuth:
         settings: Keys and rules; ``Settings()`` (the environment) when omitted.
         revocation_store: Where revoked ids and cutoffs live; defaults to the
             app's cache, else an in-process store.
-        revocation_fail_closed: When the store fails, answer 503 instead of
-            accepting the token (the default accepts it and logs the incident).
+        revocation_fail_closed: When the store fails or times out, answer 503
+            (the default): a revoked token is never accepted. False accepts
+            tokens unchecked during the outage instead, and logs it.
         revocation_timeout: Seconds to wait for a shared store.
         claims_cache_size: Verified tokens remembered in-process (0 disables).
         clock: Current time in seconds since the epoch (for tests).
@@ -406,7 +407,7 @@ class JWTAuth:
         user_loader: UserLoader,
         settings: Settings | None = None,
         revocation_store: CacheBackend | None = None,
-        revocation_fail_closed: bool = False,
+        revocation_fail_closed: bool = True,
         revocation_timeout: float = 0.5,
         claims_cache_size: int = 10_000,
         clock: Callable[[], float] = time.time,
@@ -505,8 +506,8 @@ class JWTAuth:
 
         Raises:
             AuthenticationError: The token is not exactly valid.
-            ServiceUnavailableError: The revocation store failed and
-                ``revocation_fail_closed`` is set.
+            ServiceUnavailableError: The revocation store failed (unless
+                ``revocation_fail_closed`` is False).
         """
         claims = self._verified_claims(token)
         if claims.token_type != token_type:
@@ -707,7 +708,7 @@ def install_auth(
     user_loader: UserLoader,
     settings: Settings | None = None,
     revocation_store: CacheBackend | None = None,
-    revocation_fail_closed: bool = False,
+    revocation_fail_closed: bool = True,
     revocation_timeout: float = 0.5,
     claims_cache_size: int = 10_000,
     token_url: str | None = None,
@@ -725,7 +726,8 @@ def install_auth(
             ``roles`` or ``role``, ``is_active`` and ``id``.
         settings: Keys and rules; ``Settings()`` when omitted.
         revocation_store: Shared store for revocations.
-        revocation_fail_closed: Answer 503 when the store fails.
+        revocation_fail_closed: Answer 503 when the store fails (default);
+            False accepts tokens unchecked meanwhile.
         revocation_timeout: Seconds to wait for a shared store.
         claims_cache_size: Verified tokens remembered in-process.
         token_url: Publish an OAuth2 password flow posting to this URL, so the

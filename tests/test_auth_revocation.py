@@ -141,11 +141,35 @@ async def test_in_process_store_in_production_logs_a_warning_once(
 # --- the store fails ---------------------------------------------------------------
 
 
+class FlakyStore(_LocalStore):
+    """Works until ``down`` is set, then every read fails."""
+
+    down = False
+
+    async def get_many(self, keys: Any) -> list[bytes | None]:
+        if self.down:
+            raise ConnectionError("connection refused")
+        return await super().get_many(keys)
+
+
+async def test_a_revoked_token_is_not_accepted_while_the_store_is_down() -> None:
+    store = FlakyStore()
+    app, auth, _ = build_app(revocation_store=store)
+    token = auth.create_access_token("alice")
+    claims = await auth.verify_token(token)
+    await auth.revoke_token(claims.jti, until=claims.expires_at)
+    assert (await get(app, token)).status_code == 401
+    store.down = True
+    response = await get(app, token)
+    assert response.status_code == 503, response.text
+    assert response.headers["retry-after"] == "1"
+
+
 async def test_store_down_fails_open_with_one_error_per_incident(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     broken = BrokenStore()
-    app, auth, _ = build_app(revocation_store=broken)
+    app, auth, _ = build_app(revocation_store=broken, revocation_fail_closed=False)
     tokens = [auth.create_access_token("alice") for _ in range(3)]
     with caplog.at_level(logging.DEBUG, logger="heygen_conventions"):
         for token in tokens:
@@ -163,8 +187,8 @@ async def test_store_down_fails_open_with_one_error_per_incident(
     assert_nothing_leaked(caplog.records, [], *tokens)
 
 
-async def test_store_down_fails_closed_with_503_when_asked() -> None:
-    app, auth, _ = build_app(revocation_store=BrokenStore(), revocation_fail_closed=True)
+async def test_store_down_fails_closed_with_503_by_default() -> None:
+    app, auth, _ = build_app(revocation_store=BrokenStore())
     response = await get(app, auth.create_access_token("alice"))
     assert response.status_code == 503, response.text
     assert response.headers["retry-after"] == "1"
@@ -176,9 +200,9 @@ async def test_unreachable_real_redis_fails_open_then_closed() -> None:
     client = redis.Redis(host="127.0.0.1", port=1, socket_connect_timeout=0.5, socket_timeout=0.5)
     store = RedisStore(client, "test:auth:dead:")
     try:
-        app, auth, _ = build_app(revocation_store=store)
+        app, auth, _ = build_app(revocation_store=store, revocation_fail_closed=False)
         assert (await get(app, auth.create_access_token("alice"))).status_code == 200
-        closed_app, closed_auth, _ = build_app(revocation_store=store, revocation_fail_closed=True)
+        closed_app, closed_auth, _ = build_app(revocation_store=store)
         response = await get(closed_app, closed_auth.create_access_token("alice"))
         assert response.status_code == 503, response.text
     finally:
@@ -195,13 +219,13 @@ async def test_slow_store_is_cut_off_by_the_timeout(caplog: pytest.LogCaptureFix
     app, auth, _ = build_app(revocation_store=HangingStore(), revocation_timeout=0.05)
     with caplog.at_level(logging.ERROR, logger="heygen_conventions.auth"):
         response = await asyncio.wait_for(get(app, auth.create_access_token("alice")), 10)
-    assert response.status_code == 200, response.text
+    assert response.status_code == 503, response.text
     assert caplog.records[0].error_type == "TimeoutError"  # type: ignore[attr-defined]
 
 
 async def test_garbage_cutoff_counts_as_a_store_failure() -> None:
     store = _LocalStore()
-    app, auth, _ = build_app(revocation_store=store, revocation_fail_closed=True)
+    app, auth, _ = build_app(revocation_store=store)
     await store.set(auth._cutoff_key("alice"), b"not-a-number")
     response = await get(app, auth.create_access_token("alice"))
     assert response.status_code == 503, response.text
