@@ -27,6 +27,7 @@ else an in-process store that only that process sees.
 import asyncio
 import inspect
 import logging
+import math
 import re
 import time
 import uuid
@@ -257,6 +258,13 @@ class _LocalStore:
 
 def _timestamp(value: datetime | float) -> float:
     return value.timestamp() if isinstance(value, datetime) else float(value)
+
+
+def _stored_cutoff(value: bytes) -> float:
+    try:
+        return float(value)
+    except ValueError:
+        return -math.inf  # unreadable: overwritten by the new cutoff
 
 
 def _codec_from_settings(settings: Settings, clock: Callable[[], float]) -> JWTCodec:
@@ -643,14 +651,25 @@ class JWTAuth:
         For a password change or "log out everywhere". Token ``iat`` counts in
         whole seconds, so a token issued within the same second as ``when``
         stays valid: a route can revoke and hand out a fresh token at once.
+        A cutoff is never moved back: an earlier ``when`` than the one stored
+        changes nothing.
 
         Raises:
             ServiceUnavailableError: The store failed: nothing was revoked.
         """
-        cutoff = int(_timestamp(when) if when is not None else self._clock())
-        ttl = self.codec.max_lifetime + self.codec.leeway
+        now = self._clock()
+        cutoff = int(_timestamp(when) if when is not None else now)
+        # Kept until the last token it refuses has expired.
+        ttl = max(cutoff - now, 0.0) + self.codec.max_lifetime + self.codec.leeway
+        key = self._cutoff_key(str(subject))
+        store = self._store()
         try:
-            await self._store().set(self._cutoff_key(str(subject)), str(cutoff).encode(), ttl=ttl)
+            # Read, then write: two instances racing could still both write,
+            # but no single call can reinstate tokens a later cutoff refused.
+            existing = await store.get(key)
+            if existing is not None and _stored_cutoff(existing) >= cutoff:
+                return
+            await store.set(key, str(cutoff).encode(), ttl=ttl)
         except Exception as exc:
             logger.error("Token cutoff failed", extra={"error_type": type(exc).__name__})
             raise ServiceUnavailableError("Could not revoke the tokens; try again") from exc

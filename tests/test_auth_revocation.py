@@ -97,6 +97,26 @@ async def test_cutoff_refuses_older_tokens_of_that_user_only(
     assert 30 * 86400 - 5 <= ttl <= 30 * 86400
 
 
+async def test_an_earlier_cutoff_never_undoes_a_later_one(
+    revocation_store: CacheBackend,
+) -> None:
+    clock_now = float(int(time.time()))
+    app, auth, _ = build_app(revocation_store=revocation_store, clock=lambda: clock_now)
+    old = auth.create_access_token("alice")
+    clock_now += 5
+    await auth.revoke_tokens_issued_before("alice")  # log out everywhere
+    await auth.revoke_tokens_issued_before("alice", clock_now - 3600)  # an older event
+    assert (await get(app, old)).status_code == 401
+
+
+async def test_a_future_cutoff_is_kept_until_the_tokens_it_refuses_expire() -> None:
+    store = _LocalStore()
+    _, auth, _ = build_app(revocation_store=store)
+    await auth.revoke_tokens_issued_before("alice", time.time() + 3600)
+    ttl = await remaining_ttl(store, auth._cutoff_key("alice"))
+    assert ttl >= 3600 + 30 * 86400 - 5
+
+
 async def test_cutoff_accepts_a_datetime() -> None:
     from datetime import UTC, datetime, timedelta
 
@@ -227,8 +247,11 @@ async def test_garbage_cutoff_counts_as_a_store_failure() -> None:
     store = _LocalStore()
     app, auth, _ = build_app(revocation_store=store)
     await store.set(auth._cutoff_key("alice"), b"not-a-number")
-    response = await get(app, auth.create_access_token("alice"))
+    token = auth.create_access_token("alice")
+    response = await get(app, token)
     assert response.status_code == 503, response.text
+    await auth.revoke_tokens_issued_before("alice", time.time() + 5)  # replaces the garbage
+    assert (await get(app, token)).status_code == 401
 
 
 async def test_revoking_while_the_store_is_down_is_an_error_not_a_silent_success() -> None:
