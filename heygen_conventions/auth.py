@@ -324,6 +324,9 @@ def _mint(
             f"expires_in must be positive and at most jwt_max_token_lifetime "
             f"({settings.jwt_max_token_lifetime}), got {ttl} seconds"
         )
+    for name, value in (("roles", roles), ("scopes", scopes)):
+        if isinstance(value, str | bytes):
+            raise TypeError(f"{name} must be a list of strings, not one string: [{value!r}]")
     role_list = [str(r.value) if isinstance(r, Enum) else str(r) for r in roles]
     scope_list = list(scopes)
     for scope in scope_list:
@@ -457,6 +460,12 @@ class JWTAuth:
         ``iss``/``aud`` when configured, ``roles`` and a space-separated
         ``scope`` when given. ``roles`` are informational: the user loader
         decides what the user may do.
+
+        Raises:
+            ValueError: An empty subject, ``expires_in`` not positive or over
+                ``jwt_max_token_lifetime``, a scope with spaces or quotes, or
+                ``extra_claims`` setting a registered claim.
+            TypeError: ``roles`` or ``scopes`` given as one string.
         """
         return _mint(
             self.codec, self.settings, "access", subject, roles, scopes, expires_in, extra_claims

@@ -516,6 +516,16 @@ def test_bad_subjects_and_scopes_are_refused_when_minting(setup: Any) -> None:
         auth.create_access_token("alice", scopes=["two words"])
 
 
+@pytest.mark.parametrize("argument", ["roles", "scopes"])
+def test_a_bare_string_is_not_split_into_letters(setup: Any, argument: str) -> None:
+    # "admin" is iterable: without the check it would grant the scopes a, d, m, i, n.
+    _, auth, _ = setup
+    with pytest.raises(TypeError, match=argument):
+        auth.create_access_token("alice", **{argument: "admin"})
+    with pytest.raises(TypeError, match=argument):
+        create_refresh_token("alice", settings=make_settings(), **{argument: "admin"})
+
+
 def test_module_level_creation_uses_the_same_settings(setup: Any) -> None:
     settings = make_settings()
     app, _, _ = build_app(settings=settings)
