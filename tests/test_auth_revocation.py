@@ -13,7 +13,7 @@ import redis.asyncio as redis
 from fastapi import FastAPI
 
 from heygen_conventions import JWTAuth, ServiceUnavailableError
-from heygen_conventions.auth import _LocalStore
+from heygen_conventions._local_store import LocalStore
 from heygen_conventions.cache import CacheBackend
 from tests.fixtures.auth import (
     BrokenStore,
@@ -33,7 +33,7 @@ async def get(app: FastAPI, token: str, path: str = "/me", method: str = "GET") 
 async def remaining_ttl(store: CacheBackend, key: str) -> float:
     if isinstance(store, RedisStore):
         return await store.ttl_ms(key) / 1000
-    assert isinstance(store, _LocalStore)
+    assert isinstance(store, LocalStore)
     expires = store._data[key][1]
     assert expires is not None
     return expires - time.monotonic()
@@ -110,7 +110,7 @@ async def test_an_earlier_cutoff_never_undoes_a_later_one(
 
 
 async def test_a_future_cutoff_is_kept_until_the_tokens_it_refuses_expire() -> None:
-    store = _LocalStore()
+    store = LocalStore()
     _, auth, _ = build_app(revocation_store=store)
     await auth.revoke_tokens_issued_before("alice", time.time() + 3600)
     ttl = await remaining_ttl(store, auth._cutoff_key("alice"))
@@ -129,7 +129,7 @@ async def test_cutoff_accepts_a_datetime() -> None:
 
 
 async def test_the_apps_cache_is_used_when_no_store_is_given() -> None:
-    store = _LocalStore()
+    store = LocalStore()
     app, auth, _ = build_app()
     app.state.heygen_cache = store  # as install_cache() does, even after install_auth()
     claims = await auth.verify_token(auth.create_access_token("alice"))
@@ -161,7 +161,7 @@ async def test_in_process_store_in_production_logs_a_warning_once(
 # --- the store fails ---------------------------------------------------------------
 
 
-class FlakyStore(_LocalStore):
+class FlakyStore(LocalStore):
     """Works until ``down`` is set, then every read fails."""
 
     down = False
@@ -199,7 +199,7 @@ async def test_store_down_fails_open_with_one_error_per_incident(
         assert [r.levelno for r in errors] == [logging.ERROR]
         assert errors[0].error_type == "ConnectionError"  # type: ignore[attr-defined]
 
-        auth._explicit_store = _LocalStore()  # the store comes back
+        auth._explicit_store = LocalStore()  # the store comes back
         assert (await get(app, tokens[0])).status_code == 200
     recovered = [r for r in caplog.records if r.getMessage() == "Revocation store recovered"]
     assert len(recovered) == 1
@@ -229,7 +229,7 @@ async def test_unreachable_real_redis_fails_open_then_closed() -> None:
         await client.aclose()
 
 
-class HangingStore(_LocalStore):
+class HangingStore(LocalStore):
     async def get_many(self, keys: Any) -> list[bytes | None]:
         await asyncio.sleep(30)
         raise AssertionError("unreachable")
@@ -244,7 +244,7 @@ async def test_slow_store_is_cut_off_by_the_timeout(caplog: pytest.LogCaptureFix
 
 
 async def test_garbage_cutoff_counts_as_a_store_failure() -> None:
-    store = _LocalStore()
+    store = LocalStore()
     app, auth, _ = build_app(revocation_store=store)
     await store.set(auth._cutoff_key("alice"), b"not-a-number")
     token = auth.create_access_token("alice")
@@ -266,4 +266,4 @@ async def test_revoking_while_the_store_is_down_is_an_error_not_a_silent_success
 
 def test_revocation_timeout_must_be_positive() -> None:
     with pytest.raises(ValueError, match="revocation_timeout"):
-        JWTAuth(user_loader=_LocalStore().get, settings=make_settings(), revocation_timeout=0)
+        JWTAuth(user_loader=LocalStore().get, settings=make_settings(), revocation_timeout=0)
