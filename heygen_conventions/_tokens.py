@@ -156,9 +156,10 @@ def _check_lifetimes(settings: Settings) -> None:
     longest = settings.jwt_max_token_lifetime
     for name in ("jwt_access_token_ttl", "jwt_refresh_token_ttl"):
         ttl: timedelta = getattr(settings, name)
-        if ttl.total_seconds() <= 0 or ttl > longest:
+        if ttl.total_seconds() < 1 or ttl > longest:
             raise ConfigurationError(
-                f"{name} ({ttl}) must be positive and at most jwt_max_token_lifetime ({longest})"
+                f"{name} ({ttl}) must be at least one second and at most "
+                f"jwt_max_token_lifetime ({longest})"
             )
 
 
@@ -206,9 +207,10 @@ def mint(
         "refresh": settings.jwt_refresh_token_ttl,
     }[token_type]
     ttl = (expires_in if expires_in is not None else default_ttl).total_seconds()
-    if not 0 < ttl <= codec.max_lifetime:
+    # exp and iat are whole seconds: a shorter lifetime would mint exp == iat.
+    if not 1 <= ttl <= codec.max_lifetime:
         raise ValueError(
-            f"expires_in must be positive and at most jwt_max_token_lifetime "
+            f"expires_in must be at least one second and at most jwt_max_token_lifetime "
             f"({settings.jwt_max_token_lifetime}), got {ttl} seconds"
         )
     for name, value in (("roles", roles), ("scopes", scopes)):

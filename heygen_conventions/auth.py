@@ -221,7 +221,7 @@ class JWTAuth:
         decides what the user may do.
 
         Raises:
-            ValueError: An empty subject, ``expires_in`` not positive or over
+            ValueError: An empty subject, ``expires_in`` under one second or over
                 ``jwt_max_token_lifetime``, a scope with spaces or quotes, or
                 ``extra_claims`` setting a registered claim.
             TypeError: ``roles`` or ``scopes`` given as one string.

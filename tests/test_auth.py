@@ -496,6 +496,9 @@ def test_expires_in_overrides_the_ttl_within_the_maximum(setup: Any) -> None:
         auth.create_access_token("alice", expires_in=timedelta(days=365))
     with pytest.raises(ValueError, match="expires_in"):
         auth.create_access_token("alice", expires_in=timedelta(0))
+    # exp counts whole seconds: under one second would mint a token that is never valid.
+    with pytest.raises(ValueError, match="expires_in"):
+        auth.create_access_token("alice", expires_in=timedelta(milliseconds=500))
 
 
 def test_extra_claims_are_kept_but_cannot_override_registered_ones(setup: Any) -> None:
