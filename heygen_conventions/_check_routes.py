@@ -251,7 +251,9 @@ class RouteInspector:
             info.body_types.extend(f.field_info.annotation for f in dependant.body_params)
             call = _unwrap_call(dependant.call)
             if isinstance(call, SecurityBase):
-                info.security_schemes.append(type(call).__name__)
+                # As the OpenAPI document names it (FastAPI's classes name theirs after the class).
+                name = getattr(call, "scheme_name", None)
+                info.security_schemes.append(name if isinstance(name, str) else type(call).__name__)
             # FastAPI >= 0.160 names them own_oauth_scopes; earlier, security_scopes.
             scopes = getattr(dependant, "own_oauth_scopes", None) or getattr(
                 dependant, "security_scopes", None

@@ -27,15 +27,12 @@ else an in-process store that only that process sees.
 import asyncio
 import inspect
 import logging
-import re
+import math
 import time
-import uuid
 from collections.abc import Awaitable, Callable, Iterable, Mapping
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import Enum
-from types import MappingProxyType
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
 from fastapi import Depends, FastAPI, Security
 from fastapi.openapi.models import HTTPBearer as HTTPBearerModel
@@ -46,12 +43,18 @@ from starlette.responses import Response
 
 from heygen_conventions._context import bind_request_context
 from heygen_conventions._handlers import error_response
-from heygen_conventions._jwt import (
-    ConfigurationError,
-    ExpiredTokenError,
-    JWTCodec,
-    TokenError,
-    token_digest,
+from heygen_conventions._jwt import ExpiredTokenError, TokenError, token_digest
+from heygen_conventions._local_store import LocalStore
+from heygen_conventions._tokens import (
+    SCOPE_TOKEN,
+    ClaimsCache,
+    TokenClaims,
+    TokenType,
+    claims_from_payload,
+    codec_from_settings,
+    create_access_token,
+    create_refresh_token,
+    mint,
 )
 from heygen_conventions.cache import CacheBackend
 from heygen_conventions.errors import (
@@ -84,7 +87,6 @@ __all__ = [
 
 logger = logging.getLogger("heygen_conventions.auth")
 
-TokenType = Literal["access", "refresh"]
 #: ``async def load_user(subject: str) -> User | None``.
 UserLoader = Callable[[str], Awaitable[Any]]
 
@@ -100,250 +102,19 @@ _REQUEST_USER_KEY = "heygen_auth_user"
 
 SCHEME_NAME = "BearerAuth"
 
-# Claims this module sets; extra_claims may not override them.
-_RESERVED_CLAIMS = frozenset(
-    {"sub", "exp", "iat", "nbf", "jti", "iss", "aud", "type", "roles", "scope"}
-)
-# RFC 6749 section 3.3 scope-token characters.
-_SCOPE_TOKEN = re.compile(r"[\x21\x23-\x5b\x5d-\x7e]+")
-
 _CHALLENGE_INVALID = 'Bearer error="invalid_token"'
 _CHALLENGE_EXPIRED = 'Bearer error="invalid_token", error_description="The token has expired"'
-
-
-@dataclass(frozen=True, slots=True)
-class TokenClaims:
-    """The verified claims of a token. Times are seconds since the epoch."""
-
-    subject: str
-    token_type: str
-    jti: str
-    issued_at: float
-    expires_at: float
-    not_before: float | None
-    issuer: str | None
-    audience: tuple[str, ...]
-    roles: tuple[str, ...]
-    scopes: frozenset[str]
-    #: Every claim as sent, read-only (custom claims included).
-    claims: Mapping[str, Any]
-
-
-def _claims_from_payload(payload: dict[str, Any]) -> TokenClaims:
-    token_type = payload.get("type")
-    if token_type not in ("access", "refresh"):
-        raise TokenError("invalid_type")
-    roles = payload.get("roles", [])
-    if type(roles) is not list or not all(type(r) is str for r in roles):
-        raise TokenError("invalid_roles")
-    scope = payload.get("scope", "")
-    if type(scope) is not str:
-        raise TokenError("invalid_scope")
-    iss = payload.get("iss")
-    if iss is not None and type(iss) is not str:
-        raise TokenError("invalid_iss")
-    aud = payload.get("aud")
-    nbf = payload.get("nbf")
-    return TokenClaims(
-        subject=payload["sub"],
-        token_type=token_type,
-        jti=payload["jti"],
-        issued_at=float(payload["iat"]),
-        expires_at=float(payload["exp"]),
-        not_before=None if nbf is None else float(nbf),
-        issuer=iss,
-        audience=() if aud is None else (aud,) if type(aud) is str else tuple(aud),
-        roles=tuple(roles),
-        scopes=frozenset(scope.split()),
-        claims=MappingProxyType(payload),
-    )
-
-
-class _ClaimsCache:
-    """Verified claims by token digest, bounded, never past the token's own expiry."""
-
-    __slots__ = ("_entries", "_max_size")
-
-    def __init__(self, max_size: int) -> None:
-        self._entries: dict[bytes, tuple[TokenClaims, float]] = {}
-        self._max_size = max_size
-
-    def get(self, digest: bytes, now: float) -> TokenClaims | None:
-        entry = self._entries.get(digest)
-        if entry is None:
-            return None
-        if now >= entry[1]:
-            del self._entries[digest]
-            return None
-        return entry[0]
-
-    def put(self, digest: bytes, claims: TokenClaims, valid_until: float) -> None:
-        if self._max_size <= 0:
-            return
-        if len(self._entries) >= self._max_size:
-            # Oldest first: dicts keep insertion order, and old entries expire first.
-            del self._entries[next(iter(self._entries))]
-        self._entries[digest] = (claims, valid_until)
-
-    def __len__(self) -> int:
-        return len(self._entries)
-
-
-class _LocalStore:
-    """In-process :class:`CacheBackend` for revocations when no shared cache is set.
-
-    Only this process sees it: with several instances, use a shared backend.
-    """
-
-    _PURGE_AT = 10_000
-
-    def __init__(self) -> None:
-        self._data: dict[str, tuple[bytes, float | None]] = {}
-
-    def _live(self, key: str) -> bytes | None:
-        entry = self._data.get(key)
-        if entry is None:
-            return None
-        value, expires = entry
-        if expires is not None and time.monotonic() >= expires:
-            del self._data[key]
-            return None
-        return value
-
-    def _purge(self) -> None:
-        now = time.monotonic()
-        for key in [k for k, (_, exp) in self._data.items() if exp is not None and now >= exp]:
-            del self._data[key]
-
-    async def get(self, key: str) -> bytes | None:
-        return self._live(key)
-
-    async def get_many(self, keys: Iterable[str]) -> list[bytes | None]:
-        return [self._live(key) for key in keys]
-
-    async def set(self, key: str, value: bytes, *, ttl: float | None = None) -> None:
-        if len(self._data) >= self._PURGE_AT:
-            self._purge()
-        self._data[key] = (value, None if ttl is None else time.monotonic() + ttl)
-
-    async def set_many(self, items: Mapping[str, bytes], *, ttl: float | None = None) -> None:
-        for key, value in items.items():
-            await self.set(key, value, ttl=ttl)
-
-    async def set_if_absent(self, key: str, value: bytes, *, ttl: float) -> bool:
-        if self._live(key) is not None:
-            return False
-        await self.set(key, value, ttl=ttl)
-        return True
-
-    async def delete(self, key: str) -> bool:
-        existed = self._live(key) is not None
-        self._data.pop(key, None)
-        return existed
-
-    async def delete_many(self, keys: Iterable[str]) -> int:
-        return sum([await self.delete(key) for key in keys])
-
-    async def incr(self, key: str, amount: int = 1) -> int:
-        current = self._live(key)
-        value = (int(current) if current is not None else 0) + amount
-        expires = self._data[key][1] if current is not None else None
-        self._data[key] = (str(value).encode(), expires)
-        return value
-
-    async def close(self) -> None:
-        self._data.clear()
 
 
 def _timestamp(value: datetime | float) -> float:
     return value.timestamp() if isinstance(value, datetime) else float(value)
 
 
-def _codec_from_settings(settings: Settings, clock: Callable[[], float]) -> JWTCodec:
-    def secret(value: Any) -> str | None:
-        return None if value is None else str(value.get_secret_value())
-
-    return JWTCodec(
-        algorithms=settings.jwt_algorithms,
-        signing_algorithm=settings.jwt_algorithm,
-        secret=secret(settings.jwt_secret),
-        verification_secrets={
-            kid: value.get_secret_value()
-            for kid, value in settings.jwt_verification_secrets.items()
-        },
-        private_key=secret(settings.jwt_private_key),
-        public_keys=settings.jwt_public_keys,
-        signing_kid=settings.jwt_signing_kid,
-        issuer=settings.jwt_issuer,
-        audience=settings.jwt_audience,
-        leeway=settings.jwt_leeway.total_seconds(),
-        max_lifetime=settings.jwt_max_token_lifetime.total_seconds(),
-        max_token_bytes=settings.jwt_max_token_bytes,
-        clock=clock,
-    )
-
-
-def _check_lifetimes(settings: Settings) -> None:
-    longest = settings.jwt_max_token_lifetime
-    for name in ("jwt_access_token_ttl", "jwt_refresh_token_ttl"):
-        ttl: timedelta = getattr(settings, name)
-        if ttl.total_seconds() <= 0 or ttl > longest:
-            raise ConfigurationError(
-                f"{name} ({ttl}) must be positive and at most jwt_max_token_lifetime ({longest})"
-            )
-
-
-def _mint(
-    codec: JWTCodec,
-    settings: Settings,
-    token_type: TokenType,
-    subject: object,
-    roles: Iterable[str],
-    scopes: Iterable[str],
-    expires_in: timedelta | None,
-    extra_claims: Mapping[str, Any] | None,
-) -> str:
-    sub = str(subject)
-    if not sub:
-        raise ValueError("subject must not be empty")
-    default_ttl = {
-        "access": settings.jwt_access_token_ttl,
-        "refresh": settings.jwt_refresh_token_ttl,
-    }[token_type]
-    ttl = (expires_in if expires_in is not None else default_ttl).total_seconds()
-    if not 0 < ttl <= codec.max_lifetime:
-        raise ValueError(
-            f"expires_in must be positive and at most jwt_max_token_lifetime "
-            f"({settings.jwt_max_token_lifetime}), got {ttl} seconds"
-        )
-    role_list = [str(r.value) if isinstance(r, Enum) else str(r) for r in roles]
-    scope_list = list(scopes)
-    for scope in scope_list:
-        if not isinstance(scope, str) or _SCOPE_TOKEN.fullmatch(scope) is None:
-            raise ValueError(f"invalid scope {scope!r}: no spaces, quotes or backslashes")
-    extra = dict(extra_claims or {})
-    clash = _RESERVED_CLAIMS.intersection(extra)
-    if clash:
-        raise ValueError(f"extra_claims may not set the registered claims {sorted(clash)}")
-    now = int(codec.clock())
-    claims: dict[str, Any] = {
-        **extra,
-        "sub": sub,
-        "type": token_type,
-        "iat": now,
-        "nbf": now,
-        "exp": now + int(ttl),
-        "jti": uuid.uuid4().hex,
-    }
-    if codec.issuer is not None:
-        claims["iss"] = codec.issuer
-    if codec.audience is not None:
-        claims["aud"] = codec.audience
-    if role_list:
-        claims["roles"] = role_list
-    if scope_list:
-        claims["scope"] = " ".join(scope_list)
-    return codec.encode(claims)
+def _stored_cutoff(value: bytes) -> float:
+    try:
+        return float(value)
+    except ValueError:
+        return -math.inf  # unreadable: overwritten by the new cutoff
 
 
 def _attribute(user: Any, name: str) -> Any:
@@ -388,8 +159,9 @@ class JWTAuth:
         settings: Keys and rules; ``Settings()`` (the environment) when omitted.
         revocation_store: Where revoked ids and cutoffs live; defaults to the
             app's cache, else an in-process store.
-        revocation_fail_closed: When the store fails, answer 503 instead of
-            accepting the token (the default accepts it and logs the incident).
+        revocation_fail_closed: When the store fails or times out, answer 503
+            (the default): a revoked token is never accepted. False accepts
+            tokens unchecked during the outage instead, and logs it.
         revocation_timeout: Seconds to wait for a shared store.
         claims_cache_size: Verified tokens remembered in-process (0 disables).
         clock: Current time in seconds since the epoch (for tests).
@@ -406,7 +178,7 @@ class JWTAuth:
         user_loader: UserLoader,
         settings: Settings | None = None,
         revocation_store: CacheBackend | None = None,
-        revocation_fail_closed: bool = False,
+        revocation_fail_closed: bool = True,
         revocation_timeout: float = 0.5,
         claims_cache_size: int = 10_000,
         clock: Callable[[], float] = time.time,
@@ -416,14 +188,13 @@ class JWTAuth:
         if revocation_timeout <= 0:
             raise ValueError("revocation_timeout must be > 0 seconds")
         self.settings = settings if settings is not None else Settings()
-        _check_lifetimes(self.settings)
-        self.codec = _codec_from_settings(self.settings, clock)
+        self.codec = codec_from_settings(self.settings, clock)
         self.user_loader = user_loader
         self.revocation_fail_closed = revocation_fail_closed
         self.revocation_timeout = revocation_timeout
         self._explicit_store = revocation_store
-        self._local_store = _LocalStore()
-        self._claims_cache = _ClaimsCache(claims_cache_size)
+        self._local_store = LocalStore()
+        self._claims_cache = ClaimsCache(claims_cache_size)
         self._clock = clock
         self._prefix = f"{self.settings.app_name}:auth:"
         self._app: FastAPI | None = None
@@ -448,8 +219,14 @@ class JWTAuth:
         ``iss``/``aud`` when configured, ``roles`` and a space-separated
         ``scope`` when given. ``roles`` are informational: the user loader
         decides what the user may do.
+
+        Raises:
+            ValueError: An empty subject, ``expires_in`` under one second or over
+                ``jwt_max_token_lifetime``, a scope with spaces or quotes, or
+                ``extra_claims`` setting a registered claim.
+            TypeError: ``roles`` or ``scopes`` given as one string.
         """
-        return _mint(
+        return mint(
             self.codec, self.settings, "access", subject, roles, scopes, expires_in, extra_claims
         )
 
@@ -463,7 +240,7 @@ class JWTAuth:
         extra_claims: Mapping[str, Any] | None = None,
     ) -> str:
         """A refresh token: refused wherever an access token is expected, and vice versa."""
-        return _mint(
+        return mint(
             self.codec, self.settings, "refresh", subject, roles, scopes, expires_in, extra_claims
         )
 
@@ -477,7 +254,7 @@ class JWTAuth:
         if cached is not None:
             return cached
         try:
-            claims = _claims_from_payload(self.codec.decode(token))
+            claims = claims_from_payload(self.codec.decode(token))
         except ExpiredTokenError:
             logger.info("Token rejected", extra={"auth_failure": "expired"})
             raise AuthenticationError(
@@ -505,8 +282,8 @@ class JWTAuth:
 
         Raises:
             AuthenticationError: The token is not exactly valid.
-            ServiceUnavailableError: The revocation store failed and
-                ``revocation_fail_closed`` is set.
+            ServiceUnavailableError: The revocation store failed (unless
+                ``revocation_fail_closed`` is False).
         """
         claims = self._verified_claims(token)
         if claims.token_type != token_type:
@@ -642,14 +419,25 @@ class JWTAuth:
         For a password change or "log out everywhere". Token ``iat`` counts in
         whole seconds, so a token issued within the same second as ``when``
         stays valid: a route can revoke and hand out a fresh token at once.
+        A cutoff is never moved back: an earlier ``when`` than the one stored
+        changes nothing.
 
         Raises:
             ServiceUnavailableError: The store failed: nothing was revoked.
         """
-        cutoff = int(_timestamp(when) if when is not None else self._clock())
-        ttl = self.codec.max_lifetime + self.codec.leeway
+        now = self._clock()
+        cutoff = int(_timestamp(when) if when is not None else now)
+        # Kept until the last token it refuses has expired.
+        ttl = max(cutoff - now, 0.0) + self.codec.max_lifetime + self.codec.leeway
+        key = self._cutoff_key(str(subject))
+        store = self._store()
         try:
-            await self._store().set(self._cutoff_key(str(subject)), str(cutoff).encode(), ttl=ttl)
+            # Read, then write: two instances racing could still both write,
+            # but no single call can reinstate tokens a later cutoff refused.
+            existing = await store.get(key)
+            if existing is not None and _stored_cutoff(existing) >= cutoff:
+                return
+            await store.set(key, str(cutoff).encode(), ttl=ttl)
         except Exception as exc:
             logger.error("Token cutoff failed", extra={"error_type": type(exc).__name__})
             raise ServiceUnavailableError("Could not revoke the tokens; try again") from exc
@@ -707,7 +495,7 @@ def install_auth(
     user_loader: UserLoader,
     settings: Settings | None = None,
     revocation_store: CacheBackend | None = None,
-    revocation_fail_closed: bool = False,
+    revocation_fail_closed: bool = True,
     revocation_timeout: float = 0.5,
     claims_cache_size: int = 10_000,
     token_url: str | None = None,
@@ -725,7 +513,8 @@ def install_auth(
             ``roles`` or ``role``, ``is_active`` and ``id``.
         settings: Keys and rules; ``Settings()`` when omitted.
         revocation_store: Shared store for revocations.
-        revocation_fail_closed: Answer 503 when the store fails.
+        revocation_fail_closed: Answer 503 when the store fails (default);
+            False accepts tokens unchecked meanwhile.
         revocation_timeout: Seconds to wait for a shared store.
         claims_cache_size: Verified tokens remembered in-process.
         token_url: Publish an OAuth2 password flow posting to this URL, so the
@@ -812,7 +601,7 @@ def _check_scopes(claims: TokenClaims, required: list[str]) -> None:
     if not missing:
         return
     challenge = 'Bearer error="insufficient_scope"'
-    listed = [scope for scope in required if _SCOPE_TOKEN.fullmatch(scope)]
+    listed = [scope for scope in required if SCOPE_TOKEN.fullmatch(scope)]
     if listed:
         challenge += f', scope="{" ".join(listed)}"'
     raise PermissionDeniedError(
@@ -902,7 +691,7 @@ def require_scopes(*scopes: str) -> Callable[..., Awaitable[Any]]:
     if not scopes:
         raise ValueError("require_scopes() needs at least one scope")
     for scope in scopes:
-        if _SCOPE_TOKEN.fullmatch(scope) is None:
+        if SCOPE_TOKEN.fullmatch(scope) is None:
             raise ValueError(f"invalid scope {scope!r}: no spaces, quotes or backslashes")
 
     async def dependency(
@@ -926,75 +715,3 @@ def ensure_owner_or_admin(user: Any, owner_id: object, *, admin_role: str = ADMI
     if admin_role in _user_roles(user):
         return
     raise PermissionDeniedError("Only the owner or an admin can do this")
-
-
-# --- issuing outside a request --------------------------------------------------
-
-_CODECS: dict[tuple[Any, ...], JWTCodec] = {}
-_CODECS_MAX = 8
-
-
-def _codec_for(settings: Settings) -> JWTCodec:
-    def secret(value: Any) -> str | None:
-        return None if value is None else str(value.get_secret_value())
-
-    fingerprint = (
-        secret(settings.jwt_secret),
-        secret(settings.jwt_private_key),
-        tuple(sorted(settings.jwt_public_keys.items())),
-        tuple(
-            sorted((k, v.get_secret_value()) for k, v in settings.jwt_verification_secrets.items())
-        ),
-        settings.jwt_algorithm,
-        tuple(settings.jwt_algorithms),
-        settings.jwt_signing_kid,
-        settings.jwt_issuer,
-        settings.jwt_audience,
-        settings.jwt_leeway,
-        settings.jwt_max_token_lifetime,
-        settings.jwt_max_token_bytes,
-    )
-    codec = _CODECS.get(fingerprint)
-    if codec is None:
-        _check_lifetimes(settings)
-        codec = _codec_from_settings(settings, time.time)
-        if len(_CODECS) >= _CODECS_MAX:
-            del _CODECS[next(iter(_CODECS))]
-        _CODECS[fingerprint] = codec
-    return codec
-
-
-def create_access_token(
-    subject: object,
-    *,
-    roles: Iterable[str] = (),
-    scopes: Iterable[str] = (),
-    expires_in: timedelta | None = None,
-    extra_claims: Mapping[str, Any] | None = None,
-    settings: Settings | None = None,
-) -> str:
-    """An access token signed with ``settings`` (the environment's when omitted).
-
-    For scripts and tests; in a route, ``Depends(get_auth)`` gives the app's
-    own :meth:`JWTAuth.create_access_token`.
-    """
-    settings = settings if settings is not None else Settings()
-    return _mint(
-        _codec_for(settings), settings, "access", subject, roles, scopes, expires_in, extra_claims
-    )
-
-
-def create_refresh_token(
-    subject: object,
-    *,
-    roles: Iterable[str] = (),
-    scopes: Iterable[str] = (),
-    expires_in: timedelta | None = None,
-    extra_claims: Mapping[str, Any] | None = None,
-    settings: Settings | None = None,
-) -> str:
-    """A refresh token signed with ``settings``; see :func:`create_access_token`."""
-    settings = settings if settings is not None else Settings()
-    return _mint(
-        _codec_for(settings), settings, "refresh", subject, roles, scopes, expires_in, extra_claims
-    )

@@ -496,6 +496,9 @@ def test_expires_in_overrides_the_ttl_within_the_maximum(setup: Any) -> None:
         auth.create_access_token("alice", expires_in=timedelta(days=365))
     with pytest.raises(ValueError, match="expires_in"):
         auth.create_access_token("alice", expires_in=timedelta(0))
+    # exp counts whole seconds: under one second would mint a token that is never valid.
+    with pytest.raises(ValueError, match="expires_in"):
+        auth.create_access_token("alice", expires_in=timedelta(milliseconds=500))
 
 
 def test_extra_claims_are_kept_but_cannot_override_registered_ones(setup: Any) -> None:
@@ -514,6 +517,16 @@ def test_bad_subjects_and_scopes_are_refused_when_minting(setup: Any) -> None:
         auth.create_access_token("")
     with pytest.raises(ValueError, match="invalid scope"):
         auth.create_access_token("alice", scopes=["two words"])
+
+
+@pytest.mark.parametrize("argument", ["roles", "scopes"])
+def test_a_bare_string_is_not_split_into_letters(setup: Any, argument: str) -> None:
+    # "admin" is iterable: without the check it would grant the scopes a, d, m, i, n.
+    _, auth, _ = setup
+    with pytest.raises(TypeError, match=argument):
+        auth.create_access_token("alice", **{argument: "admin"})
+    with pytest.raises(TypeError, match=argument):
+        create_refresh_token("alice", settings=make_settings(), **{argument: "admin"})
 
 
 def test_module_level_creation_uses_the_same_settings(setup: Any) -> None:

@@ -182,6 +182,8 @@ def test_ttl_over_the_maximum_lifetime() -> None:
         install(jwt_refresh_token_ttl=timedelta(days=60))
     with pytest.raises(ValueError, match="jwt_access_token_ttl"):
         install(jwt_access_token_ttl=timedelta(0))
+    with pytest.raises(ValueError, match="jwt_access_token_ttl"):
+        install(jwt_access_token_ttl=timedelta(milliseconds=500))
 
 
 def test_verify_only_service_cannot_mint(rsa_keys: KeyPair) -> None:

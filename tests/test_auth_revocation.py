@@ -13,7 +13,7 @@ import redis.asyncio as redis
 from fastapi import FastAPI
 
 from heygen_conventions import JWTAuth, ServiceUnavailableError
-from heygen_conventions.auth import _LocalStore
+from heygen_conventions._local_store import LocalStore
 from heygen_conventions.cache import CacheBackend
 from tests.fixtures.auth import (
     BrokenStore,
@@ -33,7 +33,7 @@ async def get(app: FastAPI, token: str, path: str = "/me", method: str = "GET") 
 async def remaining_ttl(store: CacheBackend, key: str) -> float:
     if isinstance(store, RedisStore):
         return await store.ttl_ms(key) / 1000
-    assert isinstance(store, _LocalStore)
+    assert isinstance(store, LocalStore)
     expires = store._data[key][1]
     assert expires is not None
     return expires - time.monotonic()
@@ -97,6 +97,26 @@ async def test_cutoff_refuses_older_tokens_of_that_user_only(
     assert 30 * 86400 - 5 <= ttl <= 30 * 86400
 
 
+async def test_an_earlier_cutoff_never_undoes_a_later_one(
+    revocation_store: CacheBackend,
+) -> None:
+    clock_now = float(int(time.time()))
+    app, auth, _ = build_app(revocation_store=revocation_store, clock=lambda: clock_now)
+    old = auth.create_access_token("alice")
+    clock_now += 5
+    await auth.revoke_tokens_issued_before("alice")  # log out everywhere
+    await auth.revoke_tokens_issued_before("alice", clock_now - 3600)  # an older event
+    assert (await get(app, old)).status_code == 401
+
+
+async def test_a_future_cutoff_is_kept_until_the_tokens_it_refuses_expire() -> None:
+    store = LocalStore()
+    _, auth, _ = build_app(revocation_store=store)
+    await auth.revoke_tokens_issued_before("alice", time.time() + 3600)
+    ttl = await remaining_ttl(store, auth._cutoff_key("alice"))
+    assert ttl >= 3600 + 30 * 86400 - 5
+
+
 async def test_cutoff_accepts_a_datetime() -> None:
     from datetime import UTC, datetime, timedelta
 
@@ -109,7 +129,7 @@ async def test_cutoff_accepts_a_datetime() -> None:
 
 
 async def test_the_apps_cache_is_used_when_no_store_is_given() -> None:
-    store = _LocalStore()
+    store = LocalStore()
     app, auth, _ = build_app()
     app.state.heygen_cache = store  # as install_cache() does, even after install_auth()
     claims = await auth.verify_token(auth.create_access_token("alice"))
@@ -141,11 +161,35 @@ async def test_in_process_store_in_production_logs_a_warning_once(
 # --- the store fails ---------------------------------------------------------------
 
 
+class FlakyStore(LocalStore):
+    """Works until ``down`` is set, then every read fails."""
+
+    down = False
+
+    async def get_many(self, keys: Any) -> list[bytes | None]:
+        if self.down:
+            raise ConnectionError("connection refused")
+        return await super().get_many(keys)
+
+
+async def test_a_revoked_token_is_not_accepted_while_the_store_is_down() -> None:
+    store = FlakyStore()
+    app, auth, _ = build_app(revocation_store=store)
+    token = auth.create_access_token("alice")
+    claims = await auth.verify_token(token)
+    await auth.revoke_token(claims.jti, until=claims.expires_at)
+    assert (await get(app, token)).status_code == 401
+    store.down = True
+    response = await get(app, token)
+    assert response.status_code == 503, response.text
+    assert response.headers["retry-after"] == "1"
+
+
 async def test_store_down_fails_open_with_one_error_per_incident(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     broken = BrokenStore()
-    app, auth, _ = build_app(revocation_store=broken)
+    app, auth, _ = build_app(revocation_store=broken, revocation_fail_closed=False)
     tokens = [auth.create_access_token("alice") for _ in range(3)]
     with caplog.at_level(logging.DEBUG, logger="heygen_conventions"):
         for token in tokens:
@@ -155,7 +199,7 @@ async def test_store_down_fails_open_with_one_error_per_incident(
         assert [r.levelno for r in errors] == [logging.ERROR]
         assert errors[0].error_type == "ConnectionError"  # type: ignore[attr-defined]
 
-        auth._explicit_store = _LocalStore()  # the store comes back
+        auth._explicit_store = LocalStore()  # the store comes back
         assert (await get(app, tokens[0])).status_code == 200
     recovered = [r for r in caplog.records if r.getMessage() == "Revocation store recovered"]
     assert len(recovered) == 1
@@ -163,8 +207,8 @@ async def test_store_down_fails_open_with_one_error_per_incident(
     assert_nothing_leaked(caplog.records, [], *tokens)
 
 
-async def test_store_down_fails_closed_with_503_when_asked() -> None:
-    app, auth, _ = build_app(revocation_store=BrokenStore(), revocation_fail_closed=True)
+async def test_store_down_fails_closed_with_503_by_default() -> None:
+    app, auth, _ = build_app(revocation_store=BrokenStore())
     response = await get(app, auth.create_access_token("alice"))
     assert response.status_code == 503, response.text
     assert response.headers["retry-after"] == "1"
@@ -176,16 +220,16 @@ async def test_unreachable_real_redis_fails_open_then_closed() -> None:
     client = redis.Redis(host="127.0.0.1", port=1, socket_connect_timeout=0.5, socket_timeout=0.5)
     store = RedisStore(client, "test:auth:dead:")
     try:
-        app, auth, _ = build_app(revocation_store=store)
+        app, auth, _ = build_app(revocation_store=store, revocation_fail_closed=False)
         assert (await get(app, auth.create_access_token("alice"))).status_code == 200
-        closed_app, closed_auth, _ = build_app(revocation_store=store, revocation_fail_closed=True)
+        closed_app, closed_auth, _ = build_app(revocation_store=store)
         response = await get(closed_app, closed_auth.create_access_token("alice"))
         assert response.status_code == 503, response.text
     finally:
         await client.aclose()
 
 
-class HangingStore(_LocalStore):
+class HangingStore(LocalStore):
     async def get_many(self, keys: Any) -> list[bytes | None]:
         await asyncio.sleep(30)
         raise AssertionError("unreachable")
@@ -195,16 +239,19 @@ async def test_slow_store_is_cut_off_by_the_timeout(caplog: pytest.LogCaptureFix
     app, auth, _ = build_app(revocation_store=HangingStore(), revocation_timeout=0.05)
     with caplog.at_level(logging.ERROR, logger="heygen_conventions.auth"):
         response = await asyncio.wait_for(get(app, auth.create_access_token("alice")), 10)
-    assert response.status_code == 200, response.text
+    assert response.status_code == 503, response.text
     assert caplog.records[0].error_type == "TimeoutError"  # type: ignore[attr-defined]
 
 
 async def test_garbage_cutoff_counts_as_a_store_failure() -> None:
-    store = _LocalStore()
-    app, auth, _ = build_app(revocation_store=store, revocation_fail_closed=True)
+    store = LocalStore()
+    app, auth, _ = build_app(revocation_store=store)
     await store.set(auth._cutoff_key("alice"), b"not-a-number")
-    response = await get(app, auth.create_access_token("alice"))
+    token = auth.create_access_token("alice")
+    response = await get(app, token)
     assert response.status_code == 503, response.text
+    await auth.revoke_tokens_issued_before("alice", time.time() + 5)  # replaces the garbage
+    assert (await get(app, token)).status_code == 401
 
 
 async def test_revoking_while_the_store_is_down_is_an_error_not_a_silent_success() -> None:
@@ -219,4 +266,4 @@ async def test_revoking_while_the_store_is_down_is_an_error_not_a_silent_success
 
 def test_revocation_timeout_must_be_positive() -> None:
     with pytest.raises(ValueError, match="revocation_timeout"):
-        JWTAuth(user_loader=_LocalStore().get, settings=make_settings(), revocation_timeout=0)
+        JWTAuth(user_loader=LocalStore().get, settings=make_settings(), revocation_timeout=0)

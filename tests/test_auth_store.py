@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 
-from heygen_conventions.auth import _LocalStore
+from heygen_conventions._local_store import LocalStore
 from heygen_conventions.cache import CacheBackend
 
 
@@ -46,7 +46,7 @@ async def test_values_expire(revocation_store: CacheBackend) -> None:
 
 
 async def test_in_process_store_purges_expired_entries_when_large() -> None:
-    store = _LocalStore()
+    store = LocalStore()
     store._PURGE_AT = 10  # type: ignore[misc]
     for i in range(10):
         await store.set(f"k{i}", b"1", ttl=0.01)

@@ -499,6 +499,38 @@ def test_protected_routes_document_401() -> None:
     assert "OAuth2PasswordBearer" in violations[1].message
 
 
+def test_the_library_auth_dependencies_are_seen_as_protected() -> None:
+    from heygen_conventions import (
+        get_current_user,
+        get_optional_user,
+        require_admin_role,
+        require_scopes,
+    )
+
+    app, router = api()
+    router.add_api_route("/me", lambda user=Depends(get_current_user): None)
+    router.add_api_route("/maybe", lambda user=Depends(get_optional_user): None)
+    router.add_api_route("/stats", lambda: None, dependencies=[Depends(require_admin_role)])
+    router.add_api_route("/uploads", lambda user=Depends(require_scopes("videos:write")): None)
+    documented = {401: {"description": "Not authenticated"}, 403: {"description": "Forbidden"}}
+    router.add_api_route(
+        "/reports", lambda: None, dependencies=[Depends(require_admin_role)], responses=documented
+    )
+    app.include_router(router)
+    violations = check_app(app, select=["HC404", "HC405"])
+    assert [(v.rule, v.where) for v in violations] == [
+        ("HC404", "GET /api/v1/me"),
+        ("HC404", "GET /api/v1/maybe"),
+        ("HC404", "GET /api/v1/stats"),
+        ("HC405", "GET /api/v1/stats"),
+        ("HC404", "GET /api/v1/uploads"),
+        ("HC405", "GET /api/v1/uploads"),
+    ]
+    # The scheme as the OpenAPI document names it, not a private class name.
+    assert "BearerAuth" in violations[0].message
+    assert "_BearerToken" not in violations[0].message
+
+
 def require_editor(user: Annotated[str, Depends(current_user)]) -> str:
     if user != "editor":
         raise PermissionDeniedError("Editors only")
