@@ -159,9 +159,11 @@ class JWTAuth:
         settings: Keys and rules; ``Settings()`` (the environment) when omitted.
         revocation_store: Where revoked ids and cutoffs live; defaults to the
             app's cache, else an in-process store.
-        revocation_fail_closed: When the store fails or times out, answer 503
-            (the default): a revoked token is never accepted. False accepts
-            tokens unchecked during the outage instead, and logs it.
+        revocation_fail_closed: When the shared store fails or times out,
+            answer 503, so a revoked token is never accepted. The default,
+            False, keeps the API serving during a Redis outage: tokens are
+            checked against the revocations made through this instance
+            (always kept locally too) and the outage is logged.
         revocation_timeout: Seconds to wait for a shared store.
         claims_cache_size: Verified tokens remembered in-process (0 disables).
         clock: Current time in seconds since the epoch (for tests).
@@ -178,7 +180,7 @@ class JWTAuth:
         user_loader: UserLoader,
         settings: Settings | None = None,
         revocation_store: CacheBackend | None = None,
-        revocation_fail_closed: bool = True,
+        revocation_fail_closed: bool = False,
         revocation_timeout: float = 0.5,
         claims_cache_size: int = 10_000,
         clock: Callable[[], float] = time.time,
@@ -329,9 +331,13 @@ class JWTAuth:
                 raise ServiceUnavailableError(
                     "Authentication is temporarily unavailable", retry_after=1
                 ) from None
-            return
-        if self._store_down_since is not None:
-            self._store_recovered()
+            # Revocations made through this instance are also kept locally,
+            # so those at least still hold during the outage.
+            revoked, cutoff = await self._local_store.get_many(keys)
+            cutoff_at = None if cutoff is None else _stored_cutoff(cutoff)
+        else:
+            if self._store_down_since is not None:
+                self._store_recovered()
         if revoked is not None:
             raise self._rejected("revoked")
         if cutoff_at is not None and claims.issued_at < cutoff_at:
@@ -346,7 +352,7 @@ class JWTAuth:
         self._store_down_since = time.monotonic()
         logger.error(
             "Revocation store unavailable; %s",
-            "answering 503" if self.revocation_fail_closed else "accepting tokens unchecked",
+            "answering 503" if self.revocation_fail_closed else "checking local revocations only",
             extra={
                 "error_type": type(exc).__name__,
                 "fail_closed": self.revocation_fail_closed,
@@ -359,7 +365,7 @@ class JWTAuth:
             "Revocation store recovered",
             extra={
                 "down_seconds": round(time.monotonic() - self._store_down_since, 3),
-                "requests_unchecked": 0 if self.revocation_fail_closed else self._failed_open,
+                "requests_checked_locally": 0 if self.revocation_fail_closed else self._failed_open,
                 "requests_refused": self._failed_open if self.revocation_fail_closed else 0,
             },
         )
@@ -404,9 +410,14 @@ class JWTAuth:
         """
         if not jti:
             raise ValueError("jti must not be empty")
-        ttl = _timestamp(until) + self.codec.leeway - self._clock()
+        ttl = max(_timestamp(until) + self.codec.leeway - self._clock(), 1.0)
+        key = self._jti_key(jti)
+        store = self._store()
         try:
-            return await self._store().set_if_absent(self._jti_key(jti), b"1", ttl=max(ttl, 1.0))
+            revoked = await store.set_if_absent(key, b"1", ttl=ttl)
+            if store is not self._local_store:
+                await self._local_store.set(key, b"1", ttl=ttl)
+            return revoked
         except Exception as exc:
             logger.error("Token revocation failed", extra={"error_type": type(exc).__name__})
             raise ServiceUnavailableError("Could not revoke the token; try again") from exc
@@ -438,6 +449,8 @@ class JWTAuth:
             if existing is not None and _stored_cutoff(existing) >= cutoff:
                 return
             await store.set(key, str(cutoff).encode(), ttl=ttl)
+            if store is not self._local_store:
+                await self._local_store.set(key, str(cutoff).encode(), ttl=ttl)
         except Exception as exc:
             logger.error("Token cutoff failed", extra={"error_type": type(exc).__name__})
             raise ServiceUnavailableError("Could not revoke the tokens; try again") from exc
@@ -495,7 +508,7 @@ def install_auth(
     user_loader: UserLoader,
     settings: Settings | None = None,
     revocation_store: CacheBackend | None = None,
-    revocation_fail_closed: bool = True,
+    revocation_fail_closed: bool = False,
     revocation_timeout: float = 0.5,
     claims_cache_size: int = 10_000,
     token_url: str | None = None,
@@ -513,8 +526,9 @@ def install_auth(
             ``roles`` or ``role``, ``is_active`` and ``id``.
         settings: Keys and rules; ``Settings()`` when omitted.
         revocation_store: Shared store for revocations.
-        revocation_fail_closed: Answer 503 when the store fails (default);
-            False accepts tokens unchecked meanwhile.
+        revocation_fail_closed: Answer 503 while the shared store fails;
+            the default, False, keeps serving and checks the revocations
+            made through this instance meanwhile.
         revocation_timeout: Seconds to wait for a shared store.
         claims_cache_size: Verified tokens remembered in-process.
         token_url: Publish an OAuth2 password flow posting to this URL, so the

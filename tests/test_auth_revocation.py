@@ -135,7 +135,8 @@ async def test_the_apps_cache_is_used_when_no_store_is_given() -> None:
     claims = await auth.verify_token(auth.create_access_token("alice"))
     await auth.revoke_token(claims.jti, until=claims.expires_at)
     assert await store.get(auth._jti_key(claims.jti)) == b"1"
-    assert await auth._local_store.get(auth._jti_key(claims.jti)) is None
+    # Kept locally too, so this instance still refuses it if the shared store fails.
+    assert await auth._local_store.get(auth._jti_key(claims.jti)) == b"1"
 
 
 async def test_without_any_cache_the_in_process_store_works() -> None:
@@ -172,9 +173,9 @@ class FlakyStore(LocalStore):
         return await super().get_many(keys)
 
 
-async def test_a_revoked_token_is_not_accepted_while_the_store_is_down() -> None:
+async def test_fail_closed_refuses_every_token_while_the_store_is_down() -> None:
     store = FlakyStore()
-    app, auth, _ = build_app(revocation_store=store)
+    app, auth, _ = build_app(revocation_store=store, revocation_fail_closed=True)
     token = auth.create_access_token("alice")
     claims = await auth.verify_token(token)
     await auth.revoke_token(claims.jti, until=claims.expires_at)
@@ -183,6 +184,28 @@ async def test_a_revoked_token_is_not_accepted_while_the_store_is_down() -> None
     response = await get(app, token)
     assert response.status_code == 503, response.text
     assert response.headers["retry-after"] == "1"
+    fresh = auth.create_access_token("alice")
+    assert (await get(app, fresh)).status_code == 503
+
+
+async def test_by_default_an_outage_keeps_serving_and_honours_local_revocations() -> None:
+    store = FlakyStore()
+    app, auth, _ = build_app(revocation_store=store)
+    revoked = auth.create_access_token("alice")
+    claims = await auth.verify_token(revoked)
+    await auth.revoke_token(claims.jti, until=claims.expires_at)
+    await auth.revoke_tokens_issued_before("bob", time.time() + 5)
+    bob_before_cutoff = auth.create_access_token("bob")
+    fresh = auth.create_access_token("alice")
+    store.down = True
+    # This instance made the revocations, so it still refuses those tokens...
+    assert (await get(app, revoked)).status_code == 401
+    assert (await get(app, bob_before_cutoff)).status_code == 401
+    # ...and keeps serving everyone else.
+    response = await get(app, fresh)
+    assert response.status_code == 200, response.text
+    store.down = False
+    assert (await get(app, revoked)).status_code == 401
 
 
 async def test_store_down_fails_open_with_one_error_per_incident(
@@ -203,12 +226,12 @@ async def test_store_down_fails_open_with_one_error_per_incident(
         assert (await get(app, tokens[0])).status_code == 200
     recovered = [r for r in caplog.records if r.getMessage() == "Revocation store recovered"]
     assert len(recovered) == 1
-    assert recovered[0].requests_unchecked == 3  # type: ignore[attr-defined]
+    assert recovered[0].requests_checked_locally == 3  # type: ignore[attr-defined]
     assert_nothing_leaked(caplog.records, [], *tokens)
 
 
-async def test_store_down_fails_closed_with_503_by_default() -> None:
-    app, auth, _ = build_app(revocation_store=BrokenStore())
+async def test_store_down_fails_closed_with_503_when_asked() -> None:
+    app, auth, _ = build_app(revocation_store=BrokenStore(), revocation_fail_closed=True)
     response = await get(app, auth.create_access_token("alice"))
     assert response.status_code == 503, response.text
     assert response.headers["retry-after"] == "1"
@@ -222,7 +245,7 @@ async def test_unreachable_real_redis_fails_open_then_closed() -> None:
     try:
         app, auth, _ = build_app(revocation_store=store, revocation_fail_closed=False)
         assert (await get(app, auth.create_access_token("alice"))).status_code == 200
-        closed_app, closed_auth, _ = build_app(revocation_store=store)
+        closed_app, closed_auth, _ = build_app(revocation_store=store, revocation_fail_closed=True)
         response = await get(closed_app, closed_auth.create_access_token("alice"))
         assert response.status_code == 503, response.text
     finally:
@@ -236,16 +259,21 @@ class HangingStore(LocalStore):
 
 
 async def test_slow_store_is_cut_off_by_the_timeout(caplog: pytest.LogCaptureFixture) -> None:
-    app, auth, _ = build_app(revocation_store=HangingStore(), revocation_timeout=0.05)
+    app, auth, _ = build_app(
+        revocation_store=HangingStore(), revocation_timeout=0.05, revocation_fail_closed=True
+    )
     with caplog.at_level(logging.ERROR, logger="heygen_conventions.auth"):
         response = await asyncio.wait_for(get(app, auth.create_access_token("alice")), 10)
     assert response.status_code == 503, response.text
+    open_app, open_auth, _ = build_app(revocation_store=HangingStore(), revocation_timeout=0.05)
+    response = await asyncio.wait_for(get(open_app, open_auth.create_access_token("alice")), 10)
+    assert response.status_code == 200, response.text
     assert caplog.records[0].error_type == "TimeoutError"  # type: ignore[attr-defined]
 
 
 async def test_garbage_cutoff_counts_as_a_store_failure() -> None:
     store = LocalStore()
-    app, auth, _ = build_app(revocation_store=store)
+    app, auth, _ = build_app(revocation_store=store, revocation_fail_closed=True)
     await store.set(auth._cutoff_key("alice"), b"not-a-number")
     token = auth.create_access_token("alice")
     response = await get(app, token)
