@@ -12,6 +12,7 @@ from __future__ import annotations
 import functools
 import io
 import logging
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -46,10 +47,23 @@ _LEVEL_FOR_METHOD = {"warn": "warning", "exception": "error", "fatal": "critical
 HANDLER_MARK = "_heygen_conventions_handler"
 
 
+class CurrentStandardError:
+    """``sys.stderr`` as it is when a line is written (test runners swap it)."""
+
+    def write(self, text: str) -> int:
+        return sys.stderr.write(text)
+
+    def flush(self) -> None:
+        sys.stderr.flush()
+
+    def isatty(self) -> bool:
+        return sys.stderr.isatty()
+
+
 class Output:
     """One stream, one lock, whole lines: structlog and stdlib lines never interleave."""
 
-    def __init__(self, stream: IO[str] | IO[bytes] | None) -> None:
+    def __init__(self, stream: IO[str] | IO[bytes] | CurrentStandardError | None) -> None:
         self._lock = threading.Lock()
         self.isatty = False
         self._binary: IO[bytes] | None = None
@@ -68,7 +82,7 @@ class Output:
                     stream.flush()
                 self._binary = cast("IO[bytes]", buffer)
             else:
-                self._text = stream
+                self._text = cast("IO[str]", stream)
         elif isinstance(stream, io.BufferedIOBase | io.RawIOBase) or "b" in str(
             getattr(stream, "mode", "")
         ):
@@ -95,11 +109,19 @@ class Output:
 
 
 class StreamLogger:
-    """What structlog's bound loggers hand their rendered line to."""
+    """What structlog's bound loggers hand their rendered line to.
+
+    One instance lives for the whole process and is pointed at each new
+    pipeline, so a logger bound before ``configure_logging`` writes where the
+    latest configuration says.
+    """
 
     __slots__ = ("_write", "pipeline")
 
     def __init__(self, pipeline: Pipeline) -> None:
+        self.retarget(pipeline)
+
+    def retarget(self, pipeline: Pipeline) -> None:
         self.pipeline = pipeline
         self._write = pipeline.output.write
 
@@ -396,7 +418,6 @@ class Pipeline:
             self.processors.append(escape_controls)
         self.processors.append(Render(redactor, console))
         self.handler = Handler(self)
-        self.stream_logger = StreamLogger(self)
 
     def render_record(self, record: logging.LogRecord) -> str | bytes | None:
         """A stdlib record through the chain; None when a processor dropped it."""

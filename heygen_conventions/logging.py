@@ -43,8 +43,10 @@ from heygen_conventions._log_pipeline import (
     CAPTURES,
     HANDLER_MARK,
     LEVEL_NAMES,
+    CurrentStandardError,
     Output,
     Pipeline,
+    StreamLogger,
     wrapper_class,
 )
 from heygen_conventions._redact import DEFAULT_REDACTED_KEYS
@@ -79,6 +81,20 @@ def _level_number(level: int | str) -> int:
     return number
 
 
+# Until configure_logging() runs, get_logger() lines take this pipeline to
+# standard error: the same processors (secrets masked) and nothing installed.
+_DEFAULT = Pipeline(
+    output=Output(CurrentStandardError()),
+    level=logging.INFO,
+    json=not CurrentStandardError().isatty(),
+    service=None,
+    redact=DEFAULT_REDACTED_KEYS,
+    processors=(),
+)
+# Every bound logger holds these two objects, and configuration changes them
+# in place: a logger bound at import time follows a later configure_logging().
+_SINK = StreamLogger(_DEFAULT)
+_PROCESSORS: list[Processor] = list(_DEFAULT.processors)
 _STATE: Pipeline | None = None
 
 
@@ -129,11 +145,13 @@ def configure_logging(
 
 def _install(pipeline: Pipeline, *, uvicorn_access: bool) -> None:
     global _STATE
+    _PROCESSORS[:] = pipeline.processors
+    _SINK.retarget(pipeline)
     structlog.configure(
-        processors=pipeline.processors,
+        processors=_PROCESSORS,
         wrapper_class=wrapper_class(pipeline.level),
         context_class=dict,
-        logger_factory=lambda *args: pipeline.stream_logger,
+        logger_factory=lambda *args: _SINK,
         cache_logger_on_first_use=True,
     )
     root = logging.getLogger()
@@ -253,7 +271,12 @@ class _Logger:
 
     def _rebuild(self) -> None:
         initial = {"logger": self._name} if self._name else {}
-        bound = structlog.get_logger().bind(**initial)
+        bound = structlog.wrap_logger(
+            _SINK,
+            processors=_PROCESSORS,
+            wrapper_class=wrapper_class((_STATE or _DEFAULT).level),
+            context_class=dict,
+        ).bind(**initial)
         self._bound = bound
         for attribute in _LOGGER_ATTRIBUTES:
             method = getattr(bound, attribute, None)
@@ -312,7 +335,8 @@ def _snapshot() -> Callable[[], None]:
         for lg in [logging.getLogger(name)]
     }
     config = structlog.get_config()
-    config["processors"] = list(config["processors"])  # structlog reuses the list object
+    ours = config["processors"] is _PROCESSORS
+    config["processors"] = list(config["processors"])
 
     def restore() -> None:
         global _STATE
@@ -326,11 +350,30 @@ def _snapshot() -> Callable[[], None]:
             lg = logging.getLogger(name)
             lg.handlers[:] = handlers
             lg.propagate = propagate
+        active = previous or _DEFAULT
+        _PROCESSORS[:] = active.processors
+        _SINK.retarget(active)
+        if ours:
+            config["processors"] = _PROCESSORS
         structlog.configure(**config)
         _STATE = previous
         _rebuild_loggers()
 
     return restore
+
+
+def _unconfigure() -> None:
+    """Back to the state of a process that never called configure_logging (tests)."""
+    global _STATE
+    root = logging.getLogger()
+    for handler in list(root.handlers):
+        if getattr(handler, HANDLER_MARK, False):
+            root.removeHandler(handler)
+    _STATE = None
+    _PROCESSORS[:] = _DEFAULT.processors
+    _SINK.retarget(_DEFAULT)
+    structlog.reset_defaults()
+    _rebuild_loggers()
 
 
 @contextmanager
@@ -399,8 +442,12 @@ class RequestContextMiddleware:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
-        if (kind != "http" and kind != "websocket") or get_request_context():
-            # Lifespan, or already inside a request context (middleware added twice).
+        if kind != "http" and kind != "websocket":
+            await self.app(scope, receive, send)
+            return
+        state = scope.setdefault("state", {})
+        if REQUEST_ID_STATE_KEY in state and get_request_context():
+            # An outer RequestContextMiddleware already handles this request.
             await self.app(scope, receive, send)
             return
         request_id = None
@@ -411,7 +458,7 @@ class RequestContextMiddleware:
                     break
         if request_id is None:
             request_id = new_request_id()
-        scope.setdefault("state", {})[REQUEST_ID_STATE_KEY] = request_id
+        state[REQUEST_ID_STATE_KEY] = request_id
         client = scope.get("client")
         token = start_request_context(
             request_id=request_id,

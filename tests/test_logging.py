@@ -23,6 +23,7 @@ from heygen_conventions import (
 )
 from heygen_conventions._context import end_request_context, start_request_context
 from heygen_conventions._log_pipeline import HANDLER_MARK
+from heygen_conventions._redact import REDACTED
 from heygen_conventions.logging import _snapshot
 from tests.conftest import TEST_DATABASE_URL
 from tests.fixtures.logging import LogOutput
@@ -324,3 +325,57 @@ def test_a_closed_stream_never_raises() -> None:
         logging.getLogger("a").error("nowhere either")
     finally:
         restore()
+
+
+@pytest.mark.usefixtures("unconfigured")
+def test_before_configuration_lines_go_to_stderr_already_redacted(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    get_logger("early").info("imported", password="hunter2")
+    err = capsys.readouterr().err
+    assert "imported" in err
+    assert "hunter2" not in err
+    assert "[REDACTED]" in err
+
+
+@pytest.mark.usefixtures("unconfigured")
+def test_loggers_bound_before_configuration_follow_it() -> None:
+    bound_at_import = get_logger("early").bind(component="videos")
+    seed_style = structlog.get_logger()  # what the conventions guide writes
+    output = LogOutput()
+    output.configure(level="INFO")
+    bound_at_import.info("bound early", token="t0k3n")
+    seed_style.info("seed style", api_key="k3y")
+    bound = output.one(event="bound early")
+    assert (bound["component"], bound["token"], bound["logger"]) == ("videos", REDACTED, "early")
+    assert output.one(event="seed style")["api_key"] == REDACTED
+
+
+def test_stack_info_is_rendered_on_both_paths(log_output: LogOutput) -> None:
+    get_logger("s").info("structlog stack", stack_info=True)
+    logging.getLogger("s").info("stdlib stack", stack_info=True)
+    for event in ("structlog stack", "stdlib stack"):
+        line = log_output.one(event=event)
+        assert "test_stack_info_is_rendered_on_both_paths" in line["stack"]
+        assert "stack_info" not in line
+
+
+def test_writes_bytes_under_a_text_stream_that_has_a_buffer() -> None:
+    restore = _snapshot()
+    raw = io.BytesIO()
+    stream = io.TextIOWrapper(raw, encoding="utf-8")  # what sys.stderr is
+    try:
+        configure_logging(json=True, stream=stream)
+        get_logger("a").info("through the buffer", text="caf\u00e9")
+    finally:
+        restore()
+    assert orjson.loads(raw.getvalue())["text"] == "caf\u00e9"
+
+
+def test_the_root_handler_formats_a_record_as_its_json_line(log_output: LogOutput) -> None:
+    (handler,) = our_handlers()
+    record = logging.makeLogRecord(
+        {"name": "fmt", "levelno": 20, "levelname": "INFO", "msg": "hi %s", "args": ("there",)}
+    )
+    line = orjson.loads(handler.format(record))
+    assert (line["event"], line["logger"], line["level"]) == ("hi there", "fmt", "info")

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Iterator
 
 import pytest
 import structlog
@@ -12,28 +11,13 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
 from heygen_conventions import RequestContextMiddleware, get_logger, install_exception_handlers
-from heygen_conventions import logging as hc_logging
 from heygen_conventions._log_pipeline import HANDLER_MARK
-from heygen_conventions.logging import _snapshot
 from heygen_conventions.testing import capture_logs
 from tests.fixtures.logging import LogOutput
 
 
 def our_handlers() -> list[logging.Handler]:
     return [h for h in logging.getLogger().handlers if getattr(h, HANDLER_MARK, False)]
-
-
-@pytest.fixture
-def unconfigured() -> Iterator[None]:
-    """A process where configure_logging() was never called (restored afterwards)."""
-    restore = _snapshot()
-    for handler in our_handlers():
-        logging.getLogger().removeHandler(handler)
-    hc_logging._STATE = None
-    try:
-        yield
-    finally:
-        restore()
 
 
 @pytest.mark.usefixtures("unconfigured")

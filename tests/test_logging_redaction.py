@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
+import enum
 import logging
 import uuid
 from decimal import Decimal
@@ -146,6 +147,13 @@ def test_models_and_dataclasses_are_masked_field_by_field(log_output: LogOutput)
     assert line["credentials"] == {"client_id": "c1", "client_secret": REDACTED}
 
 
+def test_asgi_header_pairs_are_masked(log_output: LogOutput) -> None:
+    headers = [(b"authorization", b"Bearer " + SECRET.encode()), (b"accept", b"*/*")]
+    get_logger("r").info("raw headers", headers=headers)
+    line = log_output.one(event="raw headers")
+    assert line["headers"] == [["authorization", REDACTED], ["accept", "*/*"]]
+
+
 def test_the_callers_data_is_not_mutated(log_output: LogOutput) -> None:
     headers = {"authorization": f"Bearer {SECRET}", "accept": "*/*"}
     nested = [{"token": SECRET}]
@@ -165,6 +173,10 @@ def test_redacted_keys_can_be_extended(log_output: LogOutput) -> None:
 def test_a_single_string_is_not_mistaken_for_a_list_of_keys() -> None:
     with pytest.raises(TypeError, match="iterable of key names"):
         Redactor("password")
+
+
+class Shade(enum.StrEnum):
+    DARK = "dark"
 
 
 class Unprintable:
@@ -197,6 +209,7 @@ def test_unserialisable_values_never_raise_and_never_break_a_line(log_output: Lo
         "cycle": cycle,
         "deep": deep,
         "error": ValueError("bad"),
+        "level_enum": Shade.DARK,
     }
     get_logger("r").info("odd values", **values)
     logging.getLogger("r").info("stdlib odd values", extra=values)
@@ -210,6 +223,7 @@ def test_unserialisable_values_never_raise_and_never_break_a_line(log_output: Lo
         assert line["error"] == "ValueError: bad"
         assert line["unprintable"] == "<unrepresentable Unprintable>"
         assert line["raw"].startswith("\\xff\\xfe")
+        assert line["level_enum"] == "dark"
 
 
 def test_mismatched_format_arguments_keep_the_line(log_output: LogOutput) -> None:
@@ -257,3 +271,12 @@ def test_log_method_accepts_any_level_number(log_output: LogOutput) -> None:
     assert log_output.one(event="warned here")["level"] == "warning"
     assert log_output.one(event="between info and warning")["level"] == "info"
     assert not log_output.find(event="below debug")
+
+
+def test_strings_seen_often_stay_cheap_and_secrets_stay_masked() -> None:
+    redactor = Redactor()
+    for n in range(10_000):  # far more one-off strings than the clean-string cache holds
+        event = redactor(None, "info", {"event": "tick", "request_id": f"id-{n}"})
+        assert event == {"event": "tick", "request_id": f"id-{n}"}
+    masked = redactor(None, "info", {"event": f"Bearer {SECRET}", "note": "tick"})
+    assert masked == {"event": f"Bearer {REDACTED}", "note": "tick"}

@@ -86,7 +86,11 @@ def test_uvicorn_own_lines_and_the_apps_lines_share_one_json_format(tmp_path: Pa
             boom = client.get("/boom", headers={"X-Request-ID": "req-boom"})
     finally:
         process.send_signal(signal.SIGINT)
-        stdout, stderr = process.communicate(timeout=30)
+        try:
+            stdout, stderr = process.communicate(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            raise
     assert ping.status_code == 200, ping.text
     assert ping.headers["x-request-id"] == "req-e2e"
     assert boom.status_code == 500
