@@ -180,7 +180,7 @@ def bench_filtered(rounds: int) -> None:
     report("Filtered-out debug call", results, "stdlib logger.debug (baseline)", unit="ns")
 
 
-def make_app(with_middleware: bool) -> FastAPI:
+def make_app(with_middleware: bool, **options: Any) -> FastAPI:
     app = FastAPI()
 
     @app.get("/ping")
@@ -188,7 +188,7 @@ def make_app(with_middleware: bool) -> FastAPI:
         return {"ok": True}
 
     if with_middleware:
-        app.add_middleware(RequestContextMiddleware)
+        app.add_middleware(RequestContextMiddleware, **options)
     return app
 
 
@@ -221,6 +221,7 @@ def bench_middleware(rounds: int) -> None:
     number = 2_000
     configure_logging(level="INFO", json=True, stream=DEVNULL)
     bare, wrapped = make_app(False), make_app(True)
+    silent = make_app(True, access_log=False)
     headers = [(b"host", b"bench"), (b"accept", b"*/*")]
     with_id = [*headers, (b"x-request-id", b"req-0123456789")]
     loop = asyncio.new_event_loop()
@@ -234,11 +235,12 @@ def bench_middleware(rounds: int) -> None:
 
         return lambda: loop.run_until_complete(many())
 
-    for app in (bare, wrapped):  # build the middleware stacks before timing
+    for app in (bare, wrapped, silent):  # build the middleware stacks before timing
         loop.run_until_complete(call(app, headers))
     results = run_rounds(
         {
             "trivial endpoint, no middleware (baseline)": measure(bare, headers),
+            "RequestContextMiddleware, new id, no access line": measure(silent, headers),
             "RequestContextMiddleware, new id, access line": measure(wrapped, headers),
             "RequestContextMiddleware, incoming id, access line": measure(wrapped, with_id),
         },
