@@ -72,7 +72,7 @@ class Output:
             return
         try:
             self.isatty = bool(stream.isatty())
-        except (AttributeError, ValueError, OSError):
+        except Exception:
             self.isatty = False
         if isinstance(stream, io.TextIOBase):
             buffer = getattr(stream, "buffer", None)
@@ -102,10 +102,11 @@ class Output:
                 with self._lock:
                     self._text.write(text + "\n")
                     self._text.flush()
-        except (ValueError, OSError):
-            # Closed or broken stream (interpreter shutdown, a closed pipe):
-            # there is nowhere left to report it, and logging must not raise.
-            pass
+        except Exception:
+            # Closed or broken stream (interpreter shutdown, a closed pipe, no
+            # sys.stderr under pythonw): there is nowhere left to report it,
+            # and logging must not raise.
+            return
 
 
 class StreamLogger:

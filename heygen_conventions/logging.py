@@ -83,10 +83,11 @@ def _level_number(level: int | str) -> int:
 
 # Until configure_logging() runs, get_logger() lines take this pipeline to
 # standard error: the same processors (secrets masked) and nothing installed.
+_DEFAULT_OUTPUT = Output(CurrentStandardError())
 _DEFAULT = Pipeline(
-    output=Output(CurrentStandardError()),
+    output=_DEFAULT_OUTPUT,
     level=logging.INFO,
-    json=not CurrentStandardError().isatty(),
+    json=not _DEFAULT_OUTPUT.isatty,
     service=None,
     redact=DEFAULT_REDACTED_KEYS,
     processors=(),
@@ -111,7 +112,10 @@ def configure_logging(
     """Send every log line, structlog's and the standard library's, through one pipeline.
 
     Safe to call again (tests, ``--reload``, each worker): the previous
-    configuration is replaced, one handler stays on the root logger.
+    configuration is replaced, one handler stays on the root logger. Other
+    root handlers (pytest's, an error tracker's, one left by
+    ``logging.basicConfig``) are left alone; uvicorn's own handlers are
+    removed so its records reach this pipeline instead.
 
     Args:
         level: Minimum level for both structlog and the root logger.
