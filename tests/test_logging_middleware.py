@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
+import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -85,6 +86,7 @@ def test_access_line_has_the_request_facts(log_output: LogOutput) -> None:
     assert response.status_code == 200, response.text
     request_id = response.headers["x-request-id"]
     assert NEW_ID.match(request_id)
+    assert uuid.UUID(hex=request_id).version == 4
     access = log_output.one(event="request finished")
     assert access["logger"] == "heygen_conventions.access"
     assert access["request_id"] == request_id
