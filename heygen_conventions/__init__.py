@@ -4,6 +4,7 @@ The public API is everything in ``__all__``; modules whose names start with
 an underscore are private.
 """
 
+from heygen_conventions._context import bind_request_context, get_request_context
 from heygen_conventions._handlers import ErrorFormat, error_response, install_exception_handlers
 from heygen_conventions._sql_errors import translate_db_errors
 from heygen_conventions._version import __version__
@@ -65,6 +66,13 @@ from heygen_conventions.errors import (
     RateLimitedError,
     ServiceUnavailableError,
 )
+from heygen_conventions.logging import (
+    RequestContextMiddleware,
+    configure_logging,
+    configure_logging_from_settings,
+    get_logger,
+    uvicorn_log_config,
+)
 from heygen_conventions.pagination import CountStrategy, PageParams, SortOrder
 from heygen_conventions.repository import BaseRepository, UpsertResult
 from heygen_conventions.responses import (
@@ -104,6 +112,7 @@ __all__ = [
     "PubSubBackend",
     "RateLimitedError",
     "RedisCache",
+    "RequestContextMiddleware",
     "ServiceUnavailableError",
     "Settings",
     "SortOrder",
@@ -117,9 +126,12 @@ __all__ = [
     "__version__",
     "after_commit",
     "assert_follows_conventions",
+    "bind_request_context",
     "cache_from_settings",
     "cache_stats",
     "check_app",
+    "configure_logging",
+    "configure_logging_from_settings",
     "create_access_token",
     "create_refresh_token",
     "ensure_owner_or_admin",
@@ -128,7 +140,9 @@ __all__ = [
     "get_cache",
     "get_current_user",
     "get_db_session",
+    "get_logger",
     "get_optional_user",
+    "get_request_context",
     "get_token_claims",
     "ignore_conventions",
     "install_auth",
@@ -141,4 +155,5 @@ __all__ = [
     "total_pages",
     "translate_db_errors",
     "uuid7",
+    "uvicorn_log_config",
 ]

@@ -1,0 +1,342 @@
+"""Logging costs against baselines measured in the same run.
+
+1. One JSON event to /dev/null through configure_logging's pipeline vs the
+   standard library with a ``json.dumps`` formatter (target: ratio <= 1.0).
+2. A filtered-out ``debug`` call on a module-level ``get_logger()`` logger
+   (target: <= 1 microsecond).
+3. RequestContextMiddleware (id, context, header, access line) per request
+   on a trivial FastAPI endpoint vs no middleware (target: <= 10% overhead).
+
+Contenders run interleaved in rounds; each figure is the median over rounds
+of the ratio within a round, so machine drift cancels out.
+
+    .venv/bin/python benchmarks/bench_logging.py [--rounds 15]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import http.client
+import json
+import logging
+import os
+import socket
+import statistics
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+import orjson
+import structlog
+import uvicorn
+import uvicorn.logging
+from fastapi import FastAPI
+
+from heygen_conventions import RequestContextMiddleware, configure_logging, get_logger
+from heygen_conventions._context import end_request_context, start_request_context
+
+DEVNULL = open(os.devnull, "w")  # noqa: SIM115 - lives as long as the process
+
+FIELDS = {"video_id": "3f1c9a2e-5b7d-4e8f-9a0b-1c2d3e4f5a6b", "duration_ms": 12.5, "attempt": 3}
+
+
+class StdlibJSONFormatter(logging.Formatter):
+    """The baseline: what a team writes by hand with the standard library."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        payload: dict[str, Any] = {
+            "timestamp": self.formatTime(record),
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "event": record.getMessage(),
+        }
+        for key in FIELDS:
+            if key in record.__dict__:
+                payload[key] = record.__dict__[key]
+        payload.update(getattr(record, "context", {}))
+        return json.dumps(payload, default=str)
+
+
+def stdlib_baseline() -> logging.Logger:
+    logger = logging.getLogger("bench.stdlib")
+    logger.handlers.clear()
+    handler = logging.StreamHandler(DEVNULL)
+    handler.setFormatter(StdlibJSONFormatter())
+    logger.addHandler(handler)
+    logger.propagate = False
+    logger.setLevel(logging.INFO)
+    return logger
+
+
+def per_call(fn: Callable[[], object], number: int) -> float:
+    """Seconds per call of ``fn``, over ``number`` calls."""
+    started = time.perf_counter()
+    for _ in range(number):
+        fn()
+    return (time.perf_counter() - started) / number
+
+
+def run_rounds(contenders: dict[str, Callable[[], float]], rounds: int) -> dict[str, list[float]]:
+    results: dict[str, list[float]] = {name: [] for name in contenders}
+    for _ in range(rounds):
+        for name, measure in contenders.items():
+            results[name].append(measure())
+    return results
+
+
+def report(title: str, results: dict[str, list[float]], baseline: str, unit: str = "us") -> None:
+    print(f"\n{title}")
+    base = results[baseline]
+    for name, times in results.items():
+        ratios = [t / b for t, b in zip(times, base, strict=True)]
+        median = statistics.median(times) * 1e6
+        shown = f"{median * 1000:8.0f} ns" if unit == "ns" else f"{median:8.2f} us"
+        print(f"  {name:58} {shown}   ratio {statistics.median(ratios):5.2f}")
+
+
+def bench_events(rounds: int) -> None:
+    number = 20_000
+    stdlib = stdlib_baseline()
+    configure_logging(level="INFO", json=True, stream=DEVNULL, service="bench")
+    ours = get_logger("bench.ours")
+    ours_bound = ours.bind()
+    routed = logging.getLogger("bench.routed")
+    # structlog's documented performance configuration, built without the
+    # global config so it does not disturb ours.
+    peer = structlog.wrap_logger(
+        structlog.BytesLogger(open(os.devnull, "wb")),  # noqa: SIM115
+        processors=[
+            structlog.contextvars.merge_contextvars,
+            structlog.processors.add_log_level,
+            structlog.processors.TimeStamper(fmt="iso", utc=True),
+            structlog.processors.JSONRenderer(serializer=orjson.dumps),
+        ],
+        wrapper_class=structlog.make_filtering_bound_logger(logging.INFO),
+        context_class=dict,
+    ).bind(logger="bench.peer")
+    context = {"request_id": "0123456789abcdef", "method": "GET", "path": "/videos"}
+    token = start_request_context(**context)
+    structlog.contextvars.bind_contextvars(**context)
+    try:
+        results = run_rounds(
+            {
+                "stdlib + json.dumps formatter (baseline)": lambda: per_call(
+                    lambda: stdlib.info("video created", extra={**FIELDS, "context": context}),
+                    number,
+                ),
+                "get_logger().info(...)": lambda: per_call(
+                    lambda: ours.info("video created", **FIELDS), number
+                ),
+                "get_logger().bind().info(...)": lambda: per_call(
+                    lambda: ours_bound.info("video created", **FIELDS), number
+                ),
+                "stdlib logger routed through the pipeline": lambda: per_call(
+                    lambda: routed.info("video created", extra=FIELDS), number
+                ),
+                "peer: structlog performance config (no redaction)": lambda: per_call(
+                    lambda: peer.info("video created", **FIELDS), number
+                ),
+            },
+            rounds,
+        )
+    finally:
+        end_request_context(token)
+        structlog.contextvars.clear_contextvars()
+    report(
+        "One JSON event to /dev/null (request context bound, 3 fields)",
+        results,
+        "stdlib + json.dumps formatter (baseline)",
+    )
+
+
+def bench_filtered(rounds: int) -> None:
+    number = 200_000
+    stdlib = stdlib_baseline()
+    configure_logging(level="INFO", json=True, stream=DEVNULL)
+    ours = get_logger("bench.filtered")
+    proxy = structlog.get_logger("bench.proxy")
+    results = run_rounds(
+        {
+            "stdlib logger.debug (baseline)": lambda: per_call(
+                lambda: stdlib.debug("skipped"), number
+            ),
+            "module-level get_logger().debug": lambda: per_call(
+                lambda: ours.debug("skipped"), number
+            ),
+            "peer: structlog.get_logger() proxy .debug": lambda: per_call(
+                lambda: proxy.debug("skipped"), number
+            ),
+            "stdlib logger.debug, extra= 3 fields": lambda: per_call(
+                lambda: stdlib.debug("skipped", extra=FIELDS), number
+            ),
+            "module-level get_logger().debug, 3 keyword fields": lambda: per_call(
+                lambda: ours.debug("skipped", video_id="v", duration_ms=1.5, attempt=3), number
+            ),
+        },
+        rounds,
+    )
+    report("Filtered-out debug call", results, "stdlib logger.debug (baseline)", unit="ns")
+
+
+def make_app(with_middleware: bool, **options: Any) -> FastAPI:
+    app = FastAPI()
+
+    @app.get("/ping")
+    async def ping() -> dict[str, bool]:
+        return {"ok": True}
+
+    if with_middleware:
+        app.add_middleware(RequestContextMiddleware, **options)
+    return app
+
+
+async def call(app: Any, headers: list[tuple[bytes, bytes]]) -> None:
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "GET",
+        "scheme": "http",
+        "path": "/ping",
+        "raw_path": b"/ping",
+        "root_path": "",
+        "query_string": b"",
+        "headers": headers,
+        "client": ("127.0.0.1", 50000),
+        "server": ("127.0.0.1", 8000),
+    }
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    async def send(message: dict[str, Any]) -> None:
+        return None
+
+    await app(scope, receive, send)
+
+
+def bench_middleware(rounds: int) -> None:
+    number = 2_000
+    configure_logging(level="INFO", json=True, stream=DEVNULL)
+    bare, wrapped = make_app(False), make_app(True)
+    silent = make_app(True, access_log=False)
+    headers = [(b"host", b"bench"), (b"accept", b"*/*")]
+    with_id = [*headers, (b"x-request-id", b"req-0123456789")]
+    loop = asyncio.new_event_loop()
+
+    def measure(app: Any, request_headers: list[tuple[bytes, bytes]]) -> Callable[[], float]:
+        async def many() -> float:
+            started = time.perf_counter()
+            for _ in range(number):
+                await call(app, request_headers)
+            return (time.perf_counter() - started) / number
+
+        return lambda: loop.run_until_complete(many())
+
+    for app in (bare, wrapped, silent):  # build the middleware stacks before timing
+        loop.run_until_complete(call(app, headers))
+    results = run_rounds(
+        {
+            "trivial endpoint, no middleware (baseline)": measure(bare, headers),
+            "RequestContextMiddleware, new id, no access line": measure(silent, headers),
+            "RequestContextMiddleware, new id, access line": measure(wrapped, headers),
+            "RequestContextMiddleware, incoming id, access line": measure(wrapped, with_id),
+        },
+        rounds,
+    )
+    loop.close()
+    report(
+        "Per request, ASGI call without a server",
+        results,
+        "trivial endpoint, no middleware (baseline)",
+    )
+
+
+class ServerThread(threading.Thread):
+    """uvicorn serving ``app`` on a free loopback port, in this process."""
+
+    def __init__(self, app: Any) -> None:
+        super().__init__(daemon=True)
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            self.port = probe.getsockname()[1]
+        # log_config=None: uvicorn leaves the logging configuration alone.
+        config = uvicorn.Config(
+            app, host="127.0.0.1", port=self.port, log_config=None, lifespan="off"
+        )
+        self.server = uvicorn.Server(config)
+
+    def run(self) -> None:
+        self.server.run()
+
+    def __enter__(self) -> ServerThread:
+        self.start()
+        while not self.server.started:
+            time.sleep(0.01)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.should_exit = True
+        self.join()
+
+
+def bench_server(rounds: int) -> None:
+    number = 300
+    configure_logging(level="INFO", json=True, stream=DEVNULL)
+    uvicorn_access = logging.getLogger("uvicorn.access")
+    with (
+        ServerThread(make_app(False)) as bare,
+        ServerThread(make_app(False)) as bare_logged,
+        ServerThread(make_app(True)) as ours,
+    ):
+        connections = {}
+        for name, server, access_log in (
+            ("no middleware, no access log (baseline)", bare, False),
+            ("peer: no middleware, uvicorn's own access log", bare_logged, True),
+            ("RequestContextMiddleware, its access line", ours, False),
+        ):
+            # uvicorn decides per connection whether it writes access lines
+            # (the logger has a handler or not), so each keep-alive connection
+            # keeps the choice made when it opened.
+            uvicorn_access.handlers.clear()
+            if access_log:
+                handler = logging.StreamHandler(DEVNULL)
+                handler.setFormatter(uvicorn.logging.AccessFormatter(use_colors=False))
+                uvicorn_access.addHandler(handler)
+            connection = http.client.HTTPConnection("127.0.0.1", server.port)
+            connection.request("GET", "/ping")
+            connection.getresponse().read()
+            connections[name] = connection
+        uvicorn_access.handlers.clear()
+
+        def measure(connection: http.client.HTTPConnection) -> Callable[[], float]:
+            def requests() -> None:
+                connection.request("GET", "/ping")
+                connection.getresponse().read()
+
+            return lambda: per_call(requests, number)
+
+        results = run_rounds({name: measure(c) for name, c in connections.items()}, rounds)
+        for connection in connections.values():
+            connection.close()
+    report(
+        "Per request through uvicorn on loopback (keep-alive client in this process)",
+        results,
+        "no middleware, no access log (baseline)",
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=15)
+    args = parser.parse_args()
+    bench_events(args.rounds)
+    bench_filtered(args.rounds)
+    bench_middleware(args.rounds)
+    bench_server(args.rounds)
+
+
+if __name__ == "__main__":
+    main()

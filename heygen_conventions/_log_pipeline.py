@@ -1,0 +1,483 @@
+"""The processor chain behind ``configure_logging``, shared by structlog and stdlib records.
+
+A structlog event and a standard-library record enter the same list of
+processors (the record as a dict built from it) and leave as one rendered
+line written by one :class:`Output`. Everything here is on the hot path of
+every log call, so each step is a single plain function or callable object;
+nothing in it raises to the caller.
+"""
+
+from __future__ import annotations
+
+import functools
+import io
+import logging
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from contextlib import suppress
+from typing import IO, TYPE_CHECKING, Any, cast
+
+import orjson
+import structlog
+from structlog.contextvars import merge_contextvars
+from structlog.dev import ConsoleRenderer, plain_traceback
+from structlog.exceptions import DropEvent
+from structlog.processors import ExceptionRenderer, StackInfoRenderer
+from structlog.tracebacks import ExceptionDictTransformer
+
+from heygen_conventions._context import get_request_context
+from heygen_conventions._redact import Redactor, safe_repr
+
+if TYPE_CHECKING:
+    from structlog.typing import EventDict, Processor, WrappedLogger
+
+LEVEL_NAMES = {
+    logging.DEBUG: "debug",
+    logging.INFO: "info",
+    logging.WARNING: "warning",
+    logging.ERROR: "error",
+    logging.CRITICAL: "critical",
+}
+# structlog method names that are not level names.
+_LEVEL_FOR_METHOD = {"warn": "warning", "exception": "error", "fatal": "critical", "msg": "info"}
+
+#: Marks the handler ``configure_logging`` installs, so a second call replaces it.
+HANDLER_MARK = "_heygen_conventions_handler"
+
+
+class CurrentStandardError:
+    """``sys.stderr`` as it is when a line is written (test runners swap it)."""
+
+    def write(self, text: str) -> int:
+        return sys.stderr.write(text)
+
+    def flush(self) -> None:
+        sys.stderr.flush()
+
+    def isatty(self) -> bool:
+        return sys.stderr.isatty()
+
+
+class Output:
+    """One stream, one lock, whole lines: structlog and stdlib lines never interleave."""
+
+    def __init__(self, stream: IO[str] | IO[bytes] | CurrentStandardError | None) -> None:
+        self._lock = threading.Lock()
+        self.isatty = False
+        self._binary: IO[bytes] | None = None
+        self._text: IO[str] | None = None
+        if stream is None:  # discard: capture_logs() without a configured pipeline
+            return
+        try:
+            self.isatty = bool(stream.isatty())
+        except Exception:
+            self.isatty = False
+        if isinstance(stream, io.TextIOBase):
+            buffer = getattr(stream, "buffer", None)
+            if isinstance(buffer, io.BufferedIOBase | io.RawIOBase):
+                # Write under the text layer: orjson renders bytes.
+                with suppress(ValueError, OSError):
+                    stream.flush()
+                self._binary = cast("IO[bytes]", buffer)
+            else:
+                self._text = cast("IO[str]", stream)
+        elif isinstance(stream, io.BufferedIOBase | io.RawIOBase) or "b" in str(
+            getattr(stream, "mode", "")
+        ):
+            self._binary = cast("IO[bytes]", stream)
+        else:
+            self._text = cast("IO[str]", stream)
+
+    def write(self, line: str | bytes) -> None:
+        try:
+            if self._binary is not None:
+                data = line if isinstance(line, bytes) else line.encode("utf-8", "backslashreplace")
+                with self._lock:
+                    self._binary.write(data + b"\n")
+                    self._binary.flush()
+            elif self._text is not None:
+                text = line if isinstance(line, str) else line.decode("utf-8", "backslashreplace")
+                with self._lock:
+                    self._text.write(text + "\n")
+                    self._text.flush()
+        except Exception:
+            # Closed or broken stream (interpreter shutdown, a closed pipe, no
+            # sys.stderr under pythonw): there is nowhere left to report it,
+            # and logging must not raise.
+            return
+
+
+class StreamLogger:
+    """What structlog's bound loggers hand their rendered line to.
+
+    One instance lives for the whole process and is pointed at each new
+    pipeline, so a logger bound before ``configure_logging`` writes where the
+    latest configuration says.
+    """
+
+    __slots__ = ("_write", "pipeline")
+
+    def __init__(self, pipeline: Pipeline) -> None:
+        self.retarget(pipeline)
+
+    def retarget(self, pipeline: Pipeline) -> None:
+        self.pipeline = pipeline
+        self._write = pipeline.output.write
+
+    def msg(self, message: str | bytes) -> None:
+        self._write(message)
+
+    debug = info = warning = warn = error = exception = critical = fatal = log = msg
+
+
+# --- processors -------------------------------------------------------------------
+
+# structlog keeps its contextvars in a registry; while it is empty (nobody
+# called bind_contextvars) walking the whole context is wasted work.
+_STRUCTLOG_VARS: Mapping[str, Any] | None = getattr(structlog.contextvars, "_CONTEXT_VARS", None)
+
+
+def merge_context(logger: WrappedLogger, method_name: str, event_dict: EventDict) -> EventDict:
+    """Merge the request context and structlog contextvars; the event's own keys win."""
+    context = get_request_context()
+    if context:
+        # A copy: a threadpool dependency may bind into the same dict meanwhile.
+        merged = context.copy()
+        merged.update(event_dict)
+        event_dict = merged
+    if _STRUCTLOG_VARS is None or _STRUCTLOG_VARS:
+        event_dict = merge_contextvars(logger, method_name, event_dict)
+    return event_dict
+
+
+class RenderExceptions:
+    """``exc_info`` as a structured traceback (no frame locals); ``stack_info`` as text."""
+
+    def __init__(self, *, structured: bool) -> None:
+        self._stack = StackInfoRenderer(additional_ignores=["heygen_conventions"])
+        self._exceptions = (
+            ExceptionRenderer(ExceptionDictTransformer(show_locals=False, use_rich=False))
+            if structured
+            else None
+        )
+
+    def __call__(self, logger: WrappedLogger, method_name: str, event_dict: EventDict) -> EventDict:
+        if "stack_info" in event_dict:
+            event_dict = self._stack(logger, method_name, event_dict)
+        if self._exceptions is not None and "exc_info" in event_dict:
+            event_dict = self._exceptions(logger, method_name, event_dict)
+        return event_dict
+
+
+_second: tuple[int, str] = (-1, "")
+
+
+def iso_timestamp(now: float) -> str:
+    """``now`` as ISO 8601 UTC with microseconds; strftime runs once a second, not per line."""
+    global _second
+    second = int(now)
+    cached = _second
+    if cached[0] != second:
+        cached = _second = (second, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second)))
+    return "%s.%06dZ" % (cached[1], (now - second) * 1_000_000)  # noqa: UP031 - faster
+
+
+class Finish:
+    """``level``, ``timestamp`` and the static fields (``service``)."""
+
+    def __init__(self, static: Mapping[str, Any]) -> None:
+        self._static = tuple(static.items())
+
+    def __call__(self, logger: WrappedLogger, method_name: str, event_dict: EventDict) -> EventDict:
+        event_dict["level"] = _LEVEL_FOR_METHOD.get(method_name, method_name)
+        stamp = event_dict.get("timestamp")
+        if stamp is None:
+            event_dict["timestamp"] = iso_timestamp(time.time())
+        elif type(stamp) is float:  # a stdlib record's ``created``
+            event_dict["timestamp"] = iso_timestamp(stamp)
+        for key, value in self._static:
+            event_dict.setdefault(key, value)
+        return event_dict
+
+
+# C0 and C1 control characters (ANSI escapes, newlines) shown escaped on a terminal.
+_CONTROL_ESCAPES = {code: f"\\x{code:02x}" for code in (*range(0x20), *range(0x7F, 0xA0))}
+
+
+def escape_controls(logger: WrappedLogger, method_name: str, event_dict: EventDict) -> EventDict:
+    for key, value in event_dict.items():
+        if type(value) is str:
+            event_dict[key] = value.translate(_CONTROL_ESCAPES)
+    return event_dict
+
+
+#: Lists receiving every processed event while ``capture_logs()`` is active.
+CAPTURES: list[list[dict[str, Any]]] = []
+
+
+class Render:
+    """The last processor: hands the event to active captures, then renders it."""
+
+    def __init__(self, redactor: Redactor, console: ConsoleRenderer | None) -> None:
+        self._default = redactor.json_default
+        self._console = console
+
+    def __call__(
+        self, logger: WrappedLogger, method_name: str, event_dict: EventDict
+    ) -> str | bytes:
+        if CAPTURES:
+            snapshot = dict(event_dict)
+            for events in CAPTURES:
+                events.append(snapshot)
+        if self._console is not None:
+            return self._console(logger, method_name, event_dict)
+        return dumps(event_dict, self._default)
+
+
+def dumps(event_dict: Mapping[str, Any], default: Callable[[Any], Any]) -> bytes:
+    try:
+        return orjson.dumps(event_dict, default=default)
+    except TypeError:  # orjson.JSONEncodeError: surrogates, huge ints, odd keys, depth
+        return orjson.dumps(json_safe(event_dict, default, 0), default=default)
+
+
+def json_safe(value: Any, default: Callable[[Any], Any], depth: int) -> Any:
+    """``value`` rebuilt from what orjson always accepts."""
+    kind = type(value)
+    if kind is str:
+        return value.encode("utf-8", "backslashreplace").decode("utf-8")
+    if kind is int:
+        return value if -(2**63) <= value < 2**64 else str(value)
+    if kind is float or kind is bool or value is None:
+        return value
+    if depth > 32:
+        return "[TOO DEEP]"
+    if isinstance(value, Mapping):
+        return {
+            json_safe(k if isinstance(k, str) else safe_repr(k), default, depth): json_safe(
+                v, default, depth + 1
+            )
+            for k, v in value.items()
+        }
+    if isinstance(value, list | tuple):
+        return [json_safe(item, default, depth + 1) for item in value]
+    try:
+        orjson.dumps(value)
+    except TypeError:
+        return json_safe(default(value), default, depth + 1)
+    return value
+
+
+def scrubbed_traceback(redactor: Redactor) -> Callable[[Any, Any], None]:
+    """Console tracebacks: structlog's plain text (never locals), scrubbed."""
+
+    def write_traceback(sio: Any, exc_info: Any) -> None:
+        buffer = io.StringIO()
+        plain_traceback(buffer, exc_info)
+        sio.write(redactor.scrub(buffer.getvalue()))
+
+    return write_traceback
+
+
+# --- standard-library records -----------------------------------------------------------
+
+# Attributes every LogRecord has, plus the ones formatters add; anything else
+# on a record came from ``extra=``.
+_RECORD_ATTRIBUTES = frozenset(logging.makeLogRecord({}).__dict__) | {
+    "message",
+    "asctime",
+    "color_message",  # uvicorn's coloured duplicate of the message
+    "_logger",
+    "_name",
+}
+
+
+def record_event(record: logging.LogRecord) -> dict[str, Any]:
+    """The event dict a stdlib record enters the chain as: ``extra=`` fields become keys."""
+    event_dict: dict[str, Any] = {"logger": record.name, "event": record.getMessage()}
+    attributes = record.__dict__
+    extras = attributes.keys() - _RECORD_ATTRIBUTES
+    for key in extras:
+        event_dict.setdefault(key, attributes[key])
+    if record.exc_info:
+        event_dict["exc_info"] = record.exc_info
+    if record.stack_info:
+        event_dict["stack"] = record.stack_info
+    # Rendered by Finish, after redaction: a unique string per line is wasted scrubbing.
+    event_dict["timestamp"] = record.created
+    return event_dict
+
+
+# --- bound loggers that never raise -----------------------------------------------------
+
+
+def _safe_proxy_to_logger(
+    self: Any, method_name: str, event: str | None = None, **event_kw: Any
+) -> Any:
+    try:
+        args, kw = self._process_event(method_name, event, event_kw)
+        return getattr(self._logger, method_name)(*args, **kw)
+    except DropEvent:
+        return None
+    except Exception as exc:
+        pipeline = getattr(self._logger, "pipeline", None)
+        if pipeline is not None:
+            pipeline.report_failure(self._context.get("logger"), method_name, event, exc)
+        return None
+
+
+def _interpolated(event: Any, args: tuple[Any, ...], kw: dict[str, Any]) -> Any:
+    try:
+        if len(args) == 1 and isinstance(args[0], Mapping) and args[0]:
+            return event % args[0]
+        return event % args
+    except Exception:
+        # A format string that does not match its arguments loses nothing.
+        kw.setdefault("positional_args", args)
+        return event
+
+
+def _level_method(name: str) -> Callable[..., Any]:
+    def method(self: Any, event: Any, *args: Any, **kw: Any) -> Any:
+        if args:
+            event = _interpolated(event, args, kw)
+        return self._proxy_to_logger(name, event, **kw)
+
+    method.__name__ = name
+    return method
+
+
+def _log_method(min_level: int) -> Callable[..., Any]:
+    def log(self: Any, level: int, event: Any, *args: Any, **kw: Any) -> Any:
+        if level < min_level:
+            return None
+        name = LEVEL_NAMES.get(level)
+        if name is None:
+            known = [number for number in LEVEL_NAMES if number <= level]
+            name = LEVEL_NAMES[max(known)] if known else "debug"
+        if args:
+            event = _interpolated(event, args, kw)
+        return self._proxy_to_logger(name, event, **kw)
+
+    return log
+
+
+@functools.cache
+def wrapper_class(level: int) -> type[Any]:
+    """structlog's filtering bound logger for ``level``, whose calls never raise."""
+    base = structlog.make_filtering_bound_logger(level)
+    namespace: dict[str, Any] = {
+        "_proxy_to_logger": _safe_proxy_to_logger,
+        "log": _log_method(level),
+    }
+    for number, name in LEVEL_NAMES.items():
+        if number >= level:
+            namespace[name] = _level_method(name)
+    for alias, target in (("fatal", "critical"), ("warn", "warning"), ("msg", "info")):
+        if target in namespace:
+            namespace[alias] = namespace[target]
+    return type(f"Safe{base.__name__}", (base,), namespace)
+
+
+# --- the pipeline ---------------------------------------------------------------------
+
+
+class Pipeline:
+    """The processors, the output and the root handler of one ``configure_logging`` call."""
+
+    def __init__(
+        self,
+        *,
+        output: Output,
+        level: int,
+        json: bool,
+        service: str | None,
+        redact: Iterable[str],
+        processors: Sequence[Processor],
+    ) -> None:
+        self.output = output
+        self.level = level
+        self.json = json
+        self.redactor = redactor = Redactor(redact)
+        console = (
+            None
+            if json
+            else ConsoleRenderer(
+                colors=output.isatty, exception_formatter=scrubbed_traceback(redactor)
+            )
+        )
+        self.processors: list[Processor] = [
+            merge_context,
+            *processors,
+            RenderExceptions(structured=json),
+            redactor,
+            Finish({"service": service} if service is not None else {}),
+        ]
+        if console is not None:
+            self.processors.append(escape_controls)
+        self.processors.append(Render(redactor, console))
+        self.handler = Handler(self)
+
+    def render_record(self, record: logging.LogRecord) -> str | bytes | None:
+        """A stdlib record through the chain; None when a processor dropped it."""
+        event_dict: Any = record_event(record)
+        method_name = record.levelname.lower()
+        try:
+            for processor in self.processors:
+                event_dict = processor(None, method_name, event_dict)
+        except DropEvent:
+            return None
+        return cast("str | bytes", event_dict)
+
+    def report_failure(
+        self, logger_name: object, level: str, event: object, exc: BaseException
+    ) -> None:
+        """Write a minimal JSON line saying a log call failed (never raises)."""
+        try:
+            line = {
+                "event": "Log call failed",
+                "failed_logger": None if logger_name is None else str(logger_name),
+                "failed_level": level,
+                "failed_event": self.redactor.scrub(safe_repr(event))[:1000],
+                "error_type": type(exc).__name__,
+                "logger": "heygen_conventions.logging",
+                "level": "error",
+                "timestamp": iso_timestamp(time.time()),
+            }
+            self.output.write(orjson.dumps(json_safe(line, str, 0)))
+        except Exception:  # pragma: no cover - the last resort must not raise either
+            return
+
+
+class Handler(logging.Handler):
+    """The root handler: stdlib records rendered by the shared processors."""
+
+    def __init__(self, pipeline: Pipeline) -> None:
+        super().__init__()
+        setattr(self, HANDLER_MARK, True)
+        self.pipeline = pipeline
+
+    def format(self, record: logging.LogRecord) -> str:
+        line = self.pipeline.render_record(record)
+        if line is None:
+            return ""
+        return line.decode("utf-8") if isinstance(line, bytes) else line
+
+    def handle(self, record: logging.LogRecord) -> bool:
+        # No handler lock: Output serialises whole lines itself.
+        result = self.filter(record) if self.filters else True
+        if result:
+            self.emit(result if isinstance(result, logging.LogRecord) else record)
+        return bool(result)
+
+    def emit(self, record: logging.LogRecord) -> None:
+        pipeline = self.pipeline
+        try:
+            line = pipeline.render_record(record)
+        except Exception as exc:
+            pipeline.report_failure(record.name, record.levelname.lower(), record.msg, exc)
+            return
+        if line is not None:
+            pipeline.output.write(line)

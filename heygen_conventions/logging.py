@@ -1,0 +1,505 @@
+"""Structured logging: one pipeline for structlog and the standard library.
+
+:func:`configure_logging` sends every line, whether it comes from
+:func:`get_logger` (structlog) or from ``logging.getLogger()`` (uvicorn,
+SQLAlchemy, this library, the application), through the same processors: the
+request context is merged in, ``extra=`` fields become keys, secrets are
+masked, exceptions become structured tracebacks without frame locals, and the
+line is rendered as JSON (orjson) or as readable console output.
+
+:class:`RequestContextMiddleware` gives each request an id, binds it with the
+method, path and client into the context of every line logged while the
+request runs, echoes it in a response header and writes one access line when
+the request ends. It must wrap the error handlers so that their 500s carry
+the header too::
+
+    app = FastAPI()
+    install_exception_handlers(app)                # inner
+    app.add_middleware(RequestContextMiddleware)   # outer: added last
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from typing import IO, TYPE_CHECKING, Any, cast
+
+import structlog
+
+from heygen_conventions._context import (
+    DEFAULT_REQUEST_ID_HEADER,
+    REQUEST_ID_STATE_KEY,
+    end_request_context,
+    get_request_context,
+    new_request_id,
+    safe_request_id,
+    start_request_context,
+)
+from heygen_conventions._log_pipeline import (
+    CAPTURES,
+    HANDLER_MARK,
+    LEVEL_NAMES,
+    CurrentStandardError,
+    Output,
+    Pipeline,
+    StreamLogger,
+    wrapper_class,
+)
+from heygen_conventions._redact import DEFAULT_REDACTED_KEYS
+
+if TYPE_CHECKING:
+    from starlette.types import ASGIApp, Message, Receive, Scope, Send
+    from structlog.typing import FilteringBoundLogger, Processor
+
+    from heygen_conventions.settings import Settings
+
+__all__ = [
+    "DEFAULT_REDACTED_KEYS",
+    "UVICORN_LOG_CONFIG",
+    "RequestContextMiddleware",
+    "configure_logging",
+    "configure_logging_from_settings",
+    "get_logger",
+    "uvicorn_log_config",
+]
+
+_UVICORN_LOGGERS = ("uvicorn", "uvicorn.error", "uvicorn.asgi")
+_UVICORN_ACCESS = "uvicorn.access"
+
+
+def _level_number(level: int | str) -> int:
+    if isinstance(level, str):
+        number = logging.getLevelNamesMapping().get(level.strip().upper())
+    else:
+        number = level
+    if number not in (logging.NOTSET, *LEVEL_NAMES):
+        raise ValueError(f"level must be DEBUG, INFO, WARNING, ERROR or CRITICAL, got {level!r}")
+    return number
+
+
+# Until configure_logging() runs, get_logger() lines take this pipeline to
+# standard error: the same processors (secrets masked) and nothing installed.
+_DEFAULT_OUTPUT = Output(CurrentStandardError())
+_DEFAULT = Pipeline(
+    output=_DEFAULT_OUTPUT,
+    level=logging.INFO,
+    json=not _DEFAULT_OUTPUT.isatty,
+    service=None,
+    redact=DEFAULT_REDACTED_KEYS,
+    processors=(),
+)
+# Every bound logger holds these two objects, and configuration changes them
+# in place: a logger bound at import time follows a later configure_logging().
+_SINK = StreamLogger(_DEFAULT)
+_PROCESSORS: list[Processor] = list(_DEFAULT.processors)
+_STATE: Pipeline | None = None
+
+
+def configure_logging(
+    *,
+    level: int | str = "INFO",
+    json: bool | None = None,
+    service: str | None = None,
+    redact: Iterable[str] = DEFAULT_REDACTED_KEYS,
+    processors: Sequence[Processor] = (),
+    stream: IO[str] | IO[bytes] | None = None,
+    uvicorn_access: bool = False,
+) -> None:
+    """Send every log line, structlog's and the standard library's, through one pipeline.
+
+    Safe to call again (tests, ``--reload``, each worker): the previous
+    configuration is replaced, one handler stays on the root logger. Other
+    root handlers (pytest's, an error tracker's, one left by
+    ``logging.basicConfig``) are left alone; uvicorn's own handlers are
+    removed so its records reach this pipeline instead.
+
+    Args:
+        level: Minimum level for both structlog and the root logger.
+        json: ``True`` for JSON lines, ``False`` for console output, ``None``
+            for JSON unless the stream is a terminal.
+        service: Added to every line as ``service``.
+        redact: Keys whose values are masked (see :data:`DEFAULT_REDACTED_KEYS`);
+            passing a list replaces the default, so extend it rather than
+            shorten it: ``[*DEFAULT_REDACTED_KEYS, "ssn"]``.
+        processors: Extra structlog processors, run after the context is
+            merged and before redaction and rendering (raise
+            ``structlog.DropEvent`` in one to drop a line).
+        stream: Where lines go; standard error by default.
+        uvicorn_access: Keep uvicorn's own access line. Off by default:
+            :class:`RequestContextMiddleware` writes a richer one.
+    """
+    number = _level_number(level)
+    output = Output(sys.stderr if stream is None else stream)
+    _install(
+        Pipeline(
+            output=output,
+            level=number,
+            json=(not output.isatty) if json is None else json,
+            service=service,
+            redact=redact,
+            processors=processors,
+        ),
+        uvicorn_access=uvicorn_access,
+    )
+
+
+def _install(pipeline: Pipeline, *, uvicorn_access: bool) -> None:
+    global _STATE
+    _PROCESSORS[:] = pipeline.processors
+    _SINK.retarget(pipeline)
+    structlog.configure(
+        processors=_PROCESSORS,
+        wrapper_class=wrapper_class(pipeline.level),
+        context_class=dict,
+        logger_factory=lambda *args: _SINK,
+        cache_logger_on_first_use=True,
+    )
+    root = logging.getLogger()
+    for handler in list(root.handlers):
+        if getattr(handler, HANDLER_MARK, False):
+            root.removeHandler(handler)
+    root.addHandler(pipeline.handler)
+    root.setLevel(pipeline.level)
+    for name in _UVICORN_LOGGERS:
+        uvicorn_logger = logging.getLogger(name)
+        uvicorn_logger.handlers.clear()
+        uvicorn_logger.propagate = True
+    access = logging.getLogger(_UVICORN_ACCESS)
+    access.handlers.clear()
+    # uvicorn skips its access line entirely when the logger has no handler.
+    access.propagate = uvicorn_access
+    _STATE = pipeline
+    _rebuild_loggers()
+
+
+def configure_logging_from_settings(settings: Settings, **overrides: Any) -> None:
+    """:func:`configure_logging` with ``log_level``, ``log_format`` and ``app_name``."""
+    options: dict[str, Any] = {
+        "level": settings.log_level,
+        "json": {"json": True, "console": False}.get(settings.log_format),
+        "service": settings.app_name,
+    }
+    options.update(overrides)
+    configure_logging(**options)
+
+
+def uvicorn_log_config(
+    *,
+    level: int | str = "INFO",
+    json: bool | None = None,
+    service: str | None = None,
+    uvicorn_access: bool = False,
+) -> dict[str, Any]:
+    """A ``log_config`` for ``uvicorn.run`` formatting uvicorn's own lines like the app's.
+
+    ``uvicorn.run("app:app", log_config=uvicorn_log_config(service="videos"))``
+    runs :func:`configure_logging` before uvicorn logs anything.
+    """
+    return {
+        "version": 1,
+        "disable_existing_loggers": False,
+        "formatters": {
+            # Unused, but uvicorn writes use_colors into them when asked to.
+            "default": {"()": "uvicorn.logging.DefaultFormatter"},
+            "access": {"()": "uvicorn.logging.AccessFormatter"},
+        },
+        "handlers": {
+            "heygen_conventions": {
+                "()": f"{__name__}._handler_from_dict_config",
+                "log_level": level,
+                "json": json,
+                "service": service,
+                "uvicorn_access": uvicorn_access,
+            }
+        },
+        "loggers": {
+            **{name: {"handlers": [], "propagate": True} for name in _UVICORN_LOGGERS},
+            _UVICORN_ACCESS: {"handlers": [], "propagate": uvicorn_access},
+        },
+    }
+
+
+#: :func:`uvicorn_log_config` with its defaults:
+#: ``uvicorn.run(app, log_config=UVICORN_LOG_CONFIG)``.
+UVICORN_LOG_CONFIG: dict[str, Any] = uvicorn_log_config()
+
+
+def _handler_from_dict_config(
+    *, log_level: int | str, json: bool | None, service: str | None, uvicorn_access: bool
+) -> logging.Handler:
+    configure_logging(level=log_level, json=json, service=service, uvicorn_access=uvicorn_access)
+    assert _STATE is not None
+    return _STATE.handler
+
+
+# --- get_logger -------------------------------------------------------------------
+
+_LOGGER_ATTRIBUTES = (
+    *LEVEL_NAMES.values(),
+    *(f"a{name}" for name in LEVEL_NAMES.values()),
+    "exception",
+    "aexception",
+    "fatal",
+    "afatal",
+    "warn",
+    "awarn",
+    "msg",
+    "amsg",
+    "log",
+    "alog",
+    "bind",
+    "unbind",
+    "try_unbind",
+    "new",
+    "is_enabled_for",
+    "get_effective_level",
+)
+
+
+class _Logger:
+    """What :func:`get_logger` returns.
+
+    structlog's lazy proxy pays a failed attribute lookup and a bind on every
+    call (about a microsecond even for a filtered-out debug line); this
+    object holds the bound logger's methods as plain attributes instead and
+    rebuilds them whenever :func:`configure_logging` runs.
+    """
+
+    def __init__(self, name: str | None) -> None:
+        self._name = name
+        self._rebuild()
+
+    def _rebuild(self) -> None:
+        initial = {"logger": self._name} if self._name else {}
+        bound = structlog.wrap_logger(
+            _SINK,
+            processors=_PROCESSORS,
+            wrapper_class=wrapper_class((_STATE or _DEFAULT).level),
+            context_class=dict,
+        ).bind(**initial)
+        self._bound = bound
+        for attribute in _LOGGER_ATTRIBUTES:
+            method = getattr(bound, attribute, None)
+            if method is not None:
+                setattr(self, attribute, method)
+            else:
+                self.__dict__.pop(attribute, None)
+
+    def __getattr__(self, name: str) -> Any:
+        if name == "_bound":
+            raise AttributeError(name)
+        return getattr(self._bound, name)
+
+    def __repr__(self) -> str:
+        return f"<heygen_conventions logger {self._name!r}>"
+
+
+_LOGGERS: dict[str | None, _Logger] = {}
+_LOGGERS_LOCK = threading.Lock()
+
+
+def get_logger(name: str | None = None) -> FilteringBoundLogger:
+    """A structlog logger writing through the configured pipeline.
+
+    ``name`` (the calling module's ``__name__`` when omitted) is logged as
+    ``logger``. Safe to call at import time, before :func:`configure_logging`.
+    """
+    if name is None:
+        name = sys._getframe(1).f_globals.get("__name__")
+    logger = _LOGGERS.get(name)
+    if logger is None:
+        with _LOGGERS_LOCK:
+            logger = _LOGGERS.get(name)
+            if logger is None:
+                logger = _LOGGERS[name] = _Logger(name)
+    return cast("FilteringBoundLogger", logger)
+
+
+def _rebuild_loggers() -> None:
+    with _LOGGERS_LOCK:
+        for logger in list(_LOGGERS.values()):
+            logger._rebuild()
+
+
+# --- capturing (heygen_conventions.testing.capture_logs) --------------------------
+
+
+def _snapshot() -> Callable[[], None]:
+    """Remember the logging configuration; the returned function restores it."""
+    root = logging.getLogger()
+    root_level = root.level
+    previous = _STATE
+    loggers = {
+        name: (list(lg.handlers), lg.propagate)
+        for name in (*_UVICORN_LOGGERS, _UVICORN_ACCESS)
+        for lg in [logging.getLogger(name)]
+    }
+    config = structlog.get_config()
+    ours = config["processors"] is _PROCESSORS
+    config["processors"] = list(config["processors"])
+
+    def restore() -> None:
+        global _STATE
+        for handler in list(root.handlers):
+            if getattr(handler, HANDLER_MARK, False):
+                root.removeHandler(handler)
+        if previous is not None:
+            root.addHandler(previous.handler)
+        root.setLevel(root_level)
+        for name, (handlers, propagate) in loggers.items():
+            lg = logging.getLogger(name)
+            lg.handlers[:] = handlers
+            lg.propagate = propagate
+        active = previous or _DEFAULT
+        _PROCESSORS[:] = active.processors
+        _SINK.retarget(active)
+        if ours:
+            config["processors"] = _PROCESSORS
+        structlog.configure(**config)
+        _STATE = previous
+        _rebuild_loggers()
+
+    return restore
+
+
+def _unconfigure() -> None:
+    """Back to the state of a process that never called configure_logging (tests)."""
+    global _STATE
+    root = logging.getLogger()
+    for handler in list(root.handlers):
+        if getattr(handler, HANDLER_MARK, False):
+            root.removeHandler(handler)
+    _STATE = None
+    _PROCESSORS[:] = _DEFAULT.processors
+    _SINK.retarget(_DEFAULT)
+    structlog.reset_defaults()
+    _rebuild_loggers()
+
+
+@contextmanager
+def _capture_events() -> Iterator[list[dict[str, Any]]]:
+    events: list[dict[str, Any]] = []
+    restore = None
+    if _STATE is None:
+        restore = _snapshot()
+        pipeline = Pipeline(
+            output=Output(None),
+            level=logging.DEBUG,
+            json=True,
+            service=None,
+            redact=DEFAULT_REDACTED_KEYS,
+            processors=(),
+        )
+        _install(pipeline, uvicorn_access=False)
+    CAPTURES.append(events)
+    try:
+        yield events
+    finally:
+        for index, active in enumerate(CAPTURES):
+            if active is events:
+                del CAPTURES[index]
+                break
+        if restore is not None:
+            restore()
+
+
+# --- the middleware ---------------------------------------------------------------
+
+_access_log = get_logger("heygen_conventions.access")
+
+
+class RequestContextMiddleware:
+    """Request id, request context in every log line, and one access line per request.
+
+    Pure ASGI. Per HTTP or WebSocket connection: take the id from the
+    ``header`` when ``trust_incoming`` and it is safe (at most 128 of
+    ``[A-Za-z0-9._-]``; anything else is replaced by a new id and never
+    logged), else make one; store it in ``request.state.request_id`` (where
+    the error handlers read it); bind ``request_id``, ``method``, ``path`` and
+    ``client`` for every line logged during the request (values bound later
+    with :func:`bind_request_context`, such as ``user_id``, join them); echo
+    the id on the response; log ``request finished`` with ``status_code`` and
+    ``duration_ms``; then clear the context.
+
+    Add it after :func:`install_exception_handlers` so it wraps them and
+    their 500 responses carry the header. The query string is never logged:
+    it often carries tokens.
+    """
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        header: str = DEFAULT_REQUEST_ID_HEADER,
+        trust_incoming: bool = True,
+        access_log: bool = True,
+    ) -> None:
+        self.app = app
+        self.header = header
+        self.trust_incoming = trust_incoming
+        self.access_log = access_log
+        self._header_key = header.lower().encode("latin-1")
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        kind = scope["type"]
+        if kind != "http" and kind != "websocket":
+            await self.app(scope, receive, send)
+            return
+        state = scope.setdefault("state", {})
+        if REQUEST_ID_STATE_KEY in state and get_request_context():
+            # An outer RequestContextMiddleware already handles this request.
+            await self.app(scope, receive, send)
+            return
+        request_id = None
+        if self.trust_incoming:
+            for name, value in scope.get("headers") or ():
+                if name.lower() == self._header_key:
+                    request_id = safe_request_id(value)
+                    break
+        if request_id is None:
+            request_id = new_request_id()
+        state[REQUEST_ID_STATE_KEY] = request_id
+        client = scope.get("client")
+        token = start_request_context(
+            request_id=request_id,
+            method=scope.get("method", "WEBSOCKET"),
+            path=scope.get("path"),
+            client=f"{client[0]}:{client[1]}" if client else None,
+        )
+        header = (self._header_key, request_id.encode("ascii"))
+        header_key = self._header_key
+        status_code: int | None = None
+
+        async def send_with_request_id(message: Message) -> None:
+            nonlocal status_code
+            message_type = message["type"]
+            if message_type == "http.response.start" or message_type == "websocket.accept":
+                if message_type == "http.response.start":
+                    status_code = message["status"]
+                headers = [h for h in message.get("headers") or () if h[0].lower() != header_key]
+                headers.append(header)
+                message["headers"] = headers
+            await send(message)
+
+        started = time.perf_counter()
+        try:
+            await self.app(scope, receive, send_with_request_id)
+        except Exception:
+            if status_code is None:
+                status_code = 500
+            raise
+        finally:
+            try:
+                if self.access_log and kind == "http":
+                    _access_log.info(
+                        "request finished",
+                        status_code=status_code,
+                        # Microseconds, in ms: round() costs more than the rest of this line.
+                        duration_ms=int((time.perf_counter() - started) * 1_000_000) / 1000,
+                    )
+            finally:
+                end_request_context(token)

@@ -1,0 +1,381 @@
+"""configure_logging: one JSON or console pipeline for structlog and standard-library lines."""
+
+from __future__ import annotations
+
+import io
+import logging
+import re
+import threading
+from typing import Any
+
+import orjson
+import pytest
+import structlog
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import create_async_engine
+
+from heygen_conventions import (
+    Settings,
+    bind_request_context,
+    configure_logging,
+    configure_logging_from_settings,
+    get_logger,
+)
+from heygen_conventions._context import end_request_context, start_request_context
+from heygen_conventions._log_pipeline import HANDLER_MARK
+from heygen_conventions._redact import REDACTED
+from heygen_conventions.logging import _snapshot
+from tests.conftest import TEST_DATABASE_URL
+from tests.fixtures.logging import LogOutput
+
+ISO_UTC = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z$")
+
+
+def our_handlers() -> list[logging.Handler]:
+    return [h for h in logging.getLogger().handlers if getattr(h, HANDLER_MARK, False)]
+
+
+def test_structlog_lines_are_json_with_level_logger_and_timestamp(log_output: LogOutput) -> None:
+    get_logger("videos").info("video created", video_id="v1", size=3)
+    line = log_output.one(event="video created")
+    assert line["level"] == "info"
+    assert line["logger"] == "videos"
+    assert line["video_id"] == "v1"
+    assert line["size"] == 3
+    assert ISO_UTC.match(line["timestamp"]), line["timestamp"]
+
+
+def test_get_logger_is_named_after_the_calling_module(log_output: LogOutput) -> None:
+    get_logger().warning("named")
+    assert log_output.one(event="named")["logger"] == __name__
+
+
+def test_stdlib_records_share_the_pipeline_and_extra_fields_become_keys(
+    log_output: LogOutput,
+) -> None:
+    logging.getLogger("heygen_conventions.errors").info(
+        "Request failed: %s", "not_found", extra={"status_code": 404, "error_code": "not_found"}
+    )
+    line = log_output.one(event="Request failed: not_found")
+    assert line["logger"] == "heygen_conventions.errors"
+    assert line["level"] == "info"
+    assert line["status_code"] == 404
+    assert line["error_code"] == "not_found"
+    assert ISO_UTC.match(line["timestamp"])
+    assert "args" not in line
+    assert "msg" not in line
+    assert "exc_info" not in line
+
+
+def test_request_context_reaches_structlog_and_stdlib_lines(log_output: LogOutput) -> None:
+    token = start_request_context(request_id="r-1", method="GET", path="/videos")
+    try:
+        bind_request_context(user_id="u-9")
+        get_logger("app").info("from structlog")
+        logging.getLogger("app").info("from stdlib")
+    finally:
+        end_request_context(token)
+    get_logger("app").info("after the request")
+    for event in ("from structlog", "from stdlib"):
+        line = log_output.one(event=event)
+        assert (line["request_id"], line["user_id"], line["path"]) == ("r-1", "u-9", "/videos")
+    assert "request_id" not in log_output.one(event="after the request")
+
+
+def test_structlog_contextvars_are_merged_too(log_output: LogOutput) -> None:
+    with structlog.contextvars.bound_contextvars(job_id="j-1"):
+        get_logger("worker").info("job step")
+        logging.getLogger("worker").info("stdlib job step")
+    assert log_output.one(event="job step")["job_id"] == "j-1"
+    assert log_output.one(event="stdlib job step")["job_id"] == "j-1"
+
+
+def test_a_field_logged_explicitly_wins_over_the_context(log_output: LogOutput) -> None:
+    token = start_request_context(request_id="r-1")
+    try:
+        get_logger("app").info("override", request_id="explicit")
+    finally:
+        end_request_context(token)
+    assert log_output.one(event="override")["request_id"] == "explicit"
+
+
+def test_configuring_twice_keeps_one_handler_and_writes_each_line_once(
+    log_output: LogOutput,
+) -> None:
+    log = get_logger("twice")
+    log_output.configure(level="INFO")
+    log_output.configure(level="INFO")
+    assert len(our_handlers()) == 1
+    log.info("structlog once")
+    logging.getLogger("twice").info("stdlib once")
+    assert len(log_output.find(event="structlog once")) == 1
+    assert len(log_output.find(event="stdlib once")) == 1
+
+
+def test_level_applies_to_both_paths_and_to_loggers_made_before(log_output: LogOutput) -> None:
+    early = get_logger("early")  # made before the configuration below, as at import time
+    log_output.configure(level="WARNING")
+    early.info("dropped structlog")
+    logging.getLogger("early").info("dropped stdlib")
+    early.warning("kept structlog")
+    logging.getLogger("early").warning("kept stdlib")
+    assert [line["event"] for line in log_output.lines()] == ["kept structlog", "kept stdlib"]
+    assert early.is_enabled_for(logging.WARNING)
+    assert not early.is_enabled_for(logging.INFO)
+
+
+def test_a_bound_logger_keeps_its_context(log_output: LogOutput) -> None:
+    log = get_logger("bound").bind(video_id="v1")
+    log.info("first")
+    log.bind(step=2).info("second")
+    assert log_output.one(event="first")["video_id"] == "v1"
+    assert log_output.one(event="second")["step"] == 2
+
+
+def test_invalid_level_is_refused() -> None:
+    with pytest.raises(ValueError, match="level must be"):
+        configure_logging(level="LOUD")
+    with pytest.raises(ValueError, match="level must be"):
+        configure_logging(level=25)
+
+
+def test_uvicorn_loggers_are_routed_through_the_pipeline(log_output: LogOutput) -> None:
+    # What uvicorn's default dictConfig leaves behind: own handlers, no propagation.
+    elsewhere = io.StringIO()
+    for name in ("uvicorn", "uvicorn.access"):
+        uvicorn_logger = logging.getLogger(name)
+        uvicorn_logger.addHandler(logging.StreamHandler(elsewhere))
+        uvicorn_logger.propagate = False
+    log_output.configure(level="INFO")
+    logging.getLogger("uvicorn.error").info("Started server process [%d]", 42)
+    assert log_output.one(event="Started server process [42]")["logger"] == "uvicorn.error"
+    # Our middleware writes the access line; uvicorn's own is off unless asked for.
+    assert not logging.getLogger("uvicorn.access").hasHandlers()
+    assert elsewhere.getvalue() == ""
+
+    log_output.configure(level="INFO", uvicorn_access=True)
+    access = logging.getLogger("uvicorn.access")
+    assert access.hasHandlers()
+    access.info('%s - "%s %s HTTP/%s" %d', "127.0.0.1:5000", "GET", "/", "1.1", 200)
+    line = log_output.one(logger="uvicorn.access")
+    assert line["event"] == '127.0.0.1:5000 - "GET / HTTP/1.1" 200'
+    assert "color_message" not in line
+
+
+DATABASE_URLS = [
+    "sqlite+aiosqlite:///:memory:",
+    *([TEST_DATABASE_URL] if TEST_DATABASE_URL else []),
+]
+
+
+@pytest.mark.parametrize("url", DATABASE_URLS)
+async def test_sqlalchemy_statements_are_logged_through_the_pipeline(
+    log_output: LogOutput, url: str
+) -> None:
+    log_output.configure(level="INFO")
+    sql_logger = logging.getLogger("sqlalchemy.engine.Engine")
+    sql_logger.setLevel(logging.INFO)
+    engine = create_async_engine(url)
+    try:
+        token = start_request_context(request_id="r-sql")
+        try:
+            async with engine.connect() as connection:
+                await connection.execute(text("SELECT 42"))
+        finally:
+            end_request_context(token)
+    finally:
+        await engine.dispose()
+        sql_logger.setLevel(logging.NOTSET)
+    statements = log_output.find(event="SELECT 42")
+    assert len(statements) == 1, log_output.text
+    assert statements[0]["logger"] == "sqlalchemy.engine.Engine"
+    assert statements[0]["request_id"] == "r-sql"
+
+
+class Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_console_output_is_readable_and_escapes_control_characters() -> None:
+    restore = _snapshot()
+    stream = io.StringIO()
+    try:
+        configure_logging(json=False, stream=stream)
+        get_logger("console").info("video created", video_id="v1", title="a\x1b[31mred\nline")
+        try:
+            raise ValueError("bad Bearer abc.def")
+        except ValueError:
+            get_logger("console").exception("failed")
+    finally:
+        restore()
+    first, *rest = stream.getvalue().splitlines()
+    assert "[info" in first
+    assert "video created" in first
+    assert "video_id=v1" in first
+    assert "[console]" in first
+    assert "\x1b" not in first
+    assert r"a\x1b[31mred\x0aline" in first
+    with pytest.raises(orjson.JSONDecodeError):
+        orjson.loads(first)
+    traceback = "\n".join(rest)
+    assert "[error" in traceback
+    assert "Traceback (most recent call last)" in traceback
+    assert "ValueError: bad Bearer [REDACTED]" in traceback
+    assert "abc.def" not in traceback
+
+
+def test_json_none_picks_console_on_a_terminal_and_json_otherwise() -> None:
+    restore = _snapshot()
+    terminal, pipe = Terminal(), io.StringIO()
+    try:
+        configure_logging(stream=terminal)
+        get_logger("auto").info("on a terminal")
+        configure_logging(stream=pipe)
+        get_logger("auto").info("into a pipe")
+    finally:
+        restore()
+    assert "on a terminal" in terminal.getvalue()
+    with pytest.raises(orjson.JSONDecodeError):
+        orjson.loads(terminal.getvalue())
+    assert orjson.loads(pipe.getvalue())["event"] == "into a pipe"
+
+
+def test_settings_choose_level_format_and_service() -> None:
+    restore = _snapshot()
+    stream = io.StringIO()
+    try:
+        configure_logging_from_settings(
+            Settings(app_name="videos", log_level="warning", log_format="json"), stream=stream
+        )
+        get_logger("s").info("below the level")
+        get_logger("s").warning("kept")
+    finally:
+        restore()
+    (line,) = stream.getvalue().splitlines()
+    parsed = orjson.loads(line)
+    assert parsed["event"] == "kept"
+    assert parsed["service"] == "videos"
+
+
+def test_service_is_on_every_line(log_output: LogOutput) -> None:
+    log_output.configure(service="videos")
+    get_logger("a").info("structlog")
+    logging.getLogger("a").info("stdlib")
+    assert {line["service"] for line in log_output.lines()} == {"videos"}
+
+
+def test_extra_processors_can_add_fields_and_drop_lines(log_output: LogOutput) -> None:
+    def drop_health_checks(logger: Any, method_name: str, event_dict: Any) -> Any:
+        if event_dict.get("path") == "/health":
+            raise structlog.DropEvent
+        event_dict["region"] = "eu"
+        return event_dict
+
+    log_output.configure(processors=[drop_health_checks])
+    get_logger("a").info("health", path="/health")
+    logging.getLogger("a").info("stdlib health", extra={"path": "/health"})
+    get_logger("a").info("kept", path="/videos")
+    assert [(line["event"], line["region"]) for line in log_output.lines()] == [("kept", "eu")]
+
+
+def test_lines_from_many_threads_never_interleave(log_output: LogOutput) -> None:
+    log_output.configure(level="INFO")
+    payload = "x" * 2000
+
+    def work(n: int) -> None:
+        for i in range(50):
+            get_logger("threads").info("structlog", n=n, i=i, payload=payload)
+            logging.getLogger("threads").info("stdlib", extra={"n": n, "i": i})
+
+    threads = [threading.Thread(target=work, args=(n,)) for n in range(6)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    lines = log_output.lines()  # every line parses as one JSON object
+    assert len(lines) == 6 * 50 * 2
+    assert {(line["n"], line["i"]) for line in lines if line["event"] == "stdlib"} == {
+        (n, i) for n in range(6) for i in range(50)
+    }
+
+
+def test_writes_to_a_text_stream_without_a_buffer() -> None:
+    restore = _snapshot()
+    stream = io.StringIO()
+    try:
+        configure_logging(json=True, stream=stream)
+        get_logger("a").info("into text")
+        logging.getLogger("a").info("stdlib into text")
+    finally:
+        restore()
+    assert [orjson.loads(x)["event"] for x in stream.getvalue().splitlines()] == [
+        "into text",
+        "stdlib into text",
+    ]
+
+
+def test_a_closed_stream_never_raises() -> None:
+    restore = _snapshot()
+    stream = io.BytesIO()
+    try:
+        configure_logging(json=True, stream=stream)
+        stream.close()
+        get_logger("a").error("nowhere to go")
+        logging.getLogger("a").error("nowhere either")
+    finally:
+        restore()
+
+
+@pytest.mark.usefixtures("unconfigured")
+def test_before_configuration_lines_go_to_stderr_already_redacted(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    get_logger("early").info("imported", password="hunter2")
+    err = capsys.readouterr().err
+    assert "imported" in err
+    assert "hunter2" not in err
+    assert "[REDACTED]" in err
+
+
+@pytest.mark.usefixtures("unconfigured")
+def test_loggers_bound_before_configuration_follow_it() -> None:
+    bound_at_import = get_logger("early").bind(component="videos")
+    seed_style = structlog.get_logger()  # what the conventions guide writes
+    output = LogOutput()
+    output.configure(level="INFO")
+    bound_at_import.info("bound early", token="t0k3n")
+    seed_style.info("seed style", api_key="k3y")
+    bound = output.one(event="bound early")
+    assert (bound["component"], bound["token"], bound["logger"]) == ("videos", REDACTED, "early")
+    assert output.one(event="seed style")["api_key"] == REDACTED
+
+
+def test_stack_info_is_rendered_on_both_paths(log_output: LogOutput) -> None:
+    get_logger("s").info("structlog stack", stack_info=True)
+    logging.getLogger("s").info("stdlib stack", stack_info=True)
+    for event in ("structlog stack", "stdlib stack"):
+        line = log_output.one(event=event)
+        assert "test_stack_info_is_rendered_on_both_paths" in line["stack"]
+        assert "stack_info" not in line
+
+
+def test_writes_bytes_under_a_text_stream_that_has_a_buffer() -> None:
+    restore = _snapshot()
+    raw = io.BytesIO()
+    stream = io.TextIOWrapper(raw, encoding="utf-8")  # what sys.stderr is
+    try:
+        configure_logging(json=True, stream=stream)
+        get_logger("a").info("through the buffer", text="caf\u00e9")
+    finally:
+        restore()
+    assert orjson.loads(raw.getvalue())["text"] == "caf\u00e9"
+
+
+def test_the_root_handler_formats_a_record_as_its_json_line(log_output: LogOutput) -> None:
+    (handler,) = our_handlers()
+    record = logging.makeLogRecord(
+        {"name": "fmt", "levelno": 20, "levelname": "INFO", "msg": "hi %s", "args": ("there",)}
+    )
+    line = orjson.loads(handler.format(record))
+    assert (line["event"], line["logger"], line["level"]) == ("hi there", "fmt", "info")

@@ -1,0 +1,344 @@
+"""RequestContextMiddleware: one id per request on the header, the error body and every line."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import httpx
+import pytest
+from fastapi import Depends, FastAPI, WebSocket
+from fastapi.responses import StreamingResponse
+from fastapi.testclient import TestClient
+
+from heygen_conventions import (
+    NotFoundError,
+    RequestContextMiddleware,
+    bind_request_context,
+    get_logger,
+    get_request_context,
+    install_exception_handlers,
+)
+from tests.fixtures.logging import LogOutput
+
+NEW_ID = re.compile(r"^[0-9a-f]{32}$")
+SECRET = "db password is hunter2"
+
+log = get_logger("tests.routes")
+
+
+def current_user_sync() -> str:
+    # A sync dependency: FastAPI runs it in a threadpool.
+    bind_request_context(user_id="u-42")
+    logging.getLogger("tests.deps").info("user loaded")
+    return "u-42"
+
+
+def make_app(**middleware_options: Any) -> FastAPI:
+    app = FastAPI()
+    install_exception_handlers(app)
+
+    @app.get("/videos/{video_id}")
+    async def get_video(video_id: str, user: str = Depends(current_user_sync)) -> dict[str, str]:
+        log.info("loading video", video_id=video_id)
+        logging.getLogger("tests.stdlib").info("stdlib line in the route")
+        return {"id": video_id, "user": user}
+
+    @app.get("/sync")
+    def sync_route() -> dict[str, bool]:
+        logging.getLogger("tests.stdlib").info("from a threadpool route")
+        return {"ok": True}
+
+    @app.get("/missing")
+    async def missing() -> None:
+        log.info("about to fail")
+        raise NotFoundError("Video not found")
+
+    @app.get("/boom")
+    async def boom() -> None:
+        log.info("about to crash")
+        raise RuntimeError(SECRET)
+
+    @app.get("/stream")
+    async def stream() -> StreamingResponse:
+        async def chunks() -> AsyncIterator[bytes]:
+            yield b"a"
+            yield b"b"
+
+        return StreamingResponse(chunks(), status_code=206)
+
+    app.add_middleware(RequestContextMiddleware, **middleware_options)
+    return app
+
+
+def request_lines(log_output: LogOutput, request_id: str) -> list[dict[str, Any]]:
+    return [line for line in log_output.lines() if line.get("request_id") == request_id]
+
+
+def test_access_line_has_the_request_facts(log_output: LogOutput) -> None:
+    with TestClient(make_app()) as client:
+        response = client.get("/videos/v1?token=query-secret")
+    assert response.status_code == 200, response.text
+    request_id = response.headers["x-request-id"]
+    assert NEW_ID.match(request_id)
+    assert uuid.UUID(hex=request_id).version == 4
+    access = log_output.one(event="request finished")
+    assert access["logger"] == "heygen_conventions.access"
+    assert access["request_id"] == request_id
+    assert (access["method"], access["path"], access["status_code"]) == ("GET", "/videos/v1", 200)
+    assert isinstance(access["duration_ms"], float)
+    assert access["duration_ms"] >= 0
+    assert access["client"].startswith("testclient:")
+    assert access["user_id"] == "u-42"  # bound later, from a threadpool dependency
+    assert "query-secret" not in log_output.text
+
+
+def test_every_line_of_a_request_carries_its_id(log_output: LogOutput) -> None:
+    with TestClient(make_app()) as client:
+        response = client.get("/videos/v1", headers={"X-Request-ID": "req-abc.1_2"})
+    assert response.status_code == 200, response.text
+    assert response.headers["x-request-id"] == "req-abc.1_2"
+    events = {line["event"] for line in request_lines(log_output, "req-abc.1_2")}
+    assert {
+        "user loaded",  # stdlib, in the threadpool dependency
+        "loading video",  # structlog, in the route
+        "stdlib line in the route",
+        "request finished",
+    } <= events
+    sync = TestClient(make_app()).get("/sync", headers={"X-Request-ID": "req-sync"})
+    assert sync.status_code == 200, sync.text
+    assert log_output.one(event="from a threadpool route")["request_id"] == "req-sync"
+
+
+@pytest.mark.parametrize("format", ["envelope", "problem"])
+def test_app_errors_carry_the_same_id_on_header_body_and_lines(
+    log_output: LogOutput, format: str
+) -> None:
+    app = FastAPI()
+    install_exception_handlers(app, format=format)  # type: ignore[arg-type]
+
+    @app.get("/missing")
+    async def missing() -> None:
+        raise NotFoundError("Video not found")
+
+    app.add_middleware(RequestContextMiddleware)
+    response = TestClient(app).get("/missing")
+    assert response.status_code == 404, response.text
+    request_id = response.headers["x-request-id"]
+    body = response.json()
+    body_id = body["metadata"]["request_id"] if format == "envelope" else body["request_id"]
+    assert body_id == request_id
+    handled = log_output.one(logger="heygen_conventions.errors")
+    assert (handled["request_id"], handled["status_code"], handled["error_code"]) == (
+        request_id,
+        404,
+        "not_found",
+    )
+    assert log_output.one(event="request finished")["status_code"] == 404
+
+
+def test_unhandled_errors_answer_500_with_the_header_and_one_structured_traceback(
+    log_output: LogOutput,
+) -> None:
+    with TestClient(make_app(), raise_server_exceptions=False) as client:
+        response = client.get("/boom", headers={"X-Request-ID": "req-boom"})
+    assert response.status_code == 500, response.text
+    assert response.headers["x-request-id"] == "req-boom"
+    assert response.json()["metadata"]["request_id"] == "req-boom"
+    assert SECRET not in response.text
+    tracebacks = [line for line in log_output.lines() if "exception" in line]
+    assert len(tracebacks) == 1, log_output.text
+    (line,) = tracebacks
+    assert line["logger"] == "heygen_conventions.errors"
+    assert line["level"] == "error"
+    assert line["request_id"] == "req-boom"
+    (stack,) = line["exception"]
+    assert stack["exc_type"] == "RuntimeError"
+    assert stack["frames"][-1]["name"] == "boom"
+    access = log_output.one(event="request finished")
+    assert (access["request_id"], access["status_code"]) == ("req-boom", 500)
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        b"two\nlines",
+        b"\x1b[31mred\x1b[0m",
+        b"x" * 10_240,
+        b"\xff\xfe\xfd",
+        b"has space",
+        b"",
+        "caf\u00e9".encode(),
+    ],
+)
+def test_unsafe_incoming_ids_are_replaced_and_never_logged(
+    log_output: LogOutput, bad: bytes
+) -> None:
+    client = TestClient(make_app())
+    response = client.get("/videos/v1", headers=[(b"x-request-id", bad)])
+    assert response.status_code == 200, response.text
+    request_id = response.headers["x-request-id"]
+    assert NEW_ID.match(request_id)
+    lines = log_output.lines()
+    assert lines
+    assert all(line.get("request_id") in (None, request_id) for line in lines)
+    if bad:
+        assert bad.decode("latin-1") not in log_output.stream.getvalue().decode("latin-1")
+
+
+def test_incoming_ids_can_be_ignored(log_output: LogOutput) -> None:
+    response = TestClient(make_app(trust_incoming=False)).get(
+        "/videos/v1", headers={"X-Request-ID": "req-from-client"}
+    )
+    assert NEW_ID.match(response.headers["x-request-id"])
+    assert "req-from-client" not in log_output.text
+
+
+def test_the_header_name_is_configurable(log_output: LogOutput) -> None:
+    app = make_app(header="X-Correlation-ID")
+    response = TestClient(app).get("/missing", headers={"X-Correlation-ID": "corr-1"})
+    assert response.status_code == 404, response.text
+    assert response.headers["x-correlation-id"] == "corr-1"
+    assert "x-request-id" not in response.headers
+    assert response.json()["metadata"]["request_id"] == "corr-1"
+    assert log_output.one(event="request finished")["request_id"] == "corr-1"
+
+
+def test_a_request_id_set_by_the_route_is_replaced_not_duplicated(log_output: LogOutput) -> None:
+    app = FastAPI()
+
+    @app.get("/")
+    async def root() -> Any:
+        from fastapi.responses import JSONResponse
+
+        return JSONResponse({}, headers={"X-Request-ID": "from-route"})
+
+    app.add_middleware(RequestContextMiddleware)
+    response = TestClient(app).get("/", headers={"X-Request-ID": "req-1"})
+    assert response.headers.get_list("x-request-id") == ["req-1"]
+
+
+def test_streaming_responses_log_their_status(log_output: LogOutput) -> None:
+    response = TestClient(make_app()).get("/stream")
+    assert response.status_code == 206
+    assert response.content == b"ab"
+    assert log_output.one(event="request finished")["status_code"] == 206
+
+
+async def test_concurrent_requests_never_see_each_others_context(log_output: LogOutput) -> None:
+    app = FastAPI()
+    both_inside = asyncio.Barrier(2)
+
+    @app.get("/who/{name}")
+    async def who(name: str) -> dict[str, str]:
+        bind_request_context(user_id=name)
+        await both_inside.wait()  # both requests are in flight at this point
+        log.info("inside", name=name)
+        await asyncio.sleep(0)
+        return {"context_user": get_request_context()["user_id"]}
+
+    app.add_middleware(RequestContextMiddleware)
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+        first, second = await asyncio.gather(
+            client.get("/who/alice", headers={"X-Request-ID": "req-alice"}),
+            client.get("/who/bob", headers={"X-Request-ID": "req-bob"}),
+        )
+    assert first.json() == {"context_user": "alice"}
+    assert second.json() == {"context_user": "bob"}
+    for name in ("alice", "bob"):
+        lines = request_lines(log_output, f"req-{name}")
+        assert {line["event"] for line in lines} == {"inside", "request finished"}
+        assert {line["user_id"] for line in lines} == {name}
+        assert log_output.one(event="inside", name=name)["request_id"] == f"req-{name}"
+
+
+async def test_the_context_is_cleared_after_each_request_on_the_same_task(
+    log_output: LogOutput,
+) -> None:
+    app = FastAPI()
+
+    @app.get("/login")
+    async def login() -> None:
+        bind_request_context(user_id="u-1")
+
+    @app.get("/anonymous")
+    async def anonymous() -> dict[str, Any]:
+        return dict(get_request_context())
+
+    app.add_middleware(RequestContextMiddleware)
+    # ASGITransport runs the app in the caller's task: no task boundary resets anything.
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+        await client.get("/login")
+        assert get_request_context() == {}
+        second = await client.get("/anonymous")
+    assert "user_id" not in second.json()
+    assert second.json()["request_id"] == second.headers["x-request-id"]
+    accesses = log_output.find(event="request finished")
+    assert [line.get("user_id") for line in accesses] == ["u-1", None]
+
+
+def test_added_twice_it_still_writes_one_access_line(log_output: LogOutput) -> None:
+    app = make_app()
+    app.add_middleware(RequestContextMiddleware)
+    response = TestClient(app).get("/videos/v1", headers={"X-Request-ID": "req-twice"})
+    assert response.headers.get_list("x-request-id") == ["req-twice"]
+    assert len(log_output.find(event="request finished")) == 1
+
+
+def test_access_line_can_be_turned_off(log_output: LogOutput) -> None:
+    response = TestClient(make_app(access_log=False)).get("/videos/v1")
+    assert response.status_code == 200, response.text
+    assert not log_output.find(event="request finished")
+    assert log_output.one(event="loading video")["request_id"] == response.headers["x-request-id"]
+
+
+def test_without_error_handlers_a_crash_is_still_logged_as_500(log_output: LogOutput) -> None:
+    app = FastAPI()
+
+    @app.get("/boom")
+    async def boom() -> None:
+        raise RuntimeError("unhandled")
+
+    app.add_middleware(RequestContextMiddleware)
+    with pytest.raises(RuntimeError, match="unhandled"):
+        TestClient(app).get("/boom", headers={"X-Request-ID": "req-raw"})
+    access = log_output.one(event="request finished")
+    assert (access["request_id"], access["status_code"]) == ("req-raw", 500)
+    assert get_request_context() == {}
+
+
+def test_lifespan_passes_through_and_websockets_get_an_id(log_output: LogOutput) -> None:
+    started: list[bool] = []
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        started.append(True)
+        yield
+
+    app = FastAPI(lifespan=lifespan)
+
+    @app.websocket("/ws")
+    async def ws(websocket: WebSocket) -> None:
+        await websocket.accept()
+        log.info("socket open")
+        await websocket.send_json(dict(get_request_context()))
+        await websocket.close()
+
+    app.add_middleware(RequestContextMiddleware)
+    with (
+        TestClient(app) as client,
+        client.websocket_connect("/ws", headers={"X-Request-ID": "req-ws"}) as socket,
+    ):
+        context = socket.receive_json()
+    assert started == [True]
+    assert context["request_id"] == "req-ws"
+    assert context["path"] == "/ws"
+    assert log_output.one(event="socket open")["request_id"] == "req-ws"
+    assert not log_output.find(event="request finished")

@@ -1,0 +1,119 @@
+"""A real uvicorn process with uvicorn_log_config: every line it writes is one JSON object."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import orjson
+
+ROOT = Path(__file__).resolve().parents[1]
+
+SERVER = """
+import sys
+
+import uvicorn
+from fastapi import FastAPI
+
+from heygen_conventions import (
+    RequestContextMiddleware,
+    get_logger,
+    install_exception_handlers,
+    uvicorn_log_config,
+)
+
+app = FastAPI()
+install_exception_handlers(app)
+
+
+@app.get("/ping")
+async def ping() -> dict[str, bool]:
+    get_logger("app").info("pong", password="hunter2")
+    return {"ok": True}
+
+
+@app.get("/boom")
+async def boom() -> None:
+    raise RuntimeError("boom")
+
+
+app.add_middleware(RequestContextMiddleware)
+config = uvicorn_log_config(json=True, service="e2e")
+uvicorn.run(app, host="127.0.0.1", port=int(sys.argv[1]), log_config=config)
+"""
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def wait_until_listening(port: int, process: subprocess.Popen[bytes]) -> None:
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        assert process.poll() is None, process.communicate()
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                return
+        except OSError:
+            time.sleep(0.05)
+    raise AssertionError("uvicorn did not start listening within 30 s")
+
+
+def test_uvicorn_own_lines_and_the_apps_lines_share_one_json_format(tmp_path: Path) -> None:
+    script = tmp_path / "server.py"
+    script.write_text(SERVER)
+    port = free_port()
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    process = subprocess.Popen(  # noqa: S603 - our own interpreter and script
+        [sys.executable, str(script), str(port)],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        wait_until_listening(port, process)
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}") as client:
+            ping = client.get("/ping", headers={"X-Request-ID": "req-e2e"})
+            boom = client.get("/boom", headers={"X-Request-ID": "req-boom"})
+    finally:
+        process.send_signal(signal.SIGINT)
+        try:
+            stdout, stderr = process.communicate(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            raise
+    assert ping.status_code == 200, ping.text
+    assert ping.headers["x-request-id"] == "req-e2e"
+    assert boom.status_code == 500
+    assert boom.headers["x-request-id"] == "req-boom"
+    assert stdout == b""
+    lines = [orjson.loads(line) for line in stderr.decode().splitlines()]
+    assert all(isinstance(line, dict) and line["service"] == "e2e" for line in lines)
+    events = [(line["logger"], line["event"]) for line in lines]
+    assert ("uvicorn.error", "Application startup complete.") in events
+    assert any(
+        logger == "uvicorn.error" and event.startswith("Uvicorn running on")
+        for logger, event in events
+    )
+    assert ("uvicorn.error", "Shutting down") in events
+    assert not [line for line in lines if line["logger"] == "uvicorn.access"]
+    pong = next(line for line in lines if line["event"] == "pong")
+    assert pong["request_id"] == "req-e2e"
+    assert pong["password"] == "[REDACTED]"
+    access = [line for line in lines if line["event"] == "request finished"]
+    assert [(line["request_id"], line["status_code"]) for line in access] == [
+        ("req-e2e", 200),
+        ("req-boom", 500),
+    ]
+    tracebacks = [line for line in lines if "exception" in line]
+    assert len(tracebacks) == 1
+    assert tracebacks[0]["request_id"] == "req-boom"
