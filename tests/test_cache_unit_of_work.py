@@ -1,271 +1,281 @@
-"""Invalidations requested inside a transaction run after its commit, never after a rollback."""
+"""Invalidations requested inside a transaction run after its commit, never after a rollback.
 
-# ruff: noqa: S608 - the only interpolated names are the fixture's own table and schema
+The services here read and write the data layer's sample models through
+``BaseRepository``, in sessions made by ``Database``, on SQLite and (with
+``TEST_DATABASE_URL``) PostgreSQL.
+"""
 
 from __future__ import annotations
 
-import asyncio
-import secrets
-from collections.abc import AsyncIterator
-from typing import Any
+import uuid
+from collections.abc import Mapping, Sequence
 
 import pytest
 from pydantic import BaseModel
-from sqlalchemy import text
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, create_async_engine
+from sqlalchemy import true
+from sqlalchemy.ext.asyncio import AsyncSession
 
-from heygen_conventions import CacheBackend, CachedServiceMixin, MemoryCache
-from heygen_conventions.cache import defer_until_commit, discard_after_commit, run_after_commit
-from tests.conftest import TEST_DATABASE_URL
+from heygen_conventions import (
+    BaseRepository,
+    CacheBackend,
+    CachedServiceMixin,
+    Database,
+    MemoryCache,
+    NotFoundError,
+    cache_stats,
+)
+from tests.fixtures.db import Video
 
-DATABASES = ["sqlite", *(["postgresql"] if TEST_DATABASE_URL else [])]
 
-
-class Item(BaseModel):
-    id: int
+class VideoOut(BaseModel):
+    id: uuid.UUID
     title: str
 
 
-@pytest.fixture(params=DATABASES)
-async def engine_and_table(
-    request: pytest.FixtureRequest,
-) -> AsyncIterator[tuple[AsyncEngine, str]]:
-    """An engine and a table holding item 1 ("before"): SQLite in memory, or a fresh
-    PostgreSQL schema dropped afterwards."""
-    if request.param == "sqlite":
-        engine = create_async_engine("sqlite+aiosqlite:///:memory:")
-        table = "items"
-        schema = None
-    else:
-        assert TEST_DATABASE_URL
-        engine = create_async_engine(TEST_DATABASE_URL)
-        schema = f"cache_{secrets.token_hex(6)}"
-        table = f"{schema}.items"
-    async with engine.begin() as conn:
-        if schema:
-            await conn.execute(text(f"CREATE SCHEMA {schema}"))
-        await conn.execute(text(f"CREATE TABLE {table} (id INTEGER PRIMARY KEY, title TEXT)"))
-        await conn.execute(text(f"INSERT INTO {table} VALUES (1, 'before')"))
-    try:
-        yield engine, table
-    finally:
-        if schema:
-            async with engine.begin() as conn:
-                await conn.execute(text(f"DROP SCHEMA {schema} CASCADE"))
-        await engine.dispose()
+class VideoRepository(BaseRepository[Video]):
+    pass
 
 
-class ItemService(CachedServiceMixin):
-    cache_namespace = "items"
+class VideoService(CachedServiceMixin):
+    cache_namespace = "uow-videos"
 
-    def __init__(self, session: AsyncSession, cache: CacheBackend, table: str) -> None:
+    def __init__(self, session: AsyncSession, cache: CacheBackend) -> None:
         self.session = session
         self.cache = cache
-        self.table = table
+        self.videos = VideoRepository(session)
 
-    async def get(self, item_id: int) -> Item | None:
-        async def load() -> dict[str, Any] | None:
-            row = (
-                await self.session.execute(
-                    text(f"SELECT id, title FROM {self.table} WHERE id = :id"), {"id": item_id}
-                )
-            ).first()
-            return None if row is None else {"id": row.id, "title": row.title}
+    async def get(self, video_id: uuid.UUID) -> VideoOut | None:
+        return await self.cached(video_id, lambda: self.videos.get_by_id(video_id), model=VideoOut)
 
-        return await self.cached(item_id, load, model=Item)
+    async def get_many(self, ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, VideoOut]:
+        async def load(missing: list[uuid.UUID]) -> Mapping[uuid.UUID, Video]:
+            return {video.id: video for video in await self.videos.list(Video.id.in_(missing))}
 
-    async def rename(self, item_id: int, title: str) -> None:
-        await self.session.execute(
-            text(f"UPDATE {self.table} SET title = :title WHERE id = :id"),
-            {"title": title, "id": item_id},
-        )
-        await self.invalidate(item_id)
+        return await self.cached_many(ids, load, model=VideoOut)
 
+    async def rename(self, video_id: uuid.UUID, title: str) -> None:
+        await self.videos.update(video_id, {"title": title})
+        await self.invalidate(video_id)
 
-async def _title_seen_by_another_request(
-    engine: AsyncEngine, cache: CacheBackend, table: str
-) -> str | None:
-    async with AsyncSession(engine) as session:
-        item = await ItemService(session, cache, table).get(1)
-        await session.rollback()
-        return None if item is None else item.title
+    async def rename_all(self, title: str) -> None:
+        await self.videos.update_many({"title": title}, true())
+        await self.invalidate_namespace()
 
 
-async def test_invalidation_waits_for_the_commit(engine_and_table: tuple[AsyncEngine, str]) -> None:
-    engine, table = engine_and_table
-    cache = MemoryCache()
-    assert await _title_seen_by_another_request(engine, cache, table) == "before"
-    async with AsyncSession(engine) as session:
-        service = ItemService(session, cache, table)
-        await service.rename(1, "after")
+@pytest.fixture
+async def video_ids(sample_db: Database) -> list[uuid.UUID]:
+    """Two committed videos, titled "before" and "other"."""
+    async with sample_db.transaction() as session:
+        repository = VideoRepository(session)
+        first = await repository.create({"title": "before", "slug": "first"})
+        second = await repository.create({"title": "other", "slug": "second"})
+        return [first.id, second.id]
+
+
+async def seen_by_another_request(db: Database, cache: CacheBackend, video_id: uuid.UUID) -> str:
+    async with db.session() as session:
+        video = await VideoService(session, cache).get(video_id)
+    assert video is not None
+    return video.title
+
+
+def loads(cache: CacheBackend) -> int:
+    stats = cache_stats(cache)["namespaces"].get("uow-videos", {})
+    return int(stats.get("loads", 0))
+
+
+async def test_invalidation_waits_for_the_commit(
+    sample_db: Database, video_ids: list[uuid.UUID]
+) -> None:
+    cache, video_id = MemoryCache(), video_ids[0]
+    assert await seen_by_another_request(sample_db, cache, video_id) == "before"
+    async with sample_db.session() as session:
+        service = VideoService(session, cache)
+        await service.rename(video_id, "after")
         # Not committed: other requests still get the cached committed value...
-        assert await _title_seen_by_another_request(engine, cache, table) == "before"
+        assert await seen_by_another_request(sample_db, cache, video_id) == "before"
         # ... while this transaction reads its own write, bypassing the cache.
-        own = await service.get(1)
+        own = await service.get(video_id)
         assert own is not None
         assert own.title == "after"
-        await session.commit()
-        await run_after_commit(session)
-    assert await _title_seen_by_another_request(engine, cache, table) == "after"
+        await session.commit()  # returns once the invalidation has run
+        assert await seen_by_another_request(sample_db, cache, video_id) == "after"
+        # The commit cleared the marks: this session reads through the cache again.
+        before = loads(cache)
+        assert await service.get(video_id) == VideoOut(id=video_id, title="after")
+        assert loads(cache) == before
 
 
 async def test_invalidation_is_dropped_on_rollback(
-    engine_and_table: tuple[AsyncEngine, str],
+    sample_db: Database, video_ids: list[uuid.UUID]
 ) -> None:
-    engine, table = engine_and_table
-    cache = MemoryCache()
-    assert await _title_seen_by_another_request(engine, cache, table) == "before"
-    loads_before = _loads(cache)
-    async with AsyncSession(engine) as session:
-        service = ItemService(session, cache, table)
-        await service.rename(1, "never")
+    cache, video_id = MemoryCache(), video_ids[0]
+    assert await seen_by_another_request(sample_db, cache, video_id) == "before"
+    loads_before = loads(cache)
+    async with sample_db.session() as session:
+        service = VideoService(session, cache)
+        await service.rename(video_id, "never")
         await session.rollback()
-        await run_after_commit(session)
-        assert "heygen_after_commit" not in session.info
         # The same session, after the rollback, uses the cache again.
-        item = await service.get(1)
-        assert item is not None
-        assert item.title == "before"
-        await session.rollback()
-    assert await _title_seen_by_another_request(engine, cache, table) == "before"
-    assert _loads(cache) == loads_before  # still served from the cache
+        assert await service.get(video_id) == VideoOut(id=video_id, title="before")
+    assert await seen_by_another_request(sample_db, cache, video_id) == "before"
+    assert loads(cache) == loads_before  # still served from the cache
+
+
+async def test_a_failing_unit_of_work_leaves_the_cache_alone(
+    sample_db: Database, video_ids: list[uuid.UUID]
+) -> None:
+    cache, video_id = MemoryCache(), video_ids[0]
+    assert await seen_by_another_request(sample_db, cache, video_id) == "before"
+    loads_before = loads(cache)
+
+    async def rename_then_fail() -> None:
+        async with sample_db.transaction() as session:
+            await VideoService(session, cache).rename(video_id, "never")
+            raise NotFoundError("changed my mind")
+
+    with pytest.raises(NotFoundError):
+        await rename_then_fail()
+    assert await seen_by_another_request(sample_db, cache, video_id) == "before"
+    assert loads(cache) == loads_before
 
 
 async def test_a_rolled_back_savepoint_keeps_earlier_invalidations(
-    engine_and_table: tuple[AsyncEngine, str],
+    sample_db: Database, video_ids: list[uuid.UUID]
 ) -> None:
-    engine, table = engine_and_table
-    cache = MemoryCache()
-    await _title_seen_by_another_request(engine, cache, table)
-    async with AsyncSession(engine) as session:
-        service = ItemService(session, cache, table)
-        await service.rename(1, "after")
+    cache, video_id = MemoryCache(), video_ids[0]
+    await seen_by_another_request(sample_db, cache, video_id)
+    async with sample_db.transaction() as session:
+        service = VideoService(session, cache)
+        await service.rename(video_id, "after")
         savepoint = await session.begin_nested()
         await savepoint.rollback()
-        await session.commit()
-        await run_after_commit(session)
-    assert await _title_seen_by_another_request(engine, cache, table) == "after"
+        own = await service.get(video_id)
+        assert own is not None
+        assert own.title == "after"  # still this transaction's own write
+    assert await seen_by_another_request(sample_db, cache, video_id) == "after"
 
 
-async def test_a_plain_commit_still_invalidates(engine_and_table: tuple[AsyncEngine, str]) -> None:
-    """Even a data layer that never calls run_after_commit gets the invalidation, soon."""
-    engine, table = engine_and_table
-    cache = MemoryCache()
-    await _title_seen_by_another_request(engine, cache, table)
-    async with AsyncSession(engine) as session:
-        await ItemService(session, cache, table).rename(1, "after")
-        await session.commit()
-    for _ in range(100):
-        if await _title_seen_by_another_request(engine, cache, table) == "after":
-            break
-        await asyncio.sleep(0.01)
-    assert await _title_seen_by_another_request(engine, cache, table) == "after"
+async def test_a_released_savepoint_waits_for_the_outer_commit(
+    sample_db: Database, video_ids: list[uuid.UUID]
+) -> None:
+    cache, video_id = MemoryCache(), video_ids[0]
+    await seen_by_another_request(sample_db, cache, video_id)
+    loads_before = loads(cache)
+    async with sample_db.session() as session:
+        service = VideoService(session, cache)
+        await service.rename(video_ids[1], "outer")  # pysqlite begins at the first write
+        async with session.begin_nested():
+            await service.rename(video_id, "inner")
+        # Released, not committed: nothing is invalidated yet, reads stay our own.
+        assert await seen_by_another_request(sample_db, cache, video_id) == "before"
+        own = await service.get(video_id)
+        assert own is not None
+        assert own.title == "inner"
+        await session.rollback()
+    assert await seen_by_another_request(sample_db, cache, video_id) == "before"
+    assert loads(cache) == loads_before + 1  # only the read that bypassed the cache
+    async with sample_db.session() as session:
+        assert (await VideoRepository(session).get_one(id=video_id)).title == "before"
+
+
+async def test_a_begin_block_invalidates_as_it_commits(
+    sample_db: Database, video_ids: list[uuid.UUID]
+) -> None:
+    cache, video_id = MemoryCache(), video_ids[0]
+    await seen_by_another_request(sample_db, cache, video_id)
+    async with sample_db.session() as session:
+        service = VideoService(session, cache)
+        async with session.begin():
+            await service.rename(video_id, "after")
+        assert await seen_by_another_request(sample_db, cache, video_id) == "after"
 
 
 async def test_namespace_invalidation_waits_for_the_commit(
-    engine_and_table: tuple[AsyncEngine, str],
+    sample_db: Database, video_ids: list[uuid.UUID]
 ) -> None:
-    engine, table = engine_and_table
-    cache = MemoryCache()
-    await _title_seen_by_another_request(engine, cache, table)
-    async with AsyncSession(engine) as session:
-        service = ItemService(session, cache, table)
-        await session.execute(text(f"UPDATE {table} SET title = 'bulk'"))
-        await service.invalidate_namespace()
-        assert await _title_seen_by_another_request(engine, cache, table) == "before"
-        own = await service.get(1)
+    cache, video_id = MemoryCache(), video_ids[0]
+    await seen_by_another_request(sample_db, cache, video_id)
+    async with sample_db.session() as session:
+        service = VideoService(session, cache)
+        await service.rename_all("bulk")
+        assert await seen_by_another_request(sample_db, cache, video_id) == "before"
+        own = await service.get(video_id)
         assert own is not None
         assert own.title == "bulk"
         await session.commit()
-        await run_after_commit(session)
-    assert await _title_seen_by_another_request(engine, cache, table) == "bulk"
+    assert await seen_by_another_request(sample_db, cache, video_id) == "bulk"
+
+
+async def test_cached_many_bypasses_only_the_keys_this_transaction_changed(
+    sample_db: Database, video_ids: list[uuid.UUID]
+) -> None:
+    cache = MemoryCache()
+    changed, untouched = video_ids
+    async with sample_db.session() as session:
+        assert len(await VideoService(session, cache).get_many(video_ids)) == 2
+    async with sample_db.session() as session:
+        service = VideoService(session, cache)
+        await service.rename(changed, "after")
+        loads_before = loads(cache)
+        found = await service.get_many(video_ids)
+        assert found[changed].title == "after"
+        assert found[untouched].title == "other"
+        assert loads(cache) == loads_before + 1  # one load, for the changed key alone
+        await session.rollback()
+    async with sample_db.session() as session:
+        found = await VideoService(session, cache).get_many(video_ids)
+    assert found[changed].title == "before"
 
 
 async def test_outside_a_transaction_invalidation_is_immediate(
-    engine_and_table: tuple[AsyncEngine, str],
+    sample_db: Database, video_ids: list[uuid.UUID]
 ) -> None:
-    engine, table = engine_and_table
-    cache = MemoryCache()
-    await _title_seen_by_another_request(engine, cache, table)
-    async with AsyncSession(engine) as session:
-        await session.execute(text(f"UPDATE {table} SET title = 'after'"))
+    cache, video_id = MemoryCache(), video_ids[0]
+    await seen_by_another_request(sample_db, cache, video_id)
+    async with sample_db.session() as session:
+        service = VideoService(session, cache)
+        await service.videos.update(video_id, {"title": "after"})
         await session.commit()
-        service = ItemService(session, cache, table)
         assert not session.in_transaction()
-        await service.invalidate(1)
-    assert await _title_seen_by_another_request(engine, cache, table) == "after"
+        await service.invalidate(video_id)
+    assert await seen_by_another_request(sample_db, cache, video_id) == "after"
 
 
-class UnitOfWork:
-    """A unit of work that is not a SQLAlchemy session."""
+class ByDb(CachedServiceMixin):
+    cache_namespace = "uow-videos"
 
-    def __init__(self) -> None:
-        self.info: dict[str, Any] = {}
-        self.open = True
-
-    def in_transaction(self) -> bool:
-        return self.open
-
-
-class Remembered(CachedServiceMixin):
-    cache_namespace = "remembered"
-
-    def __init__(self, cache: CacheBackend, db: UnitOfWork) -> None:
+    def __init__(self, cache: CacheBackend, db: object) -> None:
         self.cache = cache
         self.db = db  # the mixin also looks for `db`
 
 
-async def test_any_unit_of_work_runs_its_callbacks_when_told() -> None:
-    cache = MemoryCache()
-    unit = UnitOfWork()
-    service = Remembered(cache, unit)
-    calls = 0
-
-    async def load() -> Item:
-        nonlocal calls
-        calls += 1
-        return Item(id=1, title=str(calls))
-
-    unit.open = False
-    assert await service.cached(1, load, model=Item) == Item(id=1, title="1")
-    unit.open = True
-    await service.invalidate(1)
-    unit.open = False
-    assert await service.cached(1, load, model=Item) == Item(id=1, title="2")  # bypassed
-    assert await service.cached(1, load, model=Item) == Item(id=1, title="3")  # still pending
-    await run_after_commit(unit)
-    assert await service.cached(1, load, model=Item) == Item(id=1, title="4")  # reloaded, cached
-    assert await service.cached(1, load, model=Item) == Item(id=1, title="4")
-
-    unit.open = True
-    await service.invalidate(1)
-    discard_after_commit(unit)
-    await run_after_commit(unit)
-    assert await service.cached(1, load, model=Item) == Item(id=1, title="4")
-    await run_after_commit(object())  # nothing registered anywhere: a no-op
-
-
-async def test_a_failing_after_commit_callback_does_not_stop_the_others(
-    caplog: pytest.LogCaptureFixture,
+async def test_the_unit_of_work_may_be_named_db(
+    sample_db: Database, video_ids: list[uuid.UUID]
 ) -> None:
-    unit = UnitOfWork()
-    ran: list[str] = []
-
-    async def broken() -> None:
-        raise RuntimeError("boom")
-
-    async def fine() -> None:
-        ran.append("fine")
-
-    defer_until_commit(unit, broken)
-    defer_until_commit(unit, fine)
-    await run_after_commit(unit)
-    assert ran == ["fine"]
-    assert any(r.message == "After-commit callback failed" for r in caplog.records)
+    cache, video_id = MemoryCache(), video_ids[0]
+    await seen_by_another_request(sample_db, cache, video_id)
+    async with sample_db.session() as session:
+        await VideoRepository(session).update(video_id, {"title": "after"})
+        await ByDb(cache, session).invalidate(video_id)
+        assert await seen_by_another_request(sample_db, cache, video_id) == "before"
+        await session.commit()
+    assert await seen_by_another_request(sample_db, cache, video_id) == "after"
+    # Anything but a session (here the Database itself) is no transaction: at once.
+    await ByDb(cache, sample_db).invalidate(video_id)
 
 
-def _loads(cache: CacheBackend) -> int:
-    from heygen_conventions import cache_stats
-
-    stats = cache_stats(cache)["namespaces"].get("items", {})
-    return int(stats.get("loads", 0))
+async def test_a_session_not_made_by_database_is_refused_inside_a_transaction(
+    sample_db: Database, video_ids: list[uuid.UUID]
+) -> None:
+    cache, video_id = MemoryCache(), video_ids[0]
+    await seen_by_another_request(sample_db, cache, video_id)
+    async with AsyncSession(sample_db.engine) as session:
+        service = VideoService(session, cache)
+        await service.videos.update(video_id, {"title": "after"})
+        # Nothing could run the invalidation after that session's commit.
+        with pytest.raises(TypeError, match=r"VideoService .* Database"):
+            await service.invalidate(video_id)
+        await session.commit()
+        await service.invalidate(video_id)  # after the commit it happens at once
+    assert await seen_by_another_request(sample_db, cache, video_id) == "after"
