@@ -44,7 +44,6 @@ from starlette.responses import Response
 from heygen_conventions._context import bind_request_context
 from heygen_conventions._handlers import error_response
 from heygen_conventions._jwt import ExpiredTokenError, TokenError, token_digest
-from heygen_conventions._local_store import LocalStore
 from heygen_conventions._tokens import (
     SCOPE_TOKEN,
     ClaimsCache,
@@ -56,7 +55,7 @@ from heygen_conventions._tokens import (
     create_refresh_token,
     mint,
 )
-from heygen_conventions.cache import CacheBackend
+from heygen_conventions.cache import CacheBackend, MemoryCache
 from heygen_conventions.errors import (
     AppError,
     AuthenticationError,
@@ -195,7 +194,8 @@ class JWTAuth:
         self.revocation_fail_closed = revocation_fail_closed
         self.revocation_timeout = revocation_timeout
         self._explicit_store = revocation_store
-        self._local_store = LocalStore()
+        # Never evicts: a bound would let a flood of logouts push out older revocations.
+        self._local_store = MemoryCache(maxsize=None)
         self._claims_cache = ClaimsCache(claims_cache_size)
         self._clock = clock
         self._prefix = f"{self.settings.app_name}:auth:"
