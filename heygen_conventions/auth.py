@@ -20,8 +20,9 @@ roles and activity, so a demoted or disabled user loses access at once, whatever
 an older token says.
 
 Revoked token ids and per-user cutoffs live in a :class:`CacheBackend`: the
-one given to :func:`install_auth`, else the app's cache (``install_cache``),
-else an in-process store that only that process sees.
+one given to :func:`install_auth`, else the app's cache (``install_cache``)
+unless that is an in-process ``MemoryCache``, else an in-process store that
+only that process sees and that never evicts a revocation before it expires.
 """
 
 import asyncio
@@ -157,7 +158,8 @@ class JWTAuth:
         user_loader: ``async (subject) -> user | None``.
         settings: Keys and rules; ``Settings()`` (the environment) when omitted.
         revocation_store: Where revoked ids and cutoffs live; defaults to the
-            app's cache, else an in-process store.
+            app's cache (unless it is a ``MemoryCache``, which could evict
+            them), else an in-process store.
         revocation_fail_closed: When the shared store fails or times out,
             answer 503, so a revoked token is never accepted. The default,
             False, keeps the API serving during a Redis outage: tokens are
@@ -299,7 +301,9 @@ class JWTAuth:
         if self._app is not None:
             # Read the state's dict: a missing attribute would cost an exception per request.
             shared = _state_dict(self._app).get(_CACHE_STATE_KEY)
-            if shared is not None:
+            # An app's MemoryCache is no more shared than our own store, and its
+            # LRU bound would let cache traffic evict a revocation: keep ours.
+            if shared is not None and not isinstance(shared, MemoryCache):
                 return shared  # type: ignore[no-any-return]
         if not self._warned_local_store and self.settings.is_production:
             self._warned_local_store = True

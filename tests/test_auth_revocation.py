@@ -7,6 +7,7 @@ import logging
 import time
 from typing import Any
 
+import fakeredis
 import httpx
 import pytest
 from fastapi import FastAPI
@@ -127,7 +128,7 @@ async def test_cutoff_accepts_a_datetime() -> None:
 
 
 async def test_the_apps_cache_is_used_when_no_store_is_given() -> None:
-    store = MemoryCache()
+    store = RedisCache(fakeredis.FakeAsyncRedis(), prefix="test:auth:app:")
     app, auth, _ = build_app()
     app.state.heygen_cache = store  # as install_cache() does, even after install_auth()
     claims = await auth.verify_token(auth.create_access_token("alice"))
@@ -135,6 +136,20 @@ async def test_the_apps_cache_is_used_when_no_store_is_given() -> None:
     assert await store.get(auth._jti_key(claims.jti)) == b"1"
     # Kept locally too, so this instance still refuses it if the shared store fails.
     assert await auth._local_store.get(auth._jti_key(claims.jti)) == b"1"
+
+
+async def test_an_apps_in_process_cache_does_not_hold_revocations() -> None:
+    # It is no more shared than auth's own store, and its LRU bound would let
+    # cache traffic evict a revocation before the token expires.
+    cache = MemoryCache(maxsize=2)
+    app, auth, _ = build_app()
+    app.state.heygen_cache = cache
+    token = auth.create_access_token("alice")
+    claims = await auth.verify_token(token)
+    await auth.revoke_token(claims.jti, until=claims.expires_at)
+    await cache.set_many({f"entry{i}": b"cached" for i in range(10)})
+    assert (await get(app, token)).status_code == 401
+    assert await cache.get(auth._jti_key(claims.jti)) is None
 
 
 async def test_without_any_cache_the_in_process_store_works() -> None:
