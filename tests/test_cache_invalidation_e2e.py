@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass
 from typing import Annotated, Any
 
+import httpx
 import pytest
 from fastapi import Depends, FastAPI
 from pydantic import BaseModel
@@ -130,56 +132,60 @@ def slow_cache_writes(cache_backend: CacheBackend, monkeypatch: pytest.MonkeyPat
     return events
 
 
-async def create_videos(database: Database) -> list[uuid.UUID]:
+@dataclass
+class Running:
+    client: httpx.AsyncClient
+    video_id: uuid.UUID
+    events: list[str]
+
+
+@pytest.fixture
+async def running(
+    database: Database, cache_backend: CacheBackend, slow_cache_writes: list[str]
+) -> AsyncIterator[Running]:
+    """The app, serving two videos: "first" titled "v0" and "second"."""
     await database.create_all(Video.metadata)
     async with database.transaction() as session:
         repository = VideoRepository(session)
-        first = await repository.create({"title": "v0", "slug": "first"})
-        second = await repository.create({"title": "other", "slug": "second"})
-        return [first.id, second.id]
+        video = await repository.create({"title": "v0", "slug": "first"})
+        await repository.create({"title": "other", "slug": "second"})
+    async with asgi_client(make_app(database, cache_backend, slow_cache_writes)) as client:
+        yield Running(client, video.id, slow_cache_writes)
 
 
 def loads(cache: CacheBackend) -> int:
     return int(cache_stats(cache)["namespaces"]["e2e-videos"]["loads"])
 
 
-async def test_a_get_after_an_update_never_sees_stale_data(
-    database: Database, cache_backend: CacheBackend, slow_cache_writes: list[str]
-) -> None:
-    video_id, _ = await create_videos(database)
-    events = slow_cache_writes
-    async with asgi_client(make_app(database, cache_backend, events)) as client:
-        for round_ in range(1, 4):
-            cached = await client.get(f"/videos/{video_id}")
-            assert cached.status_code == 200, cached.text
-            assert cached.json()["data"]["title"] == f"v{round_ - 1}"
-            events.clear()
-            updated = await client.patch(f"/videos/{video_id}", json={"title": f"v{round_}"})
-            assert updated.status_code == 200, updated.text
-            # The invalidation was written before the response started.
-            assert events == ["cache written", "response 200"]
-            after = await client.get(f"/videos/{video_id}")
-            assert after.status_code == 200, after.text
-            assert after.json()["data"]["title"] == f"v{round_}"
+async def test_a_get_after_an_update_never_sees_stale_data(running: Running) -> None:
+    client, path, events = running.client, f"/videos/{running.video_id}", running.events
+    for round_ in range(1, 4):
+        cached = await client.get(path)
+        assert cached.status_code == 200, cached.text
+        assert cached.json()["data"]["title"] == f"v{round_ - 1}"
+        events.clear()
+        updated = await client.patch(path, json={"title": f"v{round_}"})
+        assert updated.status_code == 200, updated.text
+        # The invalidation was written before the response started.
+        assert events == ["cache written", "response 200"]
+        after = await client.get(path)
+        assert after.status_code == 200, after.text
+        assert after.json()["data"]["title"] == f"v{round_}"
 
 
 async def test_an_update_whose_commit_fails_leaves_the_cache_entry(
-    database: Database, cache_backend: CacheBackend, slow_cache_writes: list[str]
+    running: Running, cache_backend: CacheBackend
 ) -> None:
-    video_id, _ = await create_videos(database)
-    events = slow_cache_writes
-    async with asgi_client(make_app(database, cache_backend, events)) as client:
-        assert (await client.get(f"/videos/{video_id}")).status_code == 200
-        loads_before = loads(cache_backend)
-        events.clear()
-        # "second" is taken: the UPDATE flushed by the commit violates the unique slug.
-        failed = await client.patch(
-            f"/videos/{video_id}", json={"title": "never", "slug": "second"}
-        )
-        assert failed.status_code == 409, failed.text
-        assert failed.json()["errors"][0]["code"] == "unique_violation"
-        assert events == ["response 409"]  # nothing invalidated
-        again = await client.get(f"/videos/{video_id}")
-        assert again.status_code == 200, again.text
-        assert again.json()["data"] == {"id": str(video_id), "title": "v0", "slug": "first"}
-        assert loads(cache_backend) == loads_before  # the entry answered, still in place
+    client, path, events = running.client, f"/videos/{running.video_id}", running.events
+    assert (await client.get(path)).status_code == 200
+    loads_before = loads(cache_backend)
+    events.clear()
+    # "second" is taken: the UPDATE flushed by the commit violates the unique slug.
+    failed = await client.patch(path, json={"title": "never", "slug": "second"})
+    assert failed.status_code == 409, failed.text
+    assert failed.json()["errors"][0]["code"] == "unique_violation"
+    assert events == ["response 409"]  # nothing invalidated
+    again = await client.get(path)
+    assert again.status_code == 200, again.text
+    assert again.json()["data"] == {"id": str(running.video_id), "title": "v0", "slug": "first"}
+    assert loads(cache_backend) == loads_before  # the entry answered, still in place

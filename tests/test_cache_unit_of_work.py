@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 
 import pytest
 from pydantic import BaseModel
@@ -62,184 +63,155 @@ class VideoService(CachedServiceMixin):
         await self.invalidate_namespace()
 
 
-@pytest.fixture
-async def video_ids(sample_db: Database) -> list[uuid.UUID]:
-    """Two committed videos, titled "before" and "other"."""
-    async with sample_db.transaction() as session:
-        repository = VideoRepository(session)
-        first = await repository.create({"title": "before", "slug": "first"})
-        second = await repository.create({"title": "other", "slug": "second"})
-        return [first.id, second.id]
+@dataclass
+class Scene:
+    """Two committed videos, "before" (cached by a first read) and "other"."""
+
+    db: Database
+    cache: MemoryCache
+    video_id: uuid.UUID
+    other_id: uuid.UUID
+
+    def service(self, session: AsyncSession) -> VideoService:
+        return VideoService(session, self.cache)
+
+    async def seen(self) -> str:
+        """The title another request reads, through the cache."""
+        async with self.db.session() as session:
+            return await title(self.service(session), self.video_id)
+
+    def loads(self) -> int:
+        return int(cache_stats(self.cache)["namespaces"]["uow-videos"]["loads"])
 
 
-async def seen_by_another_request(db: Database, cache: CacheBackend, video_id: uuid.UUID) -> str:
-    async with db.session() as session:
-        video = await VideoService(session, cache).get(video_id)
+async def title(service: VideoService, video_id: uuid.UUID) -> str:
+    video = await service.get(video_id)
     assert video is not None
     return video.title
 
 
-def loads(cache: CacheBackend) -> int:
-    stats = cache_stats(cache)["namespaces"].get("uow-videos", {})
-    return int(stats.get("loads", 0))
+@pytest.fixture
+async def scene(sample_db: Database) -> Scene:
+    async with sample_db.transaction() as session:
+        repository = VideoRepository(session)
+        first = await repository.create({"title": "before", "slug": "first"})
+        second = await repository.create({"title": "other", "slug": "second"})
+    made = Scene(sample_db, MemoryCache(), first.id, second.id)
+    assert await made.seen() == "before"
+    return made
 
 
-async def test_invalidation_waits_for_the_commit(
-    sample_db: Database, video_ids: list[uuid.UUID]
-) -> None:
-    cache, video_id = MemoryCache(), video_ids[0]
-    assert await seen_by_another_request(sample_db, cache, video_id) == "before"
-    async with sample_db.session() as session:
-        service = VideoService(session, cache)
-        await service.rename(video_id, "after")
+async def test_invalidation_waits_for_the_commit(scene: Scene) -> None:
+    async with scene.db.session() as session:
+        service = scene.service(session)
+        await service.rename(scene.video_id, "after")
         # Not committed: other requests still get the cached committed value...
-        assert await seen_by_another_request(sample_db, cache, video_id) == "before"
+        assert await scene.seen() == "before"
         # ... while this transaction reads its own write, bypassing the cache.
-        own = await service.get(video_id)
-        assert own is not None
-        assert own.title == "after"
+        assert await title(service, scene.video_id) == "after"
         await session.commit()  # returns once the invalidation has run
-        assert await seen_by_another_request(sample_db, cache, video_id) == "after"
+        assert await scene.seen() == "after"
         # The commit cleared the marks: this session reads through the cache again.
-        before = loads(cache)
-        assert await service.get(video_id) == VideoOut(id=video_id, title="after")
-        assert loads(cache) == before
+        loads = scene.loads()
+        assert await title(service, scene.video_id) == "after"
+        assert scene.loads() == loads
 
 
-async def test_invalidation_is_dropped_on_rollback(
-    sample_db: Database, video_ids: list[uuid.UUID]
-) -> None:
-    cache, video_id = MemoryCache(), video_ids[0]
-    assert await seen_by_another_request(sample_db, cache, video_id) == "before"
-    loads_before = loads(cache)
-    async with sample_db.session() as session:
-        service = VideoService(session, cache)
-        await service.rename(video_id, "never")
+async def test_invalidation_is_dropped_on_rollback(scene: Scene) -> None:
+    loads = scene.loads()
+    async with scene.db.session() as session:
+        service = scene.service(session)
+        await service.rename(scene.video_id, "never")
         await session.rollback()
         # The same session, after the rollback, uses the cache again.
-        assert await service.get(video_id) == VideoOut(id=video_id, title="before")
-    assert await seen_by_another_request(sample_db, cache, video_id) == "before"
-    assert loads(cache) == loads_before  # still served from the cache
+        assert await title(service, scene.video_id) == "before"
+    assert await scene.seen() == "before"
+    assert scene.loads() == loads  # still served from the cache
 
 
-async def test_a_failing_unit_of_work_leaves_the_cache_alone(
-    sample_db: Database, video_ids: list[uuid.UUID]
-) -> None:
-    cache, video_id = MemoryCache(), video_ids[0]
-    assert await seen_by_another_request(sample_db, cache, video_id) == "before"
-    loads_before = loads(cache)
+async def test_a_failing_unit_of_work_leaves_the_cache_alone(scene: Scene) -> None:
+    loads = scene.loads()
 
     async def rename_then_fail() -> None:
-        async with sample_db.transaction() as session:
-            await VideoService(session, cache).rename(video_id, "never")
+        async with scene.db.transaction() as session:
+            await scene.service(session).rename(scene.video_id, "never")
             raise NotFoundError("changed my mind")
 
     with pytest.raises(NotFoundError):
         await rename_then_fail()
-    assert await seen_by_another_request(sample_db, cache, video_id) == "before"
-    assert loads(cache) == loads_before
+    assert await scene.seen() == "before"
+    assert scene.loads() == loads
 
 
-async def test_a_rolled_back_savepoint_keeps_earlier_invalidations(
-    sample_db: Database, video_ids: list[uuid.UUID]
-) -> None:
-    cache, video_id = MemoryCache(), video_ids[0]
-    await seen_by_another_request(sample_db, cache, video_id)
-    async with sample_db.transaction() as session:
-        service = VideoService(session, cache)
-        await service.rename(video_id, "after")
+async def test_a_rolled_back_savepoint_keeps_earlier_invalidations(scene: Scene) -> None:
+    async with scene.db.transaction() as session:
+        service = scene.service(session)
+        await service.rename(scene.video_id, "after")
         savepoint = await session.begin_nested()
         await savepoint.rollback()
-        own = await service.get(video_id)
-        assert own is not None
-        assert own.title == "after"  # still this transaction's own write
-    assert await seen_by_another_request(sample_db, cache, video_id) == "after"
+        assert await title(service, scene.video_id) == "after"  # still our own write
+    assert await scene.seen() == "after"
 
 
-async def test_a_released_savepoint_waits_for_the_outer_commit(
-    sample_db: Database, video_ids: list[uuid.UUID]
-) -> None:
-    cache, video_id = MemoryCache(), video_ids[0]
-    await seen_by_another_request(sample_db, cache, video_id)
-    loads_before = loads(cache)
-    async with sample_db.session() as session:
-        service = VideoService(session, cache)
-        await service.rename(video_ids[1], "outer")  # pysqlite begins at the first write
+async def test_a_released_savepoint_waits_for_the_outer_commit(scene: Scene) -> None:
+    loads = scene.loads()
+    async with scene.db.session() as session:
+        service = scene.service(session)
+        await service.rename(scene.other_id, "outer")  # pysqlite begins at the first write
         async with session.begin_nested():
-            await service.rename(video_id, "inner")
+            await service.rename(scene.video_id, "inner")
         # Released, not committed: nothing is invalidated yet, reads stay our own.
-        assert await seen_by_another_request(sample_db, cache, video_id) == "before"
-        own = await service.get(video_id)
-        assert own is not None
-        assert own.title == "inner"
+        assert await scene.seen() == "before"
+        assert await title(service, scene.video_id) == "inner"
         await session.rollback()
-    assert await seen_by_another_request(sample_db, cache, video_id) == "before"
-    assert loads(cache) == loads_before + 1  # only the read that bypassed the cache
-    async with sample_db.session() as session:
-        assert (await VideoRepository(session).get_one(id=video_id)).title == "before"
+    assert await scene.seen() == "before"
+    assert scene.loads() == loads + 1  # only the read that bypassed the cache
+    async with scene.db.session() as session:
+        assert (await VideoRepository(session).get_one(id=scene.video_id)).title == "before"
 
 
-async def test_a_begin_block_invalidates_as_it_commits(
-    sample_db: Database, video_ids: list[uuid.UUID]
-) -> None:
-    cache, video_id = MemoryCache(), video_ids[0]
-    await seen_by_another_request(sample_db, cache, video_id)
-    async with sample_db.session() as session:
-        service = VideoService(session, cache)
+async def test_a_begin_block_invalidates_as_it_commits(scene: Scene) -> None:
+    async with scene.db.session() as session:
         async with session.begin():
-            await service.rename(video_id, "after")
-        assert await seen_by_another_request(sample_db, cache, video_id) == "after"
+            await scene.service(session).rename(scene.video_id, "after")
+        assert await scene.seen() == "after"
 
 
-async def test_namespace_invalidation_waits_for_the_commit(
-    sample_db: Database, video_ids: list[uuid.UUID]
-) -> None:
-    cache, video_id = MemoryCache(), video_ids[0]
-    await seen_by_another_request(sample_db, cache, video_id)
-    async with sample_db.session() as session:
-        service = VideoService(session, cache)
+async def test_namespace_invalidation_waits_for_the_commit(scene: Scene) -> None:
+    async with scene.db.session() as session:
+        service = scene.service(session)
         await service.rename_all("bulk")
-        assert await seen_by_another_request(sample_db, cache, video_id) == "before"
-        own = await service.get(video_id)
-        assert own is not None
-        assert own.title == "bulk"
+        assert await scene.seen() == "before"
+        assert await title(service, scene.video_id) == "bulk"
         await session.commit()
-    assert await seen_by_another_request(sample_db, cache, video_id) == "bulk"
+    assert await scene.seen() == "bulk"
 
 
-async def test_cached_many_bypasses_only_the_keys_this_transaction_changed(
-    sample_db: Database, video_ids: list[uuid.UUID]
-) -> None:
-    cache = MemoryCache()
-    changed, untouched = video_ids
-    async with sample_db.session() as session:
-        assert len(await VideoService(session, cache).get_many(video_ids)) == 2
-    async with sample_db.session() as session:
-        service = VideoService(session, cache)
-        await service.rename(changed, "after")
-        loads_before = loads(cache)
-        found = await service.get_many(video_ids)
-        assert found[changed].title == "after"
-        assert found[untouched].title == "other"
-        assert loads(cache) == loads_before + 1  # one load, for the changed key alone
+async def test_cached_many_bypasses_only_the_keys_this_transaction_changed(scene: Scene) -> None:
+    ids = [scene.video_id, scene.other_id]
+    async with scene.db.session() as session:
+        assert len(await scene.service(session).get_many(ids)) == 2
+    async with scene.db.session() as session:
+        service = scene.service(session)
+        await service.rename(scene.video_id, "after")
+        loads = scene.loads()
+        found = await service.get_many(ids)
+        assert [found[i].title for i in ids] == ["after", "other"]
+        assert scene.loads() == loads + 1  # one load, for the changed key alone
         await session.rollback()
-    async with sample_db.session() as session:
-        found = await VideoService(session, cache).get_many(video_ids)
-    assert found[changed].title == "before"
+    async with scene.db.session() as session:
+        found = await scene.service(session).get_many(ids)
+    assert [found[i].title for i in ids] == ["before", "other"]
 
 
-async def test_outside_a_transaction_invalidation_is_immediate(
-    sample_db: Database, video_ids: list[uuid.UUID]
-) -> None:
-    cache, video_id = MemoryCache(), video_ids[0]
-    await seen_by_another_request(sample_db, cache, video_id)
-    async with sample_db.session() as session:
-        service = VideoService(session, cache)
-        await service.videos.update(video_id, {"title": "after"})
+async def test_outside_a_transaction_invalidation_is_immediate(scene: Scene) -> None:
+    async with scene.db.session() as session:
+        service = scene.service(session)
+        await service.videos.update(scene.video_id, {"title": "after"})
         await session.commit()
         assert not session.in_transaction()
-        await service.invalidate(video_id)
-    assert await seen_by_another_request(sample_db, cache, video_id) == "after"
+        await service.invalidate(scene.video_id)
+    assert await scene.seen() == "after"
 
 
 class ByDb(CachedServiceMixin):
@@ -250,32 +222,26 @@ class ByDb(CachedServiceMixin):
         self.db = db  # the mixin also looks for `db`
 
 
-async def test_the_unit_of_work_may_be_named_db(
-    sample_db: Database, video_ids: list[uuid.UUID]
-) -> None:
-    cache, video_id = MemoryCache(), video_ids[0]
-    await seen_by_another_request(sample_db, cache, video_id)
-    async with sample_db.session() as session:
-        await VideoRepository(session).update(video_id, {"title": "after"})
-        await ByDb(cache, session).invalidate(video_id)
-        assert await seen_by_another_request(sample_db, cache, video_id) == "before"
+async def test_the_unit_of_work_may_be_named_db(scene: Scene) -> None:
+    async with scene.db.session() as session:
+        await VideoRepository(session).update(scene.video_id, {"title": "after"})
+        await ByDb(scene.cache, session).invalidate(scene.video_id)
+        assert await scene.seen() == "before"
         await session.commit()
-    assert await seen_by_another_request(sample_db, cache, video_id) == "after"
+    assert await scene.seen() == "after"
     # Anything but a session (here the Database itself) is no transaction: at once.
-    await ByDb(cache, sample_db).invalidate(video_id)
+    await ByDb(scene.cache, scene.db).invalidate(scene.video_id)
 
 
 async def test_a_session_not_made_by_database_is_refused_inside_a_transaction(
-    sample_db: Database, video_ids: list[uuid.UUID]
+    scene: Scene,
 ) -> None:
-    cache, video_id = MemoryCache(), video_ids[0]
-    await seen_by_another_request(sample_db, cache, video_id)
-    async with AsyncSession(sample_db.engine) as session:
-        service = VideoService(session, cache)
-        await service.videos.update(video_id, {"title": "after"})
+    async with AsyncSession(scene.db.engine) as session:
+        service = scene.service(session)
+        await service.videos.update(scene.video_id, {"title": "after"})
         # Nothing could run the invalidation after that session's commit.
         with pytest.raises(TypeError, match=r"VideoService .* Database"):
-            await service.invalidate(video_id)
+            await service.invalidate(scene.video_id)
         await session.commit()
-        await service.invalidate(video_id)  # after the commit it happens at once
-    assert await seen_by_another_request(sample_db, cache, video_id) == "after"
+        await service.invalidate(scene.video_id)  # after the commit it happens at once
+    assert await scene.seen() == "after"
