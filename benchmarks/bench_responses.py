@@ -80,7 +80,7 @@ def build_apps() -> tuple[FastAPI, FastAPI]:
     return plain, enveloped
 
 
-async def main(rounds: int = 7, number: int = 2000) -> None:
+async def main(rounds: int = 25, number: int = 400) -> None:
     plain, enveloped = build_apps()
     contenders = {
         "baseline: bare model, response_model=VideoResponse": (plain, "/bare"),

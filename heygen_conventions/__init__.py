@@ -8,6 +8,7 @@ from heygen_conventions._context import bind_request_context, get_request_contex
 from heygen_conventions._handlers import ErrorFormat, error_response, install_exception_handlers
 from heygen_conventions._sql_errors import translate_db_errors
 from heygen_conventions._version import __version__
+from heygen_conventions.app import AppComponents, get_components, setup_app
 from heygen_conventions.auth import (
     JWTAuth,
     TokenClaims,
@@ -86,6 +87,7 @@ from heygen_conventions.settings import Settings
 
 __all__ = [
     "APIResponse",
+    "AppComponents",
     "AppError",
     "AuthenticationError",
     "BadRequestError",
@@ -138,6 +140,7 @@ __all__ = [
     "error_response",
     "get_auth",
     "get_cache",
+    "get_components",
     "get_current_user",
     "get_db_session",
     "get_logger",
@@ -152,6 +155,7 @@ __all__ = [
     "require_admin_role",
     "require_roles",
     "require_scopes",
+    "setup_app",
     "total_pages",
     "translate_db_errors",
     "uuid7",

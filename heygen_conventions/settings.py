@@ -54,9 +54,11 @@ class Settings(BaseSettings):
     app_name: str = Field("heygen-app", description="Service name, used in logs and cache keys.")
     environment: Environment = Field(
         "development",
-        description="`production` turns on the strict checks (secrets, JSON logs).",
+        description="`production` refuses a missing, public or short JWT secret.",
     )
-    debug: bool = Field(False, description="Verbose errors in logs; never changes response bodies.")
+    debug: bool = Field(
+        False, description="For the application's own use; error responses never change with it."
+    )
 
     database_url: str = Field(
         "sqlite+aiosqlite:///./heygen.db",

@@ -19,3 +19,11 @@ def test_readme_has_examples() -> None:
 def test_readme_block_runs(index: int) -> None:
     code = compile(BLOCKS[index], f"README.md[block {index}]", "exec", dont_inherit=True)
     exec(code, {"__name__": f"readme_block_{index}"})  # noqa: S102 - our own README
+
+
+def test_every_setting_is_in_the_configuration_table() -> None:
+    from heygen_conventions import Settings
+
+    text = README.read_text(encoding="utf-8")
+    missing = [n for n in Settings.model_fields if f"`HEYGEN_{n.upper()}`" not in text]
+    assert not missing, f"README configuration table lacks {missing}"

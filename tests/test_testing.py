@@ -1,0 +1,122 @@
+"""The public test helpers behave as documented."""
+
+from dataclasses import dataclass
+from typing import Annotated
+
+import httpx
+import pytest
+from fastapi import Depends, FastAPI
+from sqlalchemy import text
+
+from heygen_conventions import (
+    APIResponse,
+    NotFoundError,
+    Settings,
+    get_current_user,
+    install_auth,
+    install_exception_handlers,
+)
+from heygen_conventions.testing import (
+    app_client,
+    assert_error,
+    assert_ok,
+    auth_headers,
+    isolated_database,
+    make_token,
+    override_users,
+)
+from tests.conftest import TEST_DATABASE_URL
+
+DATABASE_URLS = [None, *([TEST_DATABASE_URL] if TEST_DATABASE_URL else [])]
+
+
+@dataclass
+class Member:
+    id: int
+    roles: tuple[str, ...] = ()
+
+
+async def nobody(subject: str) -> None:
+    return None
+
+
+def make_app(format: str = "envelope") -> FastAPI:
+    app = FastAPI()
+    install_exception_handlers(app, format=format)  # type: ignore[arg-type]
+    install_auth(app, user_loader=nobody, settings=Settings(environment="test"))
+
+    @app.get("/me", response_model=APIResponse[int])
+    async def me(user: Annotated[Member, Depends(get_current_user)]) -> APIResponse[int]:
+        return APIResponse[int].ok(user.id)
+
+    @app.get("/items/{item_id}")
+    async def item(item_id: int) -> None:
+        raise NotFoundError("Item not found")
+
+    return app
+
+
+async def test_tokens_authenticate_as_overridden_users() -> None:
+    app = make_app()
+    async with app_client(app) as client:
+        token = make_token(app, Member(7))
+        # The real loader knows nobody...
+        assert_error(await client.get("/me", headers=auth_headers(token)), status=401)
+        with override_users(app, [Member(7)]):
+            assert assert_ok(await client.get("/me", headers=auth_headers(token))) == 7
+            stranger = make_token(app, "8")
+            assert_error(await client.get("/me", headers=auth_headers(stranger)), status=401)
+        # ...and is back once the block ends.
+        assert_error(await client.get("/me", headers=auth_headers(token)), status=401)
+
+
+async def test_refresh_tokens_are_refused_as_access_tokens() -> None:
+    app = make_app()
+    with override_users(app, {"7": Member(7)}):
+        async with app_client(app) as client:
+            refresh = make_token(app, {"id": 7}, refresh=True)
+            assert_error(await client.get("/me", headers=auth_headers(refresh)), status=401)
+
+
+def test_make_token_needs_auth() -> None:
+    with pytest.raises(RuntimeError, match="auth is not installed"):
+        make_token(FastAPI(), "1")
+
+
+async def test_assert_error_reads_both_formats() -> None:
+    for format in ("envelope", "problem"):
+        app = make_app(format)
+        async with app_client(app) as client:
+            missing = await client.get("/items/1")
+            assert_error(missing, status=404, code="not_found")
+            invalid = await client.get("/items/abc")
+            assert_error(invalid, status=422, code="validation_error", field="path.item_id")
+            assert_error(invalid, status=422, code="int_parsing")
+            with pytest.raises(AssertionError, match="expected code 'conflict'"):
+                assert_error(missing, status=404, code="conflict")
+            with pytest.raises(AssertionError, match="expected 409"):
+                assert_error(missing, status=409)
+            with pytest.raises(AssertionError, match=r"expected an error on 'query\.x'"):
+                assert_error(invalid, status=422, field="query.x")
+
+
+def test_assert_ok_checks_status_and_envelope() -> None:
+    ok = httpx.Response(200, json={"success": True, "data": [1], "message": "OK"})
+    assert assert_ok(ok) == [1]
+    with pytest.raises(AssertionError, match="expected 201"):
+        assert_ok(ok, status=201)
+    with pytest.raises(AssertionError, match="not a success envelope"):
+        assert_ok(httpx.Response(200, json={"data": [1]}))
+
+
+@pytest.mark.parametrize("url", DATABASE_URLS, ids=["sqlite", "postgresql"][: len(DATABASE_URLS)])
+async def test_isolated_databases_do_not_see_each_other(url: str | None) -> None:
+    async with isolated_database(url) as first, isolated_database(url) as second:
+        async with first.transaction() as session:
+            await session.execute(text("CREATE TABLE t_iso (id integer)"))
+            await session.execute(text("INSERT INTO t_iso VALUES (1)"))
+        async with second.transaction() as session:
+            await session.execute(text("CREATE TABLE t_iso (id integer)"))
+            assert (await session.execute(text("SELECT count(*) FROM t_iso"))).scalar() == 0
+        async with first.transaction() as session:
+            assert (await session.execute(text("SELECT count(*) FROM t_iso"))).scalar() == 1
