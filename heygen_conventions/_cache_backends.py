@@ -55,6 +55,7 @@ def _default_retry() -> Retry:
 
 
 _SUBSCRIBE_CONFIRM_TIMEOUT = 2.0
+_SWEEP_FLOOR = 1024
 _PUBSUB_HEADROOM = 4
 _PUBSUB_POLL_SECONDS = 1.0
 
@@ -97,7 +98,10 @@ class MemoryCache(_CloseHooks):
     own copy, so several app instances do not share it.
 
     Args:
-        maxsize: Entries kept before the least recently used is evicted.
+        maxsize: Entries kept before the least recently used is evicted;
+            None never evicts a live entry (for records that must last their
+            TTL, such as token revocations). Either way expired entries are
+            swept out as the cache grows.
         prefix: Prepended to every key and channel.
         default_ttl: Seconds services cache for when they set no ``cache_ttl``.
         clock: Monotonic clock in seconds (injectable for tests).
@@ -108,14 +112,14 @@ class MemoryCache(_CloseHooks):
     def __init__(
         self,
         *,
-        maxsize: int = 10_000,
+        maxsize: int | None = 10_000,
         prefix: str = "",
         default_ttl: float | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         super().__init__()
-        if maxsize < 1:
-            raise ValueError(f"maxsize must be >= 1, got {maxsize}")
+        if maxsize is not None and maxsize < 1:
+            raise ValueError(f"maxsize must be >= 1 or None, got {maxsize}")
         if default_ttl is not None:
             _ttl_ms(default_ttl)
         self.maxsize = maxsize
@@ -123,6 +127,7 @@ class MemoryCache(_CloseHooks):
         self.default_ttl = default_ttl
         self._clock = clock
         self._data: OrderedDict[str, tuple[bytes, float | None]] = OrderedDict()
+        self._sweep_at = _SWEEP_FLOOR
         self._channels: dict[str, set[asyncio.Queue[bytes | None]]] = {}
         self._closed = False
 
@@ -149,8 +154,22 @@ class MemoryCache(_CloseHooks):
         expires_at = None if ms is None else self._clock() + ms / 1000
         self._data[key] = (value, expires_at)
         self._data.move_to_end(key)
-        while len(self._data) > self.maxsize:
-            self._data.popitem(last=False)
+        if len(self._data) > self._sweep_at:
+            self._sweep()
+        if self.maxsize is not None:
+            while len(self._data) > self.maxsize:
+                self._data.popitem(last=False)
+
+    def _sweep(self) -> None:
+        now = self._clock()
+        data = self._data
+        expired = [
+            key for key, (_, expires) in data.items() if expires is not None and expires <= now
+        ]
+        for key in expired:
+            del data[key]
+        # Amortised O(1) per write: the next sweep waits for the entries to double.
+        self._sweep_at = max(_SWEEP_FLOOR, 2 * len(data))
 
     async def get(self, key: str) -> bytes | None:
         self._check_open()

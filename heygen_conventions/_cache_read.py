@@ -25,7 +25,6 @@ from heygen_conventions._cache_engine import (
     NamespaceStats,
     State,
 )
-from heygen_conventions._unit_of_work import PENDING_INVALIDATIONS_KEY
 
 if TYPE_CHECKING:
     from heygen_conventions.cache import CacheBackend
@@ -35,14 +34,6 @@ def count_hit(stats: NamespaceStats, entry: bytes) -> None:
     stats.hits += 1
     if entry[:1] == NOT_FOUND:
         stats.negative_hits += 1
-
-
-def pending(unit: Any, namespace: str, text: str) -> bool:
-    info = getattr(unit, "info", None)
-    if not isinstance(info, dict):
-        return False
-    pending: set[tuple[str, str | None]] | None = info.get(PENDING_INVALIDATIONS_KEY)
-    return pending is not None and ((namespace, text) in pending or (namespace, None) in pending)
 
 
 async def load(

@@ -1,148 +1,124 @@
-"""Work deferred until a request's transaction commits, dropped if it rolls back.
+"""Work that waits for a transaction's commit: the one after-commit mechanism (private).
 
-The seam between the cache and the data layer. Pending callbacks live in the
-unit of work's ``info`` dict (``AsyncSession.info`` / ``Session.info``):
+Sessions made by :class:`~heygen_conventions.Database` are ``_AsyncSession``s.
+:func:`after_commit` queues a callback in the session's ``info``; when the
+outermost transaction commits the callbacks are promoted, and the commit
+(``await session.commit()``, or leaving ``async with session.begin():``)
+awaits them before it returns, so the request's session runs them before the
+response is sent. A rollback of the outermost transaction drops the queued
+ones. A savepoint changes nothing: callbacks queued before a rolled-back
+savepoint are kept (the outer transaction may still commit), and releasing a
+savepoint runs nothing (the outer one may still roll back).
 
-- ``info["heygen_after_commit"]``: async callables to run once the root
-  transaction has committed;
-- ``info["heygen_cache_pending"]``: the ``(namespace, key)`` pairs (``key``
-  None for a whole namespace) those callbacks will invalidate, so reads in the
-  same transaction bypass the cache and see their own writes.
-
-For a SQLAlchemy session, listeners installed on first use move the callbacks
-out at ``after_commit`` and start running them at once, and drop them when
-the root transaction rolls back (a rolled-back savepoint keeps them: running
-an invalidation that was not needed is harmless, skipping one is not). The
-data layer awaits them before the response is sent::
-
-    await session.commit()
-    await run_after_commit(session)
-
-For any other unit of work (an object with ``info`` and ``in_transaction()``)
-the data layer calls :func:`run_after_commit` after its commit and
-:func:`discard_after_commit` after its rollback.
+The cache defers its invalidations here; the callbacks still queued are also
+how it knows which keys this transaction changed (:func:`pending_after_commit`),
+so that the transaction reads its own writes.
 """
 
 from __future__ import annotations
 
-import asyncio
+import inspect
 import logging
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
-__all__ = [
-    "AFTER_COMMIT_KEY",
-    "PENDING_INVALIDATIONS_KEY",
-    "defer_until_commit",
-    "discard_after_commit",
-    "run_after_commit",
-]
+from sqlalchemy import event
+from sqlalchemy.ext.asyncio import AsyncSession, AsyncSessionTransaction
+from sqlalchemy.orm import Session, SessionTransaction
 
-AFTER_COMMIT_KEY = "heygen_after_commit"
-PENDING_INVALIDATIONS_KEY = "heygen_cache_pending"
-_TASK_KEY = "heygen_after_commit_task"
-_LISTENING_KEY = "heygen_after_commit_listening"
-_READY_KEY = "heygen_after_commit_ready"
+__all__ = ["AfterCommitCallback", "after_commit", "pending_after_commit", "run_after_commit"]
 
-logger = logging.getLogger("heygen_conventions.cache")
+logger = logging.getLogger("heygen_conventions.db")
 
-# Strong references: the event loop keeps only weak ones to running tasks.
-_RUNNING: set[asyncio.Task[None]] = set()
+AfterCommitCallback = Callable[[], Awaitable[object] | object]
+
+_PENDING = "heygen_after_commit_pending"
+_READY = "heygen_after_commit_ready"
 
 
-def in_transaction(unit_of_work: Any) -> bool:
-    """True when ``unit_of_work`` has a transaction whose commit is still ahead."""
-    check = getattr(unit_of_work, "in_transaction", None)
-    return (
-        callable(check) and bool(check()) and isinstance(getattr(unit_of_work, "info", None), dict)
-    )
+class _SyncSession(Session):
+    """Our sessions' sync core; the events below are registered on it alone."""
 
 
-def defer_until_commit(
-    unit_of_work: Any,
-    callback: Callable[[], Awaitable[None]],
-    *,
-    pending: Iterable[tuple[str, str | None]] = (),
-) -> None:
-    """Run ``callback`` after ``unit_of_work`` commits; drop it if it rolls back.
+@event.listens_for(_SyncSession, "after_commit")
+def _promote(session: Session) -> None:
+    # Fired for a released savepoint too: only the outermost commit counts.
+    if session.in_nested_transaction():
+        return
+    pending = session.info.pop(_PENDING, None)
+    if pending:
+        session.info.setdefault(_READY, []).extend(pending)
 
-    ``pending`` names the ``(namespace, key)`` pairs the callback invalidates
-    (key None: the whole namespace); reads of them bypass the cache until then.
+
+@event.listens_for(_SyncSession, "after_transaction_end")
+def _discard(session: Session, transaction: SessionTransaction) -> None:
+    # Callbacks still pending when the outermost transaction ends did not commit.
+    if transaction.parent is None:
+        session.info.pop(_PENDING, None)
+
+
+class _AsyncTransaction(AsyncSessionTransaction):
+    """``async with session.begin():`` runs the callbacks once its block has committed."""
+
+    __slots__ = ()
+
+    async def commit(self) -> None:
+        await super().commit()
+        await run_after_commit(self.session)
+
+    async def __aexit__(self, type_: Any, value: Any, traceback: Any) -> None:
+        await super().__aexit__(type_, value, traceback)
+        await run_after_commit(self.session)
+
+
+class _AsyncSession(AsyncSession):
+    sync_session_class = _SyncSession
+
+    async def commit(self) -> None:
+        await super().commit()
+        await run_after_commit(self)
+
+    def begin(self) -> AsyncSessionTransaction:
+        return _AsyncTransaction(self)
+
+
+def after_commit(session: AsyncSession, callback: AfterCommitCallback) -> None:
+    """Run ``callback`` once the session's current transaction commits.
+
+    A rollback drops it. Meant for side effects that must follow the data,
+    such as cache invalidation: the request's session runs them after its
+    commit and before the response is sent. A callback that fails is logged
+    and does not fail the request (the data is committed by then).
+
+    Args:
+        session: A session made by a :class:`Database` (as ``get_db_session``
+            and ``Database.session()`` give).
+        callback: A function of no arguments, async or not.
+
+    Raises:
+        TypeError: The session was not made by a :class:`Database`.
     """
-    info: dict[str, Any] = unit_of_work.info
-    info.setdefault(AFTER_COMMIT_KEY, []).append(callback)
-    marks = set(pending)
-    if marks:
-        info.setdefault(PENDING_INVALIDATIONS_KEY, set()).update(marks)
-    if not info.get(_LISTENING_KEY):
-        _listen(unit_of_work)
+    if not isinstance(session.sync_session, _SyncSession):
+        raise TypeError("after_commit() needs a session made by heygen_conventions.Database")
+    session.info.setdefault(_PENDING, []).append(callback)
 
 
-async def run_after_commit(unit_of_work: Any) -> None:
-    """Await the callbacks of the transaction that just committed."""
-    info: dict[str, Any] | None = getattr(unit_of_work, "info", None)
-    if info is None:
-        return
-    task: asyncio.Task[None] | None = info.pop(_TASK_KEY, None)
-    if task is not None:
-        await asyncio.shield(task)
-    ready = info.pop(_READY_KEY, None)
-    if ready:
-        await _run_all(ready)
-    if not info.get(_LISTENING_KEY):
-        # Not a SQLAlchemy session: nothing moved the callbacks out at commit.
-        callbacks = info.pop(AFTER_COMMIT_KEY, None)
-        info.pop(PENDING_INVALIDATIONS_KEY, None)
-        if callbacks:
-            await _run_all(callbacks)
+def pending_after_commit(session: Any) -> Sequence[AfterCommitCallback]:
+    """The callbacks waiting for the commit of ``session``'s transaction (any object)."""
+    info = getattr(session, "info", None)
+    return info.get(_PENDING, ()) if isinstance(info, dict) else ()
 
 
-def discard_after_commit(unit_of_work: Any) -> None:
-    """Forget the callbacks of a transaction that rolled back."""
-    info: dict[str, Any] | None = getattr(unit_of_work, "info", None)
-    if info is not None:
-        info.pop(AFTER_COMMIT_KEY, None)
-        info.pop(PENDING_INVALIDATIONS_KEY, None)
-
-
-async def _run_all(callbacks: list[Callable[[], Awaitable[None]]]) -> None:
-    for callback in callbacks:
+async def run_after_commit(session: AsyncSession) -> None:
+    """Run the callbacks of the transaction that just committed (none: a no-op)."""
+    ready: list[AfterCommitCallback] | None = session.info.pop(_READY, None)
+    for callback in ready or ():
         try:
-            await callback()
+            result = callback()
+            if inspect.isawaitable(result):
+                await result
         except Exception:
-            logger.exception("After-commit callback failed", extra={"callback": repr(callback)})
-
-
-def _listen(unit_of_work: Any) -> None:
-    try:
-        from sqlalchemy import event
-        from sqlalchemy.orm import Session, SessionTransaction
-    except ImportError:  # pragma: no cover - SQLAlchemy is a dependency
-        return
-    session = getattr(unit_of_work, "sync_session", unit_of_work)
-    if not isinstance(session, Session):
-        return
-
-    def after_commit(session: Session) -> None:
-        callbacks = session.info.pop(AFTER_COMMIT_KEY, None)
-        session.info.pop(PENDING_INVALIDATIONS_KEY, None)
-        if not callbacks:
-            return
-        try:
-            # Inside `await session.commit()` this is the event loop's thread.
-            loop = asyncio.get_running_loop()
-        except RuntimeError:
-            session.info[_READY_KEY] = callbacks
-            return
-        task = loop.create_task(_run_all(callbacks))
-        _RUNNING.add(task)
-        task.add_done_callback(_RUNNING.discard)
-        session.info[_TASK_KEY] = task
-
-    def after_soft_rollback(session: Session, previous: SessionTransaction) -> None:
-        if previous.parent is None:
-            discard_after_commit(session)
-
-    event.listen(session, "after_commit", after_commit)
-    event.listen(session, "after_soft_rollback", after_soft_rollback)
-    session.info[_LISTENING_KEY] = True
+            logger.exception(
+                "After-commit callback failed",
+                extra={"callback": getattr(callback, "__qualname__", repr(callback))},
+            )

@@ -57,7 +57,8 @@ def setup_app(
     added, so that middleware wraps them and every response, 500s included,
     carries the request id; the database and cache are registered with the
     app's lifespan (disposed and closed after the app's own lifespan ends,
-    which is kept); auth last, finding the cache for revocations.
+    which is kept); auth last, keeping revocations in that cache when it is
+    shared (Redis), else in its own in-process store.
 
     Args:
         app: The application; call before it starts serving.

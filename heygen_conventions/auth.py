@@ -20,8 +20,9 @@ roles and activity, so a demoted or disabled user loses access at once, whatever
 an older token says.
 
 Revoked token ids and per-user cutoffs live in a :class:`CacheBackend`: the
-one given to :func:`install_auth`, else the app's cache (``install_cache``),
-else an in-process store that only that process sees.
+one given to :func:`install_auth`, else the app's cache (``install_cache``)
+unless that is an in-process ``MemoryCache``, else an in-process store that
+only that process sees and that never evicts a revocation before it expires.
 """
 
 import asyncio
@@ -44,7 +45,6 @@ from starlette.responses import Response
 from heygen_conventions._context import bind_request_context
 from heygen_conventions._handlers import error_response
 from heygen_conventions._jwt import ExpiredTokenError, TokenError, token_digest
-from heygen_conventions._local_store import LocalStore
 from heygen_conventions._tokens import (
     SCOPE_TOKEN,
     ClaimsCache,
@@ -56,7 +56,7 @@ from heygen_conventions._tokens import (
     create_refresh_token,
     mint,
 )
-from heygen_conventions.cache import CacheBackend
+from heygen_conventions.cache import CacheBackend, MemoryCache
 from heygen_conventions.errors import (
     AppError,
     AuthenticationError,
@@ -158,7 +158,8 @@ class JWTAuth:
         user_loader: ``async (subject) -> user | None``.
         settings: Keys and rules; ``Settings()`` (the environment) when omitted.
         revocation_store: Where revoked ids and cutoffs live; defaults to the
-            app's cache, else an in-process store.
+            app's cache (unless it is a ``MemoryCache``, which could evict
+            them), else an in-process store.
         revocation_fail_closed: When the shared store fails or times out,
             answer 503, so a revoked token is never accepted. The default,
             False, keeps the API serving during a Redis outage: tokens are
@@ -195,7 +196,8 @@ class JWTAuth:
         self.revocation_fail_closed = revocation_fail_closed
         self.revocation_timeout = revocation_timeout
         self._explicit_store = revocation_store
-        self._local_store = LocalStore()
+        # Never evicts: a bound would let a flood of logouts push out older revocations.
+        self._local_store = MemoryCache(maxsize=None)
         self._claims_cache = ClaimsCache(claims_cache_size)
         self._clock = clock
         self._prefix = f"{self.settings.app_name}:auth:"
@@ -299,7 +301,9 @@ class JWTAuth:
         if self._app is not None:
             # Read the state's dict: a missing attribute would cost an exception per request.
             shared = _state_dict(self._app).get(_CACHE_STATE_KEY)
-            if shared is not None:
+            # An app's MemoryCache is no more shared than our own store, and its
+            # LRU bound would let cache traffic evict a revocation: keep ours.
+            if shared is not None and not isinstance(shared, MemoryCache):
                 return shared  # type: ignore[no-any-return]
         if not self._warned_local_store and self.settings.is_production:
             self._warned_local_store = True

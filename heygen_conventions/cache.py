@@ -36,6 +36,7 @@ from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol, TypeVar, runtime_checkable
 
+from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.requests import HTTPConnection
 
 from heygen_conventions import _cache_engine as engine
@@ -58,16 +59,10 @@ from heygen_conventions._cache_read import (
     drop_corrupt,
     join,
     load,
-    pending,
     read_many,
     write_spread,
 )
-from heygen_conventions._unit_of_work import (
-    defer_until_commit,
-    discard_after_commit,
-    in_transaction,
-    run_after_commit,
-)
+from heygen_conventions._unit_of_work import after_commit, pending_after_commit
 
 if TYPE_CHECKING:
     from fastapi import FastAPI
@@ -86,11 +81,8 @@ __all__ = [
     "RedisCache",
     "cache_from_settings",
     "cache_stats",
-    "defer_until_commit",
-    "discard_after_commit",
     "get_cache",
     "install_cache",
-    "run_after_commit",
 ]
 
 T = TypeVar("T")
@@ -227,9 +219,11 @@ class CachedServiceMixin:
 
     The service sets ``self.cache`` (a :class:`CacheBackend`, e.g. from
     ``Depends(get_cache)``) in its constructor, and ``self.session`` (or
-    ``self.db``) when it writes through a database session: invalidations
-    requested while that session's transaction is open run after it commits
-    and are dropped if it rolls back.
+    ``self.db``) when it writes through a database session made by
+    :class:`~heygen_conventions.Database` (``get_db_session`` gives one):
+    invalidations requested while that session's transaction is open run
+    after it commits, before the response is sent, and are dropped if it
+    rolls back.
 
     Class attributes, checked when the class is created (durations in
     seconds or as ``timedelta``; zero or negative ones are refused):
@@ -270,7 +264,9 @@ class CachedServiceMixin:
     def cache_unit_of_work(self) -> Any | None:
         """The session whose commit deferred invalidations wait for.
 
-        ``self.session``, else ``self.db``, else None; override to choose another.
+        ``self.session``, else ``self.db``, else None; override to choose
+        another. Anything but an ``AsyncSession`` in a transaction means
+        "no transaction": invalidations happen at once.
         """
         session = getattr(self, "session", None)
         return session if session is not None else getattr(self, "db", None)
@@ -331,7 +327,7 @@ class CachedServiceMixin:
         stats = state.ns(namespace)
 
         unit = self.cache_unit_of_work()
-        if unit is not None and pending(unit, namespace, text):
+        if unit is not None and _pending(unit, namespace, text):
             # This transaction changed the key: it reads its own writes, caches nothing.
             stats.misses += 1
             value, _ = await load(stats, loader, codec)
@@ -402,7 +398,7 @@ class CachedServiceMixin:
         unit = self.cache_unit_of_work()
         bypass = set()
         if unit is not None:
-            bypass = {i for i, text in enumerate(texts) if pending(unit, namespace, text)}
+            bypass = {i for i, text in enumerate(texts) if _pending(unit, namespace, text)}
         if config.local_ttl is not None:
             engine.start_local(state, backend)
             for i, text in enumerate(texts):
@@ -486,37 +482,64 @@ class CachedServiceMixin:
         commit and is dropped on rollback; meanwhile this transaction's reads
         of those keys bypass the cache. Outside a transaction it happens now:
         call it once the write is durable, never before.
+
+        Raises:
+            TypeError: The unit of work is in a transaction but is a session
+                not made by :class:`~heygen_conventions.Database`.
         """
         config = self._config()
         texts = list(dict.fromkeys(engine.key_text(key) for key in keys))
-        if not texts:
-            return
-        backend = self.cache
-        unit = self.cache_unit_of_work()
-        if unit is not None and in_transaction(unit):
-
-            async def after_commit() -> None:
-                await engine.invalidate_keys(config, backend, texts)
-
-            defer_until_commit(
-                unit, after_commit, pending=[(config.namespace, text) for text in texts]
-            )
-            return
-        await engine.invalidate_keys(config, backend, texts)
+        if texts:
+            await self._invalidate(_Invalidation(config, self.cache, tuple(texts)))
 
     async def invalidate_namespace(self) -> None:
         """Make every entry of the namespace unservable in O(1), in every instance.
 
         Waits for the commit like :meth:`invalidate`.
         """
-        config = self._config()
-        backend = self.cache
+        await self._invalidate(_Invalidation(self._config(), self.cache, None))
+
+    async def _invalidate(self, invalidation: _Invalidation) -> None:
         unit = self.cache_unit_of_work()
-        if unit is not None and in_transaction(unit):
-
-            async def after_commit() -> None:
-                await engine.invalidate_namespace(config, backend)
-
-            defer_until_commit(unit, after_commit, pending=[(config.namespace, None)])
+        if not (isinstance(unit, AsyncSession) and unit.in_transaction()):
+            await invalidation()
             return
-        await engine.invalidate_namespace(config, backend)
+        try:
+            after_commit(unit, invalidation)
+        except TypeError:
+            raise TypeError(
+                f"{type(self).__name__} invalidates inside a transaction of a session not made "
+                "by heygen_conventions.Database, which cannot run it after the commit: use "
+                "get_db_session / Database.session(), or invalidate after your own commit"
+            ) from None
+
+
+class _Invalidation:
+    """An invalidation waiting for the commit; ``texts`` None: the whole namespace."""
+
+    __slots__ = ("backend", "config", "texts")
+
+    def __init__(
+        self, config: Config, backend: CacheBackend, texts: tuple[str, ...] | None
+    ) -> None:
+        self.config = config
+        self.backend = backend
+        self.texts = texts
+
+    async def __call__(self) -> None:
+        if self.texts is None:
+            await engine.invalidate_namespace(self.config, self.backend)
+        else:
+            await engine.invalidate_keys(self.config, self.backend, self.texts)
+
+
+def _pending(unit: Any, namespace: str, text: str) -> bool:
+    """Whether ``unit``'s open transaction changed ``text``: it must read its own writes."""
+    for callback in pending_after_commit(unit):
+        if (
+            isinstance(callback, _Invalidation)
+            and callback.config.namespace == namespace
+            and (callback.texts is None or text in callback.texts)
+        ):
+            return True
+    return False

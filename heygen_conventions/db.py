@@ -16,13 +16,12 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import inspect
 import logging
 import os
 import threading
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from typing import Annotated, Any
@@ -48,11 +47,12 @@ from sqlalchemy.ext.asyncio import (
     async_sessionmaker,
     create_async_engine,
 )
-from sqlalchemy.orm import DeclarativeBase, Mapped, Session, declared_attr, mapped_column
+from sqlalchemy.orm import DeclarativeBase, Mapped, declared_attr, mapped_column
 from sqlalchemy.types import TypeDecorator
 from starlette.requests import HTTPConnection
 
 from heygen_conventions._sql_errors import translate_db_error, translate_db_errors
+from heygen_conventions._unit_of_work import _AsyncSession, after_commit, run_after_commit
 from heygen_conventions.settings import Settings
 
 __all__ = [
@@ -84,8 +84,6 @@ NAMING_CONVENTION: dict[str, str] = {
 
 _STATE_KEY = "heygen_database"
 _CURSOR_KEY_INFO = "heygen_cursor_key"
-_PENDING_CALLBACKS = "heygen_after_commit_pending"
-_READY_CALLBACKS = "heygen_after_commit_ready"
 
 
 # --- UUIDv7 -----------------------------------------------------------------
@@ -222,72 +220,6 @@ class VersionMixin:
     @declared_attr.directive
     def __mapper_args__(cls) -> dict[str, Any]:
         return {"version_id_col": cls.__table__.c.version}  # type: ignore[attr-defined]
-
-
-# --- Sessions and after-commit callbacks ------------------------------------
-
-AfterCommitCallback = Callable[[], Awaitable[object] | object]
-
-
-class _SyncSession(Session):
-    """Our sessions' sync core; the events below are registered on it alone."""
-
-
-@event.listens_for(_SyncSession, "after_commit")
-def _promote_callbacks(session: Session) -> None:
-    pending = session.info.pop(_PENDING_CALLBACKS, None)
-    if pending:
-        session.info.setdefault(_READY_CALLBACKS, []).extend(pending)
-
-
-@event.listens_for(_SyncSession, "after_transaction_end")
-def _discard_callbacks(session: Session, transaction: Any) -> None:
-    # Callbacks still pending when the outermost transaction ends did not commit.
-    if transaction.parent is None:
-        session.info.pop(_PENDING_CALLBACKS, None)
-
-
-class _AsyncSession(AsyncSession):
-    sync_session_class = _SyncSession
-
-    async def commit(self) -> None:
-        await super().commit()
-        await _run_after_commit(self)
-
-
-def after_commit(session: AsyncSession, callback: AfterCommitCallback) -> None:
-    """Run ``callback`` once the session's current transaction commits.
-
-    A rollback drops it. Meant for side effects that must follow the data,
-    such as cache invalidation: the request's session runs them after its
-    commit and before the response is sent. A callback that fails is logged
-    and does not fail the request (the data is committed by then).
-
-    Args:
-        session: A session made by a :class:`Database` (as ``get_db_session``
-            and ``Database.session()`` give).
-        callback: A function of no arguments, async or not.
-
-    Raises:
-        TypeError: The session was not made by a :class:`Database`.
-    """
-    if not isinstance(session.sync_session, _SyncSession):
-        raise TypeError("after_commit() needs a session made by heygen_conventions.Database")
-    session.info.setdefault(_PENDING_CALLBACKS, []).append(callback)
-
-
-async def _run_after_commit(session: AsyncSession) -> None:
-    ready: list[AfterCommitCallback] | None = session.info.pop(_READY_CALLBACKS, None)
-    for callback in ready or ():
-        try:
-            result = callback()
-            if inspect.isawaitable(result):
-                await result
-        except Exception:
-            logger.exception(
-                "After-commit callback failed",
-                extra={"callback": getattr(callback, "__qualname__", repr(callback))},
-            )
 
 
 # --- Database ---------------------------------------------------------------
@@ -459,12 +391,12 @@ async def _unit_of_work(factory: async_sessionmaker[AsyncSession]) -> AsyncItera
         except BaseException as exc:
             await _rollback_quietly(session)
             # Callbacks of an earlier explicit commit still belong to committed data.
-            await _run_after_commit(session)
+            await run_after_commit(session)
             translated = translate_db_error(exc) if isinstance(exc, Exception) else None
             if translated is not None:
                 raise translated from exc
             raise
-        await _run_after_commit(session)
+        await run_after_commit(session)
     finally:
         await session.close()
 

@@ -7,21 +7,20 @@ import logging
 import time
 from typing import Any
 
+import fakeredis
 import httpx
 import pytest
-import redis.asyncio as redis
 from fastapi import FastAPI
 
-from heygen_conventions import JWTAuth, ServiceUnavailableError
-from heygen_conventions._local_store import LocalStore
-from heygen_conventions.cache import CacheBackend
-from tests.fixtures.auth import (
-    BrokenStore,
-    RedisStore,
-    assert_nothing_leaked,
-    build_app,
-    make_settings,
+from heygen_conventions import (
+    CacheBackend,
+    JWTAuth,
+    MemoryCache,
+    RedisCache,
+    ServiceUnavailableError,
 )
+from tests.fixtures.auth import BrokenStore, assert_nothing_leaked, build_app, make_settings
+from tests.fixtures.cache import RedisServer
 
 
 async def get(app: FastAPI, token: str, path: str = "/me", method: str = "GET") -> httpx.Response:
@@ -31,16 +30,16 @@ async def get(app: FastAPI, token: str, path: str = "/me", method: str = "GET") 
 
 
 async def remaining_ttl(store: CacheBackend, key: str) -> float:
-    if isinstance(store, RedisStore):
-        return await store.ttl_ms(key) / 1000
-    assert isinstance(store, LocalStore)
-    expires = store._data[key][1]
+    if isinstance(store, RedisCache):
+        return int(await store.client.pttl(store.prefix + key)) / 1000
+    assert isinstance(store, MemoryCache)
+    expires = store._data[store.prefix + key][1]
     assert expires is not None
     return expires - time.monotonic()
 
 
-async def test_revoked_token_is_refused(revocation_store: CacheBackend) -> None:
-    app, auth, _ = build_app(revocation_store=revocation_store)
+async def test_revoked_token_is_refused(cache_backend: CacheBackend) -> None:
+    app, auth, _ = build_app(revocation_store=cache_backend)
     token = auth.create_access_token("alice")
     assert (await get(app, token)).status_code == 200
     claims = await auth.verify_token(token)
@@ -53,27 +52,27 @@ async def test_revoked_token_is_refused(revocation_store: CacheBackend) -> None:
     assert (await get(app, other)).status_code == 200
 
 
-async def test_revocation_lasts_as_long_as_the_token(revocation_store: CacheBackend) -> None:
-    _, auth, _ = build_app(revocation_store=revocation_store, settings=make_settings(jwt_leeway=5))
+async def test_revocation_lasts_as_long_as_the_token(cache_backend: CacheBackend) -> None:
+    _, auth, _ = build_app(revocation_store=cache_backend, settings=make_settings(jwt_leeway=5))
     claims = await auth.verify_token(auth.create_access_token("alice"))
     await auth.revoke_token(claims.jti, until=claims.expires_at)
-    ttl = await remaining_ttl(revocation_store, auth._jti_key(claims.jti))
+    ttl = await remaining_ttl(cache_backend, auth._jti_key(claims.jti))
     expected = claims.expires_at + 5 - time.time()
     assert expected - 2 <= ttl <= expected + 1
 
 
-async def test_logout_route_revokes_the_current_token(revocation_store: CacheBackend) -> None:
-    app, auth, _ = build_app(revocation_store=revocation_store)
+async def test_logout_route_revokes_the_current_token(cache_backend: CacheBackend) -> None:
+    app, auth, _ = build_app(revocation_store=cache_backend)
     token = auth.create_access_token("alice")
     response = await get(app, token, "/logout", method="POST")
     assert response.status_code == 200, response.text
     assert (await get(app, token)).status_code == 401
 
 
-async def test_revocation_is_seen_by_another_instance(revocation_store: CacheBackend) -> None:
+async def test_revocation_is_seen_by_another_instance(cache_backend: CacheBackend) -> None:
     settings = make_settings()
-    _, auth_a, _ = build_app(settings=settings, revocation_store=revocation_store)
-    app_b, _, _ = build_app(settings=settings, revocation_store=revocation_store)
+    _, auth_a, _ = build_app(settings=settings, revocation_store=cache_backend)
+    app_b, _, _ = build_app(settings=settings, revocation_store=cache_backend)
     token = auth_a.create_access_token("alice")
     assert (await get(app_b, token)).status_code == 200  # warms b's claims cache
     claims = await auth_a.verify_token(token)
@@ -82,10 +81,10 @@ async def test_revocation_is_seen_by_another_instance(revocation_store: CacheBac
 
 
 async def test_cutoff_refuses_older_tokens_of_that_user_only(
-    revocation_store: CacheBackend,
+    cache_backend: CacheBackend,
 ) -> None:
     clock_now = float(int(time.time()))
-    app, auth, _ = build_app(revocation_store=revocation_store, clock=lambda: clock_now)
+    app, auth, _ = build_app(revocation_store=cache_backend, clock=lambda: clock_now)
     old_alice = auth.create_access_token("alice")
     old_root = auth.create_access_token("root")
     clock_now += 5
@@ -93,15 +92,15 @@ async def test_cutoff_refuses_older_tokens_of_that_user_only(
     assert (await get(app, old_alice)).status_code == 401
     assert (await get(app, old_root)).status_code == 200
     assert (await get(app, auth.create_access_token("alice"))).status_code == 200
-    ttl = await remaining_ttl(revocation_store, auth._cutoff_key("alice"))
+    ttl = await remaining_ttl(cache_backend, auth._cutoff_key("alice"))
     assert 30 * 86400 - 5 <= ttl <= 30 * 86400
 
 
 async def test_an_earlier_cutoff_never_undoes_a_later_one(
-    revocation_store: CacheBackend,
+    cache_backend: CacheBackend,
 ) -> None:
     clock_now = float(int(time.time()))
-    app, auth, _ = build_app(revocation_store=revocation_store, clock=lambda: clock_now)
+    app, auth, _ = build_app(revocation_store=cache_backend, clock=lambda: clock_now)
     old = auth.create_access_token("alice")
     clock_now += 5
     await auth.revoke_tokens_issued_before("alice")  # log out everywhere
@@ -110,7 +109,7 @@ async def test_an_earlier_cutoff_never_undoes_a_later_one(
 
 
 async def test_a_future_cutoff_is_kept_until_the_tokens_it_refuses_expire() -> None:
-    store = LocalStore()
+    store = MemoryCache()
     _, auth, _ = build_app(revocation_store=store)
     await auth.revoke_tokens_issued_before("alice", time.time() + 3600)
     ttl = await remaining_ttl(store, auth._cutoff_key("alice"))
@@ -129,7 +128,7 @@ async def test_cutoff_accepts_a_datetime() -> None:
 
 
 async def test_the_apps_cache_is_used_when_no_store_is_given() -> None:
-    store = LocalStore()
+    store = RedisCache(fakeredis.FakeAsyncRedis(), prefix="test:auth:app:")
     app, auth, _ = build_app()
     app.state.heygen_cache = store  # as install_cache() does, even after install_auth()
     claims = await auth.verify_token(auth.create_access_token("alice"))
@@ -137,6 +136,20 @@ async def test_the_apps_cache_is_used_when_no_store_is_given() -> None:
     assert await store.get(auth._jti_key(claims.jti)) == b"1"
     # Kept locally too, so this instance still refuses it if the shared store fails.
     assert await auth._local_store.get(auth._jti_key(claims.jti)) == b"1"
+
+
+async def test_an_apps_in_process_cache_does_not_hold_revocations() -> None:
+    # It is no more shared than auth's own store, and its LRU bound would let
+    # cache traffic evict a revocation before the token expires.
+    cache = MemoryCache(maxsize=2)
+    app, auth, _ = build_app()
+    app.state.heygen_cache = cache
+    token = auth.create_access_token("alice")
+    claims = await auth.verify_token(token)
+    await auth.revoke_token(claims.jti, until=claims.expires_at)
+    await cache.set_many({f"entry{i}": b"cached" for i in range(10)})
+    assert (await get(app, token)).status_code == 401
+    assert await cache.get(auth._jti_key(claims.jti)) is None
 
 
 async def test_without_any_cache_the_in_process_store_works() -> None:
@@ -162,7 +175,7 @@ async def test_in_process_store_in_production_logs_a_warning_once(
 # --- the store fails ---------------------------------------------------------------
 
 
-class FlakyStore(LocalStore):
+class FlakyStore(MemoryCache):
     """Works until ``down`` is set, then every read fails."""
 
     down = False
@@ -208,6 +221,24 @@ async def test_by_default_an_outage_keeps_serving_and_honours_local_revocations(
     assert (await get(app, revoked)).status_code == 401
 
 
+async def test_a_redis_outage_keeps_the_revocations_this_instance_made(
+    redis_server: RedisServer,
+) -> None:
+    store = RedisCache(redis_server.url, prefix="test:auth:outage:")
+    try:
+        app, auth, _ = build_app(revocation_store=store)
+        revoked = auth.create_access_token("alice")
+        claims = await auth.verify_token(revoked)
+        assert await auth.revoke_token(claims.jti, until=claims.expires_at) is True
+        fresh = auth.create_access_token("alice")
+        redis_server.stop()
+        assert (await get(app, revoked)).status_code == 401
+        response = await get(app, fresh)
+        assert response.status_code == 200, response.text
+    finally:
+        await store.close()
+
+
 async def test_store_down_fails_open_with_one_error_per_incident(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
@@ -222,7 +253,7 @@ async def test_store_down_fails_open_with_one_error_per_incident(
         assert [r.levelno for r in errors] == [logging.ERROR]
         assert errors[0].error_type == "ConnectionError"  # type: ignore[attr-defined]
 
-        auth._explicit_store = LocalStore()  # the store comes back
+        auth._explicit_store = MemoryCache()  # the store comes back
         assert (await get(app, tokens[0])).status_code == 200
     recovered = [r for r in caplog.records if r.getMessage() == "Revocation store recovered"]
     assert len(recovered) == 1
@@ -239,9 +270,8 @@ async def test_store_down_fails_closed_with_503_when_asked() -> None:
 
 
 async def test_unreachable_real_redis_fails_open_then_closed() -> None:
-    # A real client against a loopback port nobody listens on: connection refused.
-    client = redis.Redis(host="127.0.0.1", port=1, socket_connect_timeout=0.5, socket_timeout=0.5)
-    store = RedisStore(client, "test:auth:dead:")
+    # A port nobody listens on: connection refused.
+    store = RedisCache("redis://127.0.0.1:1/0", prefix="test:auth:dead:")
     try:
         app, auth, _ = build_app(revocation_store=store, revocation_fail_closed=False)
         assert (await get(app, auth.create_access_token("alice"))).status_code == 200
@@ -249,10 +279,10 @@ async def test_unreachable_real_redis_fails_open_then_closed() -> None:
         response = await get(closed_app, closed_auth.create_access_token("alice"))
         assert response.status_code == 503, response.text
     finally:
-        await client.aclose()
+        await store.close()
 
 
-class HangingStore(LocalStore):
+class HangingStore(MemoryCache):
     async def get_many(self, keys: Any) -> list[bytes | None]:
         await asyncio.sleep(30)
         raise AssertionError("unreachable")
@@ -272,7 +302,7 @@ async def test_slow_store_is_cut_off_by_the_timeout(caplog: pytest.LogCaptureFix
 
 
 async def test_garbage_cutoff_counts_as_a_store_failure() -> None:
-    store = LocalStore()
+    store = MemoryCache()
     app, auth, _ = build_app(revocation_store=store, revocation_fail_closed=True)
     await store.set(auth._cutoff_key("alice"), b"not-a-number")
     token = auth.create_access_token("alice")
@@ -294,4 +324,4 @@ async def test_revoking_while_the_store_is_down_is_an_error_not_a_silent_success
 
 def test_revocation_timeout_must_be_positive() -> None:
     with pytest.raises(ValueError, match="revocation_timeout"):
-        JWTAuth(user_loader=LocalStore().get, settings=make_settings(), revocation_timeout=0)
+        JWTAuth(user_loader=MemoryCache().get, settings=make_settings(), revocation_timeout=0)

@@ -130,6 +130,20 @@ async def test_memory_cache_incr_keeps_the_ttl() -> None:
     assert await cache.get("n") is None
 
 
+async def test_memory_cache_sweeps_expired_entries_as_it_grows() -> None:
+    now = [0.0]
+    cache = MemoryCache(maxsize=None, clock=lambda: now[0])
+    await cache.set_many({f"old{i}": b"1" for i in range(1000)}, ttl=10)
+    await cache.set_many({f"kept{i}": b"1" for i in range(24)})
+    now[0] = 11
+    await cache.set("new", b"1", ttl=10)  # the 1025th entry: past the first sweep mark
+    assert len(cache) == 25
+    # Unbounded: live entries stay, however many are written.
+    await cache.set_many({f"more{i}": b"1" for i in range(20_000)}, ttl=60)
+    assert len(cache) == 20_025
+    assert await cache.get("kept0") == b"1"
+
+
 async def test_memory_cache_refuses_work_once_closed() -> None:
     cache = MemoryCache()
     await cache.set("k", b"v")

@@ -1,271 +1,247 @@
-"""Invalidations requested inside a transaction run after its commit, never after a rollback."""
+"""Invalidations requested inside a transaction run after its commit, never after a rollback.
 
-# ruff: noqa: S608 - the only interpolated names are the fixture's own table and schema
+The services here read and write the data layer's sample models through
+``BaseRepository``, in sessions made by ``Database``, on SQLite and (with
+``TEST_DATABASE_URL``) PostgreSQL.
+"""
 
 from __future__ import annotations
 
-import asyncio
-import secrets
-from collections.abc import AsyncIterator
-from typing import Any
+import uuid
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 
 import pytest
 from pydantic import BaseModel
-from sqlalchemy import text
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, create_async_engine
+from sqlalchemy import true
+from sqlalchemy.ext.asyncio import AsyncSession
 
-from heygen_conventions import CacheBackend, CachedServiceMixin, MemoryCache
-from heygen_conventions.cache import defer_until_commit, discard_after_commit, run_after_commit
-from tests.conftest import TEST_DATABASE_URL
+from heygen_conventions import (
+    BaseRepository,
+    CacheBackend,
+    CachedServiceMixin,
+    Database,
+    MemoryCache,
+    NotFoundError,
+    cache_stats,
+)
+from tests.fixtures.db import Video
 
-DATABASES = ["sqlite", *(["postgresql"] if TEST_DATABASE_URL else [])]
 
-
-class Item(BaseModel):
-    id: int
+class VideoOut(BaseModel):
+    id: uuid.UUID
     title: str
 
 
-@pytest.fixture(params=DATABASES)
-async def engine_and_table(
-    request: pytest.FixtureRequest,
-) -> AsyncIterator[tuple[AsyncEngine, str]]:
-    """An engine and a table holding item 1 ("before"): SQLite in memory, or a fresh
-    PostgreSQL schema dropped afterwards."""
-    if request.param == "sqlite":
-        engine = create_async_engine("sqlite+aiosqlite:///:memory:")
-        table = "items"
-        schema = None
-    else:
-        assert TEST_DATABASE_URL
-        engine = create_async_engine(TEST_DATABASE_URL)
-        schema = f"cache_{secrets.token_hex(6)}"
-        table = f"{schema}.items"
-    async with engine.begin() as conn:
-        if schema:
-            await conn.execute(text(f"CREATE SCHEMA {schema}"))
-        await conn.execute(text(f"CREATE TABLE {table} (id INTEGER PRIMARY KEY, title TEXT)"))
-        await conn.execute(text(f"INSERT INTO {table} VALUES (1, 'before')"))
-    try:
-        yield engine, table
-    finally:
-        if schema:
-            async with engine.begin() as conn:
-                await conn.execute(text(f"DROP SCHEMA {schema} CASCADE"))
-        await engine.dispose()
+class VideoRepository(BaseRepository[Video]):
+    pass
 
 
-class ItemService(CachedServiceMixin):
-    cache_namespace = "items"
+class VideoService(CachedServiceMixin):
+    cache_namespace = "uow-videos"
 
-    def __init__(self, session: AsyncSession, cache: CacheBackend, table: str) -> None:
+    def __init__(self, session: AsyncSession, cache: CacheBackend) -> None:
         self.session = session
         self.cache = cache
-        self.table = table
+        self.videos = VideoRepository(session)
 
-    async def get(self, item_id: int) -> Item | None:
-        async def load() -> dict[str, Any] | None:
-            row = (
-                await self.session.execute(
-                    text(f"SELECT id, title FROM {self.table} WHERE id = :id"), {"id": item_id}
-                )
-            ).first()
-            return None if row is None else {"id": row.id, "title": row.title}
+    async def get(self, video_id: uuid.UUID) -> VideoOut | None:
+        return await self.cached(video_id, lambda: self.videos.get_by_id(video_id), model=VideoOut)
 
-        return await self.cached(item_id, load, model=Item)
+    async def get_many(self, ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, VideoOut]:
+        async def load(missing: list[uuid.UUID]) -> Mapping[uuid.UUID, Video]:
+            return {video.id: video for video in await self.videos.list(Video.id.in_(missing))}
 
-    async def rename(self, item_id: int, title: str) -> None:
-        await self.session.execute(
-            text(f"UPDATE {self.table} SET title = :title WHERE id = :id"),
-            {"title": title, "id": item_id},
-        )
-        await self.invalidate(item_id)
+        return await self.cached_many(ids, load, model=VideoOut)
 
+    async def rename(self, video_id: uuid.UUID, title: str) -> None:
+        await self.videos.update(video_id, {"title": title})
+        await self.invalidate(video_id)
 
-async def _title_seen_by_another_request(
-    engine: AsyncEngine, cache: CacheBackend, table: str
-) -> str | None:
-    async with AsyncSession(engine) as session:
-        item = await ItemService(session, cache, table).get(1)
-        await session.rollback()
-        return None if item is None else item.title
+    async def rename_all(self, title: str) -> None:
+        await self.videos.update_many({"title": title}, true())
+        await self.invalidate_namespace()
 
 
-async def test_invalidation_waits_for_the_commit(engine_and_table: tuple[AsyncEngine, str]) -> None:
-    engine, table = engine_and_table
-    cache = MemoryCache()
-    assert await _title_seen_by_another_request(engine, cache, table) == "before"
-    async with AsyncSession(engine) as session:
-        service = ItemService(session, cache, table)
-        await service.rename(1, "after")
+@dataclass
+class Scene:
+    """Two committed videos, "before" (cached by a first read) and "other"."""
+
+    db: Database
+    cache: MemoryCache
+    video_id: uuid.UUID
+    other_id: uuid.UUID
+
+    def service(self, session: AsyncSession) -> VideoService:
+        return VideoService(session, self.cache)
+
+    async def seen(self) -> str:
+        """The title another request reads, through the cache."""
+        async with self.db.session() as session:
+            return await title(self.service(session), self.video_id)
+
+    def loads(self) -> int:
+        return int(cache_stats(self.cache)["namespaces"]["uow-videos"]["loads"])
+
+
+async def title(service: VideoService, video_id: uuid.UUID) -> str:
+    video = await service.get(video_id)
+    assert video is not None
+    return video.title
+
+
+@pytest.fixture
+async def scene(sample_db: Database) -> Scene:
+    async with sample_db.transaction() as session:
+        repository = VideoRepository(session)
+        first = await repository.create({"title": "before", "slug": "first"})
+        second = await repository.create({"title": "other", "slug": "second"})
+    made = Scene(sample_db, MemoryCache(), first.id, second.id)
+    assert await made.seen() == "before"
+    return made
+
+
+async def test_invalidation_waits_for_the_commit(scene: Scene) -> None:
+    async with scene.db.session() as session:
+        service = scene.service(session)
+        await service.rename(scene.video_id, "after")
         # Not committed: other requests still get the cached committed value...
-        assert await _title_seen_by_another_request(engine, cache, table) == "before"
+        assert await scene.seen() == "before"
         # ... while this transaction reads its own write, bypassing the cache.
-        own = await service.get(1)
-        assert own is not None
-        assert own.title == "after"
-        await session.commit()
-        await run_after_commit(session)
-    assert await _title_seen_by_another_request(engine, cache, table) == "after"
+        assert await title(service, scene.video_id) == "after"
+        await session.commit()  # returns once the invalidation has run
+        assert await scene.seen() == "after"
+        # The commit cleared the marks: this session reads through the cache again.
+        loads = scene.loads()
+        assert await title(service, scene.video_id) == "after"
+        assert scene.loads() == loads
 
 
-async def test_invalidation_is_dropped_on_rollback(
-    engine_and_table: tuple[AsyncEngine, str],
-) -> None:
-    engine, table = engine_and_table
-    cache = MemoryCache()
-    assert await _title_seen_by_another_request(engine, cache, table) == "before"
-    loads_before = _loads(cache)
-    async with AsyncSession(engine) as session:
-        service = ItemService(session, cache, table)
-        await service.rename(1, "never")
+async def test_invalidation_is_dropped_on_rollback(scene: Scene) -> None:
+    loads = scene.loads()
+    async with scene.db.session() as session:
+        service = scene.service(session)
+        await service.rename(scene.video_id, "never")
         await session.rollback()
-        await run_after_commit(session)
-        assert "heygen_after_commit" not in session.info
         # The same session, after the rollback, uses the cache again.
-        item = await service.get(1)
-        assert item is not None
-        assert item.title == "before"
-        await session.rollback()
-    assert await _title_seen_by_another_request(engine, cache, table) == "before"
-    assert _loads(cache) == loads_before  # still served from the cache
+        assert await title(service, scene.video_id) == "before"
+    assert await scene.seen() == "before"
+    assert scene.loads() == loads  # still served from the cache
 
 
-async def test_a_rolled_back_savepoint_keeps_earlier_invalidations(
-    engine_and_table: tuple[AsyncEngine, str],
-) -> None:
-    engine, table = engine_and_table
-    cache = MemoryCache()
-    await _title_seen_by_another_request(engine, cache, table)
-    async with AsyncSession(engine) as session:
-        service = ItemService(session, cache, table)
-        await service.rename(1, "after")
+async def test_a_failing_unit_of_work_leaves_the_cache_alone(scene: Scene) -> None:
+    loads = scene.loads()
+
+    async def rename_then_fail() -> None:
+        async with scene.db.transaction() as session:
+            await scene.service(session).rename(scene.video_id, "never")
+            raise NotFoundError("changed my mind")
+
+    with pytest.raises(NotFoundError):
+        await rename_then_fail()
+    assert await scene.seen() == "before"
+    assert scene.loads() == loads
+
+
+async def test_a_rolled_back_savepoint_keeps_earlier_invalidations(scene: Scene) -> None:
+    async with scene.db.transaction() as session:
+        service = scene.service(session)
+        await service.rename(scene.video_id, "after")
         savepoint = await session.begin_nested()
         await savepoint.rollback()
+        assert await title(service, scene.video_id) == "after"  # still our own write
+    assert await scene.seen() == "after"
+
+
+async def test_a_released_savepoint_waits_for_the_outer_commit(scene: Scene) -> None:
+    loads = scene.loads()
+    async with scene.db.session() as session:
+        service = scene.service(session)
+        await service.rename(scene.other_id, "outer")  # pysqlite begins at the first write
+        async with session.begin_nested():
+            await service.rename(scene.video_id, "inner")
+        # Released, not committed: nothing is invalidated yet, reads stay our own.
+        assert await scene.seen() == "before"
+        assert await title(service, scene.video_id) == "inner"
+        await session.rollback()
+    assert await scene.seen() == "before"
+    assert scene.loads() == loads + 1  # only the read that bypassed the cache
+    async with scene.db.session() as session:
+        assert (await VideoRepository(session).get_one(id=scene.video_id)).title == "before"
+
+
+async def test_a_begin_block_invalidates_as_it_commits(scene: Scene) -> None:
+    async with scene.db.session() as session:
+        async with session.begin():
+            await scene.service(session).rename(scene.video_id, "after")
+        assert await scene.seen() == "after"
+
+
+async def test_namespace_invalidation_waits_for_the_commit(scene: Scene) -> None:
+    async with scene.db.session() as session:
+        service = scene.service(session)
+        await service.rename_all("bulk")
+        assert await scene.seen() == "before"
+        assert await title(service, scene.video_id) == "bulk"
         await session.commit()
-        await run_after_commit(session)
-    assert await _title_seen_by_another_request(engine, cache, table) == "after"
+    assert await scene.seen() == "bulk"
 
 
-async def test_a_plain_commit_still_invalidates(engine_and_table: tuple[AsyncEngine, str]) -> None:
-    """Even a data layer that never calls run_after_commit gets the invalidation, soon."""
-    engine, table = engine_and_table
-    cache = MemoryCache()
-    await _title_seen_by_another_request(engine, cache, table)
-    async with AsyncSession(engine) as session:
-        await ItemService(session, cache, table).rename(1, "after")
+async def test_cached_many_bypasses_only_the_keys_this_transaction_changed(scene: Scene) -> None:
+    ids = [scene.video_id, scene.other_id]
+    async with scene.db.session() as session:
+        assert len(await scene.service(session).get_many(ids)) == 2
+    async with scene.db.session() as session:
+        service = scene.service(session)
+        await service.rename(scene.video_id, "after")
+        loads = scene.loads()
+        found = await service.get_many(ids)
+        assert [found[i].title for i in ids] == ["after", "other"]
+        assert scene.loads() == loads + 1  # one load, for the changed key alone
+        await session.rollback()
+    async with scene.db.session() as session:
+        found = await scene.service(session).get_many(ids)
+    assert [found[i].title for i in ids] == ["before", "other"]
+
+
+async def test_outside_a_transaction_invalidation_is_immediate(scene: Scene) -> None:
+    async with scene.db.session() as session:
+        service = scene.service(session)
+        await service.videos.update(scene.video_id, {"title": "after"})
         await session.commit()
-    for _ in range(100):
-        if await _title_seen_by_another_request(engine, cache, table) == "after":
-            break
-        await asyncio.sleep(0.01)
-    assert await _title_seen_by_another_request(engine, cache, table) == "after"
-
-
-async def test_namespace_invalidation_waits_for_the_commit(
-    engine_and_table: tuple[AsyncEngine, str],
-) -> None:
-    engine, table = engine_and_table
-    cache = MemoryCache()
-    await _title_seen_by_another_request(engine, cache, table)
-    async with AsyncSession(engine) as session:
-        service = ItemService(session, cache, table)
-        await session.execute(text(f"UPDATE {table} SET title = 'bulk'"))
-        await service.invalidate_namespace()
-        assert await _title_seen_by_another_request(engine, cache, table) == "before"
-        own = await service.get(1)
-        assert own is not None
-        assert own.title == "bulk"
-        await session.commit()
-        await run_after_commit(session)
-    assert await _title_seen_by_another_request(engine, cache, table) == "bulk"
-
-
-async def test_outside_a_transaction_invalidation_is_immediate(
-    engine_and_table: tuple[AsyncEngine, str],
-) -> None:
-    engine, table = engine_and_table
-    cache = MemoryCache()
-    await _title_seen_by_another_request(engine, cache, table)
-    async with AsyncSession(engine) as session:
-        await session.execute(text(f"UPDATE {table} SET title = 'after'"))
-        await session.commit()
-        service = ItemService(session, cache, table)
         assert not session.in_transaction()
-        await service.invalidate(1)
-    assert await _title_seen_by_another_request(engine, cache, table) == "after"
+        await service.invalidate(scene.video_id)
+    assert await scene.seen() == "after"
 
 
-class UnitOfWork:
-    """A unit of work that is not a SQLAlchemy session."""
+class ByDb(CachedServiceMixin):
+    cache_namespace = "uow-videos"
 
-    def __init__(self) -> None:
-        self.info: dict[str, Any] = {}
-        self.open = True
-
-    def in_transaction(self) -> bool:
-        return self.open
-
-
-class Remembered(CachedServiceMixin):
-    cache_namespace = "remembered"
-
-    def __init__(self, cache: CacheBackend, db: UnitOfWork) -> None:
+    def __init__(self, cache: CacheBackend, db: object) -> None:
         self.cache = cache
         self.db = db  # the mixin also looks for `db`
 
 
-async def test_any_unit_of_work_runs_its_callbacks_when_told() -> None:
-    cache = MemoryCache()
-    unit = UnitOfWork()
-    service = Remembered(cache, unit)
-    calls = 0
-
-    async def load() -> Item:
-        nonlocal calls
-        calls += 1
-        return Item(id=1, title=str(calls))
-
-    unit.open = False
-    assert await service.cached(1, load, model=Item) == Item(id=1, title="1")
-    unit.open = True
-    await service.invalidate(1)
-    unit.open = False
-    assert await service.cached(1, load, model=Item) == Item(id=1, title="2")  # bypassed
-    assert await service.cached(1, load, model=Item) == Item(id=1, title="3")  # still pending
-    await run_after_commit(unit)
-    assert await service.cached(1, load, model=Item) == Item(id=1, title="4")  # reloaded, cached
-    assert await service.cached(1, load, model=Item) == Item(id=1, title="4")
-
-    unit.open = True
-    await service.invalidate(1)
-    discard_after_commit(unit)
-    await run_after_commit(unit)
-    assert await service.cached(1, load, model=Item) == Item(id=1, title="4")
-    await run_after_commit(object())  # nothing registered anywhere: a no-op
+async def test_the_unit_of_work_may_be_named_db(scene: Scene) -> None:
+    async with scene.db.session() as session:
+        await VideoRepository(session).update(scene.video_id, {"title": "after"})
+        await ByDb(scene.cache, session).invalidate(scene.video_id)
+        assert await scene.seen() == "before"
+        await session.commit()
+    assert await scene.seen() == "after"
+    # Anything but a session (here the Database itself) is no transaction: at once.
+    await ByDb(scene.cache, scene.db).invalidate(scene.video_id)
 
 
-async def test_a_failing_after_commit_callback_does_not_stop_the_others(
-    caplog: pytest.LogCaptureFixture,
+async def test_a_session_not_made_by_database_is_refused_inside_a_transaction(
+    scene: Scene,
 ) -> None:
-    unit = UnitOfWork()
-    ran: list[str] = []
-
-    async def broken() -> None:
-        raise RuntimeError("boom")
-
-    async def fine() -> None:
-        ran.append("fine")
-
-    defer_until_commit(unit, broken)
-    defer_until_commit(unit, fine)
-    await run_after_commit(unit)
-    assert ran == ["fine"]
-    assert any(r.message == "After-commit callback failed" for r in caplog.records)
-
-
-def _loads(cache: CacheBackend) -> int:
-    from heygen_conventions import cache_stats
-
-    stats = cache_stats(cache)["namespaces"].get("items", {})
-    return int(stats.get("loads", 0))
+    async with AsyncSession(scene.db.engine) as session:
+        service = scene.service(session)
+        await service.videos.update(scene.video_id, {"title": "after"})
+        # Nothing could run the invalidation after that session's commit.
+        with pytest.raises(TypeError, match=r"VideoService .* Database"):
+            await service.invalidate(scene.video_id)
+        await session.commit()
+        await service.invalidate(scene.video_id)  # after the commit it happens at once
+    assert await scene.seen() == "after"

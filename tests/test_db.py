@@ -237,6 +237,42 @@ async def test_after_commit_of_an_explicit_commit_survives_a_later_rollback(db: 
     assert await count_clips(db) == 1
 
 
+async def test_after_commit_waits_for_the_outermost_commit_not_a_savepoint(db: Database) -> None:
+    ran: list[str] = []
+    async with db.session() as session:
+        session.add(Clip(slug="outer"))
+        await session.flush()  # the outer transaction has begun (pysqlite begins it at DML)
+        async with session.begin_nested():
+            session.add(Clip(slug="inner"))
+            after_commit(session, lambda: ran.append("released"))
+        assert ran == []  # the savepoint is released; the transaction is still open
+        await session.rollback()
+    assert ran == []
+    assert await count_clips(db) == 0
+
+
+async def test_after_commit_runs_when_a_begin_block_commits(db: Database) -> None:
+    ran: list[str] = []
+    async with db.session() as session:
+        async with session.begin():
+            session.add(Clip(slug="x"))
+            after_commit(session, lambda: ran.append("committed"))
+        assert ran == ["committed"]
+        transaction = await session.begin()
+        after_commit(session, lambda: ran.append("explicit"))
+        await transaction.commit()
+        assert ran == ["committed", "explicit"]
+
+        async def fail() -> None:
+            async with session.begin():
+                after_commit(session, lambda: ran.append("rolled back"))
+                raise ConflictError()
+
+        with pytest.raises(ConflictError):
+            await fail()
+    assert ran == ["committed", "explicit"]
+
+
 async def test_after_commit_refuses_a_foreign_session(db: Database) -> None:
     async with AsyncSession(db.engine) as session:
         with pytest.raises(TypeError, match="Database"):
