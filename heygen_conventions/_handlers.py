@@ -116,6 +116,21 @@ def error_response(
     )
 
 
+def app_error_response(
+    scope: Scope, exc: AppError, *, format: ErrorFormat = "envelope"
+) -> Response:
+    """The response for an :class:`AppError`: its status, code, message, details and headers."""
+    return error_response(
+        scope,
+        status_code=exc.status_code,
+        code=exc.code,
+        message=exc.message,
+        details=exc.details,
+        headers=exc.headers,
+        format=format,
+    )
+
+
 def _location(loc: Iterable[int | str]) -> str:
     return ".".join(str(part) for part in loc)
 
@@ -210,15 +225,7 @@ def install_exception_handlers(app: FastAPI, *, format: ErrorFormat = "envelope"
                 "cause_type": type(exc.__cause__).__name__ if exc.__cause__ else None,
             },
         )
-        return error_response(
-            request.scope,
-            status_code=exc.status_code,
-            code=exc.code,
-            message=exc.message,
-            details=exc.details,
-            headers=exc.headers,
-            format=format,
-        )
+        return app_error_response(request.scope, exc, format=format)
 
     async def handle_validation_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, RequestValidationError)

@@ -43,7 +43,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from heygen_conventions._context import bind_request_context
-from heygen_conventions._handlers import error_response
+from heygen_conventions._handlers import app_error_response
 from heygen_conventions._jwt import ExpiredTokenError, TokenError, token_digest
 from heygen_conventions._tokens import (
     SCOPE_TOKEN,
@@ -478,14 +478,7 @@ async def _auth_error_fallback(request: Request, exc: Exception) -> Response:
     # Only used until install_exception_handlers() replaces it, so that an
     # app wiring auth alone still answers 401/403 rather than 500.
     assert isinstance(exc, AppError)
-    return error_response(
-        request.scope,
-        status_code=exc.status_code,
-        code=exc.code,
-        message=exc.message,
-        details=exc.details,
-        headers=exc.headers,
-    )
+    return app_error_response(request.scope, exc)
 
 
 def _use_password_flow(app: FastAPI, token_url: str, scopes: Mapping[str, str]) -> None:

@@ -32,7 +32,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
-from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from contextlib import AbstractAsyncContextManager
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol, TypeVar, runtime_checkable
 
@@ -62,6 +62,7 @@ from heygen_conventions._cache_read import (
     read_many,
     write_spread,
 )
+from heygen_conventions._lifespan import close_after_lifespan
 from heygen_conventions._unit_of_work import after_commit, pending_after_commit
 
 if TYPE_CHECKING:
@@ -156,18 +157,12 @@ def install_cache(app: FastAPI, backend: CacheBackend) -> CacheBackend:
     if getattr(app.state, APP_STATE_KEY, None) is not None:
         raise RuntimeError("install_cache() was already called on this app")
     setattr(app.state, APP_STATE_KEY, backend)
-    inner = app.router.lifespan_context
 
-    @asynccontextmanager
-    async def lifespan(app_: Any) -> AsyncIterator[Any]:
-        try:
-            async with inner(app_) as state:
-                yield state
-        finally:
-            await engine.close_state(backend)
-            await backend.close()
+    async def close() -> None:
+        await engine.close_state(backend)
+        await backend.close()
 
-    app.router.lifespan_context = lifespan
+    close_after_lifespan(app, close)
     return backend
 
 

@@ -51,6 +51,7 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, declared_attr, mapped_column
 from sqlalchemy.types import TypeDecorator
 from starlette.requests import HTTPConnection
 
+from heygen_conventions._lifespan import close_after_lifespan
 from heygen_conventions._sql_errors import translate_db_error, translate_db_errors
 from heygen_conventions._unit_of_work import _AsyncSession, after_commit, run_after_commit
 from heygen_conventions.settings import Settings
@@ -424,17 +425,7 @@ def install_database(app: FastAPI, database: Database) -> None:
     if getattr(app.state, _STATE_KEY, None) is not None:
         raise RuntimeError("install_database() was already called on this app")
     setattr(app.state, _STATE_KEY, database)
-    inner = app.router.lifespan_context
-
-    @asynccontextmanager
-    async def lifespan(app_: Any) -> AsyncIterator[Any]:
-        try:
-            async with inner(app_) as state:
-                yield state
-        finally:
-            await database.dispose()
-
-    app.router.lifespan_context = lifespan
+    close_after_lifespan(app, database.dispose)
 
 
 def _database_of(connection: HTTPConnection) -> Database:
