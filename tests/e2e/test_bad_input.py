@@ -10,9 +10,13 @@ LONG = "x" * 10_000
 
 
 def tampered(cursor: str) -> str:
-    """The cursor with one character of its signature changed."""
-    last = cursor[-1]
-    return cursor[:-1] + ("A" if last != "A" else "B")
+    """The cursor (or token) with one character of its payload changed.
+
+    Not the last character: in unpadded base64 its low bits are padding,
+    so changing it may decode to the very same bytes.
+    """
+    middle = len(cursor) // 4
+    return cursor[:middle] + ("A" if cursor[middle] != "A" else "B") + cursor[middle + 1 :]
 
 
 async def test_bad_input_answers_the_error_envelope(stack: Stack) -> None:
@@ -200,7 +204,7 @@ async def test_bad_input_answers_the_error_envelope(stack: Stack) -> None:
             "me: tampered token",
             "GET",
             "/api/v1/users/me",
-            {"headers": {"Authorization": bearer[:-3] + "abc"}},
+            {"headers": {"Authorization": tampered(bearer)}},
             401,
             "invalid_token",
         ),
