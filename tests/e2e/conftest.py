@@ -15,9 +15,12 @@ import httpx
 import pytest
 import redis.asyncio as redis
 from fastapi import FastAPI
+from pwdlib import PasswordHash
+from pwdlib.hashers.argon2 import Argon2Hasher
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import create_async_engine
 
+from examples.video_app import security
 from examples.video_app.main import create_app
 from examples.video_app.migrate import upgrade_database
 from examples.video_app.models import User, UserRole
@@ -37,6 +40,15 @@ if TEST_DATABASE_URL or TEST_REDIS_URL:
     )
 
 PASSWORD = "correct-horse-battery"
+#: Argon2id at its lowest cost: the production parameters take a quarter of a
+#: second per hash, which would dominate the suite's time.
+CHEAP_HASHING = PasswordHash((Argon2Hasher(time_cost=1, memory_cost=8, parallelism=1),))
+
+
+@pytest.fixture(autouse=True)
+def cheap_password_hashing(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(security, "_hasher", CHEAP_HASHING)
+    monkeypatch.setattr(security, "_UNKNOWN_USER_HASH", CHEAP_HASHING.hash("no account has it"))
 
 
 @dataclass
