@@ -8,18 +8,11 @@ from typing import Any
 
 from heygen_conventions import ErrorDetail, error_responses
 
-REQUEST_ID = "0b5f3c5e-6a3e-4c2b-9d1e-5f1a2b3c4d5e"
-
 NOT_AUTHENTICATED = "Not authenticated"
 INVALID_BODY = ErrorDetail(
     code="string_too_long",
     message="String should have at most 200 characters",
     field="body.title",
-)
-INVALID_QUERY = ErrorDetail(
-    code="less_than_equal",
-    message="Input should be less than or equal to 100",
-    field="query.per_page",
 )
 INVALID_PATH = ErrorDetail(
     code="uuid_parsing", message="Input should be a valid UUID", field="path.video_id"

@@ -50,8 +50,15 @@ def _title(value: str) -> str:
     return value
 
 
+def _no_nul(value: str) -> str:
+    # PostgreSQL text cannot hold NUL; refusing it here gives one answer on every database.
+    if "\x00" in value:
+        raise ValueError("must not contain NUL characters")
+    return value
+
+
 def _email(value: str) -> str:
-    if not _EMAIL.fullmatch(value):
+    if not _EMAIL.fullmatch(value) or "\x00" in value:
         raise ValueError("must be an email address")
     return value.lower()
 
@@ -62,13 +69,19 @@ Title = Annotated[
     AfterValidator(_title),
 ]
 Description = Annotated[
-    str, StringConstraints(strip_whitespace=True, min_length=1, max_length=MAX_DESCRIPTION_LENGTH)
+    str,
+    StringConstraints(strip_whitespace=True, min_length=1, max_length=MAX_DESCRIPTION_LENGTH),
+    AfterValidator(_no_nul),
 ]
 Script = Annotated[
-    str, StringConstraints(strip_whitespace=True, min_length=1, max_length=MAX_SCRIPT_LENGTH)
+    str,
+    StringConstraints(strip_whitespace=True, min_length=1, max_length=MAX_SCRIPT_LENGTH),
+    AfterValidator(_no_nul),
 ]
 Name = Annotated[
-    str, StringConstraints(strip_whitespace=True, min_length=1, max_length=MAX_NAME_LENGTH)
+    str,
+    StringConstraints(strip_whitespace=True, min_length=1, max_length=MAX_NAME_LENGTH),
+    AfterValidator(_no_nul),
 ]
 Email = Annotated[
     str,

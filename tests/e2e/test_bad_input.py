@@ -91,6 +91,14 @@ async def test_bad_input_answers_the_error_envelope(stack: Stack) -> None:
             "extra_forbidden",
         ),
         (
+            "register: NUL in the name",
+            "POST",
+            "/api/v1/users",
+            {"json": {"email": "a@b.co", "password": "p" * 12, "full_name": "a\x00b"}},
+            422,
+            "value_error",
+        ),
+        (
             "register: taken email",
             "POST",
             "/api/v1/users",
@@ -298,6 +306,7 @@ async def test_bad_input_answers_the_error_envelope(stack: Stack) -> None:
                     "value_error",
                 ),
                 ("unknown field", {"title": "t", "status": "completed"}, "extra_forbidden"),
+                ("NUL in the script", {"title": "t", "script": "a\x00b"}, "value_error"),
                 ("null body", None, "missing"),
             ]
         ],
