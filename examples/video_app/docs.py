@@ -9,6 +9,8 @@ from typing import Any
 from heygen_conventions import ErrorDetail, error_responses
 
 NOT_AUTHENTICATED = "Not authenticated"
+#: What a body that is not text in its declared encoding answers (before validation).
+BAD_BODY = ErrorDetail(code="bad_request", message="There was an error parsing the body")
 INVALID_BODY = ErrorDetail(
     code="string_too_long",
     message="String should have at most 200 characters",
@@ -68,7 +70,7 @@ def cursor_page(item: Any, *, description: str = "One page") -> dict[int | str, 
 def errors(*statuses: int, **messages: str | ErrorDetail) -> dict[int | str, dict[str, Any]]:
     """Error entries; ``errors(401, 404, e404="Video not found")`` overrides a message."""
     defaults: dict[int, str | ErrorDetail] = {
-        400: "Bad request",
+        400: BAD_BODY,
         401: NOT_AUTHENTICATED,
         403: "Only the owner or an admin can do this",
         404: "Not found",

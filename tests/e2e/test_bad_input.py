@@ -49,6 +49,14 @@ async def test_bad_input_answers_the_error_envelope(stack: Stack) -> None:
         # --- registration
         ("register: empty body", "POST", "/api/v1/users", {"json": {}}, 422, "missing"),
         ("register: not JSON", "POST", "/api/v1/users", {"content": b"{nope"}, 422, None),
+        (
+            "register: not UTF-8",
+            "POST",
+            "/api/v1/users",
+            {"content": b'{"email": "\xff"}', "headers": {"Content-Type": "application/json"}},
+            400,
+            "bad_request",
+        ),
         ("register: a list", "POST", "/api/v1/users", {"json": []}, 422, None),
         (
             "register: wrong types",

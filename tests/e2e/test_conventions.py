@@ -53,6 +53,8 @@ def test_every_operation_is_documented_with_examples() -> None:
             assert content["example"]["success"] is False, (where, status)
             assert content["example"]["errors"], (where, status)
         assert {"500", "503"} <= responses.keys(), where
+        if "requestBody" in operation:  # a body that does not decode answers 400
+            assert "400" in responses, where
 
 
 def test_protected_operations_document_401_and_use_the_password_flow() -> None:

@@ -55,6 +55,7 @@ class LoginForm:
     responses={
         200: _TOKEN_EXAMPLE,
         **errors(
+            400,
             401,
             422,
             e401=ErrorDetail(code="invalid_credentials", message="Incorrect email or password"),
@@ -81,6 +82,7 @@ async def log_in(
     responses={
         200: _TOKEN_EXAMPLE,
         **errors(
+            400,
             401,
             422,
             e401=ErrorDetail(code="invalid_token", message="Invalid token"),
@@ -108,6 +110,7 @@ async def refresh_tokens(body: RefreshRequest, auth: AuthDep) -> TokenResponse:
     "issued to the user so far (all devices).",
     response_description="Logged out; no body",
     responses=errors(
+        400,
         401,
         422,
         e422=ErrorDetail(

@@ -56,6 +56,7 @@ async def list_templates(
     responses={
         **ok(EXAMPLES["template"], message="Template created", status=201, description="Created"),
         **errors(
+            400,
             401,
             403,
             409,

@@ -27,6 +27,7 @@ MAX_FEED_LIMIT = 100
     responses={
         **ok(EXAMPLES["user"], message="User registered", status=201, description="Registered"),
         **errors(
+            400,
             409,
             422,
             e409=ErrorDetail(

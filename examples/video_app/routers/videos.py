@@ -91,7 +91,7 @@ async def list_videos(
     response_description="The new video",
     responses={
         **ok(EXAMPLES["video"], message="Video created", status=201, description="Created"),
-        **errors(401, 422),
+        **errors(400, 401, 422),
     },
 )
 async def create_video(
@@ -122,6 +122,7 @@ async def get_video(
 
 
 _EDIT_ERRORS = errors(
+    400,
     401,
     403,
     404,
@@ -242,6 +243,7 @@ async def process_video(
             description="Recorded",
         ),
         **errors(
+            400,
             401,
             404,
             409,
