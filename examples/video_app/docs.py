@@ -21,10 +21,11 @@ INVALID_PATH = ErrorDetail(
 )
 
 
-def ok(
-    data: Any, *, message: str = "OK", status: int = 200, description: str = "Success"
-) -> dict[int | str, dict[str, Any]]:
-    """``responses=`` entry for a success answered in the envelope, with an example."""
+def ok(data: Any, *, message: str = "OK", status: int = 200) -> dict[int | str, dict[str, Any]]:
+    """``responses=`` entry for a success answered in the envelope, with an example.
+
+    Its description is the route's ``response_description``.
+    """
     example = {
         "success": True,
         "message": message,
@@ -32,12 +33,10 @@ def ok(
         "errors": [],
         "metadata": {},
     }
-    return {
-        status: {"description": description, "content": {"application/json": {"example": example}}}
-    }
+    return {status: {"content": {"application/json": {"example": example}}}}
 
 
-def page(item: Any, *, description: str = "One page") -> dict[int | str, dict[str, Any]]:
+def page(item: Any) -> dict[int | str, dict[str, Any]]:
     """``responses=`` entry for an offset page of ``item``-like entries."""
     example = {
         "data": [item],
@@ -49,12 +48,10 @@ def page(item: Any, *, description: str = "One page") -> dict[int | str, dict[st
         "has_previous": False,
         "metadata": {"count": "exact"},
     }
-    return {
-        200: {"description": description, "content": {"application/json": {"example": example}}}
-    }
+    return {200: {"content": {"application/json": {"example": example}}}}
 
 
-def cursor_page(item: Any, *, description: str = "One page") -> dict[int | str, dict[str, Any]]:
+def cursor_page(item: Any) -> dict[int | str, dict[str, Any]]:
     """``responses=`` entry for a keyset page of ``item``-like entries."""
     example = {
         "data": [item],
@@ -62,9 +59,7 @@ def cursor_page(item: Any, *, description: str = "One page") -> dict[int | str, 
         "previous_cursor": None,
         "has_more": True,
     }
-    return {
-        200: {"description": description, "content": {"application/json": {"example": example}}}
-    }
+    return {200: {"content": {"application/json": {"example": example}}}}
 
 
 def errors(*statuses: int, **messages: str | ErrorDetail) -> dict[int | str, dict[str, Any]]:

@@ -19,7 +19,7 @@ from heygen_conventions import AuthenticationError, ErrorDetail, TokenClaims, ge
 
 router = APIRouter(prefix="/auth", tags=["auth"])
 
-_TOKEN_EXAMPLE = {**ok(EXAMPLES["tokens"], message="Logged in")[200]}
+_TOKEN_EXAMPLE = ok(EXAMPLES["tokens"], message="Logged in")[200]
 _TOKEN_EXAMPLE["content"]["application/json"]["example"].update(
     {key: EXAMPLES["tokens"][key] for key in ("access_token", "token_type", "expires_in")}
 )

@@ -54,7 +54,7 @@ async def list_templates(
     description="Add a template (admins only). A name already taken answers 409.",
     response_description="The new template",
     responses={
-        **ok(EXAMPLES["template"], message="Template created", status=201, description="Created"),
+        **ok(EXAMPLES["template"], message="Template created", status=201),
         **errors(
             400,
             401,

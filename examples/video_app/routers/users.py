@@ -25,7 +25,7 @@ MAX_FEED_LIMIT = 100
     "hashes. An email already registered answers 409.",
     response_description="The new account",
     responses={
-        **ok(EXAMPLES["user"], message="User registered", status=201, description="Registered"),
+        **ok(EXAMPLES["user"], message="User registered", status=201),
         **errors(
             400,
             409,

@@ -90,7 +90,7 @@ async def list_videos(
     "`POST /videos/{video_id}/process`. A `template_id` that does not exist answers 422.",
     response_description="The new video",
     responses={
-        **ok(EXAMPLES["video"], message="Video created", status=201, description="Created"),
+        **ok(EXAMPLES["video"], message="Video created", status=201),
         **errors(400, 401, 422),
     },
 )
@@ -194,7 +194,7 @@ async def delete_video(video_id: uuid.UUID, user: CurrentUser, videos: VideoServ
     "answers 409.",
     response_description="Accepted; the video as it was when rendering was requested",
     responses={
-        **ok(EXAMPLES["video"], message="Processing started", status=202, description="Accepted"),
+        **ok(EXAMPLES["video"], message="Processing started", status=202),
         **errors(
             401,
             403,
@@ -236,12 +236,7 @@ async def process_video(
     "video. A video that is not `completed` answers 409.",
     response_description="The recorded engagement",
     responses={
-        **ok(
-            EXAMPLES["engagement"],
-            message="Engagement recorded",
-            status=201,
-            description="Recorded",
-        ),
+        **ok(EXAMPLES["engagement"], message="Engagement recorded", status=201),
         **errors(
             400,
             401,
