@@ -61,6 +61,17 @@ def server(tmp_path: Path) -> Iterator[tuple[str, Path]]:
             process.wait(timeout=5)
 
 
+def logged(log: Path, event: str, request_id: str) -> list[dict[str, object]]:
+    # Complete lines only: the server may be writing the last one.
+    complete = log.read_text().split("\n")[:-1]
+    lines = [json.loads(line) for line in complete if line.startswith("{")]
+    return [
+        line
+        for line in lines
+        if line.get("event") == event and line.get("request_id") == request_id
+    ]
+
+
 def test_the_module_serves_the_seeded_api(server: tuple[str, Path]) -> None:
     base, log = server
     with httpx.Client(base_url=f"{base}/api/v1", timeout=10) as client:
@@ -77,9 +88,11 @@ def test_the_module_serves_the_seeded_api(server: tuple[str, Path]) -> None:
         assert listed.status_code == 200, listed.text
         assert listed.json()["total_count"] == 3
         assert listed.headers["X-Request-ID"] == "smoke-1"
-    lines = [json.loads(line) for line in log.read_text().splitlines() if line.startswith("{")]
-    access = [line for line in lines if line.get("request_id") == "smoke-1"]
-    assert access[-1]["event"] == "request finished"
+    # The access line is written once the response has gone out: wait for it.
+    deadline = time.monotonic() + 10
+    while not (access := logged(log, "request finished", "smoke-1")):
+        assert time.monotonic() < deadline, log.read_text()
+        time.sleep(0.05)
     assert access[-1]["status_code"] == 200
     assert "Uvicorn running on" in log.read_text()
     assert "curl -s -X POST" in log.read_text()
