@@ -10,7 +10,7 @@ DEMO_STAMP := $(VENV)/.installed-demo
 
 help:
 	@echo "make test   run the test suite with coverage (SQLite/fakeredis unless TEST_* URLs are set)"
-	@echo "make demo   run the demo API on http://127.0.0.1:8000"
+	@echo "make demo   run the example video platform API on http://127.0.0.1:8000"
 	@echo "make lint   ruff + mypy --strict"
 
 $(BIN)/python:
@@ -23,7 +23,7 @@ $(DEV_STAMP): pyproject.toml | $(BIN)/python
 	@touch $@
 
 $(DEMO_STAMP): pyproject.toml | $(BIN)/python
-	$(BIN)/python -m pip install --quiet -e '.[dev,postgres]'
+	$(BIN)/python -m pip install --quiet -e '.[example,postgres]'
 	@touch $@
 
 test: $(DEV_STAMP)
@@ -35,14 +35,15 @@ test: $(DEV_STAMP)
 lint: $(DEV_STAMP)
 	$(BIN)/ruff check heygen_conventions tests examples benchmarks
 	$(BIN)/ruff format --check heygen_conventions tests examples benchmarks
-	$(BIN)/mypy --strict heygen_conventions
+	$(BIN)/mypy --strict heygen_conventions examples
 
 format: $(DEV_STAMP)
 	$(BIN)/ruff format heygen_conventions tests examples benchmarks
 	$(BIN)/ruff check --fix heygen_conventions tests examples benchmarks
 
+# Migrates ./video_app.db (or HEYGEN_DATABASE_URL), seeds the demo data, serves on :8000.
 demo: $(DEMO_STAMP)
-	$(BIN)/python -m examples.minimal_app
+	$(BIN)/python -m examples.video_app
 
 clean:
 	rm -rf $(VENV) .coverage .coverage.* .mypy_cache .ruff_cache .pytest_cache

@@ -5,7 +5,12 @@ an underscore are private.
 """
 
 from heygen_conventions._context import bind_request_context, get_request_context
-from heygen_conventions._handlers import ErrorFormat, error_response, install_exception_handlers
+from heygen_conventions._handlers import (
+    ErrorFormat,
+    error_response,
+    error_responses,
+    install_exception_handlers,
+)
 from heygen_conventions._sql_errors import translate_db_errors
 from heygen_conventions._version import __version__
 from heygen_conventions.app import AppComponents, get_components, setup_app
@@ -80,6 +85,7 @@ from heygen_conventions.responses import (
     APIResponse,
     CursorPage,
     ErrorDetail,
+    ErrorResponse,
     PaginatedResponse,
     total_pages,
 )
@@ -104,6 +110,7 @@ __all__ = [
     "Database",
     "ErrorDetail",
     "ErrorFormat",
+    "ErrorResponse",
     "InvalidInputError",
     "JWTAuth",
     "MemoryCache",
@@ -138,6 +145,7 @@ __all__ = [
     "create_refresh_token",
     "ensure_owner_or_admin",
     "error_response",
+    "error_responses",
     "get_auth",
     "get_cache",
     "get_components",

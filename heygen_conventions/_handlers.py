@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from http import HTTPStatus
 from typing import Any, Literal
 
@@ -18,9 +18,9 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from heygen_conventions import errors
 from heygen_conventions._context import request_id_from_scope
 from heygen_conventions.errors import AppError
-from heygen_conventions.responses import ErrorDetail
+from heygen_conventions.responses import ErrorDetail, ErrorResponse
 
-__all__ = ["ErrorFormat", "error_response", "install_exception_handlers"]
+__all__ = ["ErrorFormat", "error_response", "error_responses", "install_exception_handlers"]
 
 ErrorFormat = Literal["envelope", "problem"]
 
@@ -28,6 +28,8 @@ logger = logging.getLogger("heygen_conventions.errors")
 
 _INSTALLED_FLAG = "heygen_error_format"
 _GENERIC_500 = "Internal server error"
+_VALIDATION_MESSAGE = "Request validation failed"
+_EXAMPLE_REQUEST_ID = "0b5f3c5e-6a3e-4c2b-9d1e-5f1a2b3c4d5e"
 _NO_BODY_STATUSES = frozenset({204, 304})
 
 
@@ -129,6 +131,80 @@ def app_error_response(
         headers=exc.headers,
         format=format,
     )
+
+
+def error_responses(
+    errors: Mapping[int, str | ErrorDetail], *, format: ErrorFormat = "envelope"
+) -> dict[int | str, dict[str, Any]]:
+    """``responses=`` entries documenting error statuses in the shape the handlers answer.
+
+    Each status gets a description, the error model and an example body::
+
+        @router.get(
+            "/videos/{video_id}",
+            responses=error_responses({401: "Not authenticated", 404: "Video not found"}),
+        )
+
+    Documenting 422 this way also replaces FastAPI's default
+    ``HTTPValidationError`` schema, which does not describe what the handlers
+    send. 401 entries document the ``WWW-Authenticate`` header.
+
+    Args:
+        errors: Status to the message of the example; an :class:`ErrorDetail`
+            sets the error's ``code`` (and ``field``) too. Otherwise the code
+            is the library's for that status (``not_found`` for 404). For 422
+            with an :class:`ErrorDetail`, the example is a request validation
+            failure listing that field.
+        format: The format given to :func:`install_exception_handlers`.
+    """
+    documented: dict[int | str, dict[str, Any]] = {}
+    for status_code, error in errors.items():
+        if isinstance(error, ErrorDetail):
+            detail = error
+            message = _VALIDATION_MESSAGE if status_code == 422 else error.message
+        else:
+            message = error
+            detail = ErrorDetail(code=_code_for_status(status_code), message=message)
+        errors_list = [detail.model_dump()]
+        entry: dict[str, Any]
+        if format == "problem":
+            example: dict[str, Any] = {
+                "type": "about:blank",
+                "title": _phrase(status_code),
+                "status": status_code,
+                "detail": message,
+                "instance": "/api/v1/...",
+                "code": detail.code,
+                "errors": errors_list,
+                "request_id": _EXAMPLE_REQUEST_ID,
+            }
+            entry = {
+                "description": message,
+                "content": {"application/problem+json": {"example": example}},
+            }
+        else:
+            example = {
+                "success": False,
+                "message": message,
+                "data": None,
+                "errors": errors_list,
+                "metadata": {"request_id": _EXAMPLE_REQUEST_ID},
+            }
+            entry = {
+                "model": ErrorResponse,
+                "description": message,
+                "content": {"application/json": {"example": example}},
+            }
+        if status_code == 401:
+            entry["headers"] = {
+                "WWW-Authenticate": {
+                    "description": "The scheme to authenticate with: `Bearer` (with "
+                    '`error="invalid_token"` when the token sent was refused).',
+                    "schema": {"type": "string"},
+                }
+            }
+        documented[status_code] = entry
+    return documented
 
 
 def _location(loc: Iterable[int | str]) -> str:

@@ -16,11 +16,18 @@ import re
 import types
 import typing
 from collections.abc import Sequence
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
-__all__ = ["APIResponse", "CursorPage", "ErrorDetail", "PaginatedResponse", "total_pages"]
+__all__ = [
+    "APIResponse",
+    "CursorPage",
+    "ErrorDetail",
+    "ErrorResponse",
+    "PaginatedResponse",
+    "total_pages",
+]
 
 T = TypeVar("T")
 
@@ -130,6 +137,22 @@ class APIResponse(_ReadableGenericName, Generic[T]):
         the route's ``response_model`` validates it.
         """
         return cls(success=True, message=message, data=data, metadata=metadata or {})
+
+
+class ErrorResponse(BaseModel):
+    """The envelope every error answers with, as OpenAPI documents it.
+
+    The exception handlers build these bodies; routes name this model in
+    ``responses=`` (see :func:`heygen_conventions.error_responses`).
+    """
+
+    success: Literal[False] = Field(False, description="Always false for an error.")
+    message: str = Field(..., description="Human-readable summary of what went wrong.")
+    data: None = Field(None, description="Always null for an error.")
+    errors: list[ErrorDetail] = Field(..., description="One entry per problem found.")
+    metadata: dict[str, Any] = Field(
+        default_factory=dict, description="`request_id`, to quote when reporting the error."
+    )
 
 
 def total_pages(total_count: int, per_page: int) -> int:

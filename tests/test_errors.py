@@ -20,6 +20,7 @@ from heygen_conventions import (
     PermissionDeniedError,
     RateLimitedError,
     ServiceUnavailableError,
+    error_responses,
     install_exception_handlers,
 )
 
@@ -356,3 +357,50 @@ def test_no_content_statuses_carry_no_body(client: TestClient, code: int) -> Non
     assert response.status_code == code
     assert response.content == b""
     assert response.headers["x-extra"] == "1"
+
+
+def test_error_responses_document_what_the_handlers_send() -> None:
+    app = FastAPI()
+    install_exception_handlers(app)
+    invalid = ErrorDetail(code="string_too_short", message="Too short", field="body.title")
+    documented = error_responses({401: "Not authenticated", 404: "Video not found", 422: invalid})
+
+    @app.get("/videos/{video_id}", responses=documented)
+    async def get_video(video_id: int) -> dict[str, int]:
+        raise NotFoundError("Video not found")
+
+    schema = app.openapi()
+    responses = schema["paths"]["/videos/{video_id}"]["get"]["responses"]
+    not_found = responses["404"]["content"]["application/json"]
+    assert not_found["schema"] == {"$ref": "#/components/schemas/ErrorResponse"}
+    sent = TestClient(app).get("/videos/1", headers={"X-Request-ID": "r-1"}).json()
+    example = not_found["example"]
+    # FastAPI drops null values from the document (`data`, `field`).
+    assert example.keys() == sent.keys() - {"data"}
+    assert example["message"] == sent["message"]
+    assert example["errors"] == [{"code": "not_found", "message": "Video not found"}]
+    # 422 replaces FastAPI's HTTPValidationError, which is not what the handlers send.
+    validation = responses["422"]["content"]["application/json"]
+    assert validation["schema"] == {"$ref": "#/components/schemas/ErrorResponse"}
+    assert validation["example"]["message"] == "Request validation failed"
+    assert validation["example"]["errors"] == [invalid.model_dump()]
+    assert sent["errors"] == [{"code": "not_found", "message": "Video not found", "field": None}]
+    assert "HTTPValidationError" not in schema["components"]["schemas"]
+    assert "WWW-Authenticate" in responses["401"]["headers"]
+    assert responses["401"]["content"]["application/json"]["example"]["errors"][0]["code"] == (
+        "not_authenticated"
+    )
+
+
+def test_error_responses_as_problem_details() -> None:
+    documented = error_responses(
+        {409: ErrorDetail(code="stale_version", message="Reload", field="version")},
+        format="problem",
+    )
+    example = documented[409]["content"]["application/problem+json"]["example"]
+    assert (example["status"], example["code"], example["detail"]) == (
+        409,
+        "stale_version",
+        "Reload",
+    )
+    assert "model" not in documented[409]

@@ -1,0 +1,1 @@
+"""The API's routers, one per resource; ``main`` mounts them under ``/api/v1``."""
