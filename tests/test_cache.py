@@ -613,7 +613,7 @@ async def test_a_cancelled_leader_hands_over_to_a_waiter(cache_backend: CacheBac
         return VideoResponse(id=1, title="second")
 
     leader = asyncio.create_task(service.cached(1, slow, model=VideoResponse))
-    await asyncio.sleep(0.05)
+    await _until(lambda: calls == 1)
     waiter = asyncio.create_task(service.cached(1, slow, model=VideoResponse))
     await asyncio.sleep(0.05)
     leader.cancel()
@@ -647,7 +647,7 @@ async def test_the_lock_makes_one_instance_load(
         return load
 
     task_a = asyncio.create_task(on_a.cached(1, loader("a"), model=VideoResponse))
-    await asyncio.sleep(0.05)
+    await _until(lambda: calls == ["a"])  # a holds the lock and is loading
     tasks_b = [
         asyncio.create_task(on_b.cached(1, loader("b"), model=VideoResponse)) for _ in range(50)
     ]
@@ -757,9 +757,11 @@ async def test_callers_after_an_invalidation_do_not_join_an_older_read(
     service = VideoService(cache_backend, FakeDB())
     rows = {1: "v1"}
     release = asyncio.Event()
+    loading = asyncio.Event()
 
     async def slow_old() -> VideoResponse:
         title = rows[1]
+        loading.set()
         await release.wait()
         return VideoResponse(id=1, title=title)
 
@@ -767,7 +769,7 @@ async def test_callers_after_an_invalidation_do_not_join_an_older_read(
         return VideoResponse(id=1, title=rows[1])
 
     old_reader = asyncio.create_task(service.cached(1, slow_old, model=VideoResponse))
-    await asyncio.sleep(0.02)
+    await asyncio.wait_for(loading.wait(), 10)  # the old reader has read the old row
     rows[1] = "v2"
     await service.invalidate(1)
     fresh = await service.cached(1, load, model=VideoResponse)  # does not wait for old_reader
