@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import os
 import re
 from contextvars import ContextVar, Token
+from random import getrandbits
 from typing import Any
 
 #: Key under ``scope["state"]`` (``request.state.request_id``) holding the request id.
@@ -16,12 +16,20 @@ DEFAULT_REQUEST_ID_HEADER = "X-Request-ID"
 _SAFE_REQUEST_ID = re.compile(rb"[A-Za-z0-9._-]{1,128}")
 
 
+# Version 4 and the RFC 4122 variant in a 128-bit integer.
+_UUID4_CLEAR = ~((0xF << 76) | (0x3 << 62)) & ((1 << 128) - 1)
+_UUID4_SET = (0x4 << 76) | (0x2 << 62)
+
+
 def new_request_id() -> str:
-    """A random UUID4 as 32 hex digits, like ``uuid.uuid4().hex`` at a fifth of the cost."""
-    raw = bytearray(os.urandom(16))
-    raw[6] = (raw[6] & 0x0F) | 0x40  # version 4
-    raw[8] = (raw[8] & 0x3F) | 0x80  # RFC 4122 variant
-    return raw.hex()
+    """A random UUID4 as 32 hex digits, like ``uuid.uuid4().hex`` at a sixth of the cost.
+
+    A request id is a correlation key, not a secret (a client may choose its
+    own), so it comes from :mod:`random` rather than a system call to
+    ``os.urandom`` on every request. ``random`` reseeds in a forked child, so
+    workers never share a sequence.
+    """
+    return "%032x" % (getrandbits(128) & _UUID4_CLEAR | _UUID4_SET)
 
 
 def safe_request_id(raw: bytes | str | None) -> str | None:
@@ -70,6 +78,11 @@ _REQUEST_CONTEXT: ContextVar[dict[str, Any] | None] = ContextVar(
 def start_request_context(**values: Any) -> Token[dict[str, Any] | None]:
     """Begin a fresh request context; pass the token to :func:`end_request_context`."""
     return _REQUEST_CONTEXT.set(dict(values))
+
+
+def enter_request_context(context: dict[str, Any]) -> Token[dict[str, Any] | None]:
+    """Make ``context`` itself (not a copy) the current request's context."""
+    return _REQUEST_CONTEXT.set(context)
 
 
 def end_request_context(token: Token[dict[str, Any] | None]) -> None:

@@ -43,6 +43,12 @@ LEVEL_NAMES = {
 # structlog method names that are not level names.
 _LEVEL_FOR_METHOD = {"warn": "warning", "exception": "error", "fatal": "critical", "msg": "info"}
 
+#: The access line :class:`RequestContextMiddleware` writes at the end of each request.
+ACCESS_LOGGER = "heygen_conventions.access"
+ACCESS_EVENT = "request finished"
+# The keys the access line adds to the request context (service aside).
+_ACCESS_KEYS = ("logger", "status_code", "duration_ms", "event", "level", "timestamp")
+
 #: Marks the handler ``configure_logging`` installs, so a second call replaces it.
 HANDLER_MARK = "_heygen_conventions_handler"
 
@@ -408,17 +414,99 @@ class Pipeline:
                 colors=output.isatty, exception_formatter=scrubbed_traceback(redactor)
             )
         )
+        static = {"service": service} if service is not None else {}
         self.processors: list[Processor] = [
             merge_context,
             *processors,
             RenderExceptions(structured=json),
             redactor,
-            Finish({"service": service} if service is not None else {}),
+            Finish(static),
         ]
         if console is not None:
             self.processors.append(escape_controls)
         self.processors.append(Render(redactor, console))
+        self._after_merge = tuple(self.processors[1:])
+        self._static = tuple(static.items())
+        self._direct_access = (
+            json and not processors and not any(redactor.is_secret_key(key) for key in _ACCESS_KEYS)
+        )
         self.handler = Handler(self)
+
+    def access_line(
+        self, context: Mapping[str, Any], status_code: int | None, duration_ms: float
+    ) -> None:
+        """Write the middleware's access line for a request whose context is ``context``.
+
+        When the chain is the stock JSON one, the line is built directly: its
+        own fields are plain and known to be clean, so only the context (which
+        the application may have added to) goes through the redactor. The
+        result is the line the chain would render, delivered the same way
+        (captures, output). Anything else takes :meth:`emit`. Never raises.
+        """
+        if self.level > logging.INFO:
+            return
+        if (
+            not self._direct_access
+            or _STRUCTLOG_VARS is None
+            or _STRUCTLOG_VARS
+            or "timestamp" in context
+            or "exc_info" in context
+            or "stack_info" in context
+        ):
+            self.emit(
+                logging.INFO,
+                {
+                    **context,
+                    "logger": ACCESS_LOGGER,
+                    "status_code": status_code,
+                    "duration_ms": duration_ms,
+                    "event": ACCESS_EVENT,
+                },
+            )
+            return
+        try:
+            event_dict = self.redactor(None, "info", {**context})
+            event_dict["logger"] = ACCESS_LOGGER
+            event_dict["status_code"] = status_code
+            event_dict["duration_ms"] = duration_ms
+            event_dict["event"] = ACCESS_EVENT
+            event_dict["level"] = "info"
+            event_dict["timestamp"] = iso_timestamp(time.time())
+            for key, value in self._static:
+                event_dict.setdefault(key, value)
+            if CAPTURES:
+                snapshot = dict(event_dict)
+                for events in CAPTURES:
+                    events.append(snapshot)
+            line = dumps(event_dict, self.redactor.json_default)
+        except Exception as exc:
+            self.report_failure(ACCESS_LOGGER, "info", ACCESS_EVENT, exc)
+            return
+        self.output.write(line)
+
+    def emit(self, level: int, event_dict: dict[str, Any]) -> None:
+        """Write ``event_dict``, which already holds the request context, without a bound logger.
+
+        The same processors and output as a structlog call, minus the bound
+        logger's per-call work and the context merge: for the line the
+        library writes on every request (the middleware's access line), whose
+        caller holds the context. Never raises.
+        """
+        if level < self.level:
+            return
+        method_name = LEVEL_NAMES[level]
+        line: Any = event_dict
+        try:
+            if _STRUCTLOG_VARS is None or _STRUCTLOG_VARS:
+                line = merge_contextvars(None, method_name, line)
+            for processor in self._after_merge:
+                line = processor(None, method_name, line)
+        except DropEvent:
+            return
+        except Exception as exc:
+            self.report_failure(event_dict.get("logger"), method_name, event_dict.get("event"), exc)
+            return
+        self.output.write(line)
 
     def render_record(self, record: logging.LogRecord) -> str | bytes | None:
         """A stdlib record through the chain; None when a processor dropped it."""

@@ -24,7 +24,7 @@ import logging
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import IO, TYPE_CHECKING, Any, cast
 
@@ -34,10 +34,10 @@ from heygen_conventions._context import (
     DEFAULT_REQUEST_ID_HEADER,
     REQUEST_ID_STATE_KEY,
     end_request_context,
+    enter_request_context,
     get_request_context,
     new_request_id,
     safe_request_id,
-    start_request_context,
 )
 from heygen_conventions._log_pipeline import (
     CAPTURES,
@@ -409,8 +409,6 @@ def _capture_events() -> Iterator[list[dict[str, Any]]]:
 
 # --- the middleware ---------------------------------------------------------------
 
-_access_log = get_logger("heygen_conventions.access")
-
 
 class RequestContextMiddleware:
     """Request id, request context in every log line, and one access line per request.
@@ -464,17 +462,20 @@ class RequestContextMiddleware:
             request_id = new_request_id()
         state[REQUEST_ID_STATE_KEY] = request_id
         client = scope.get("client")
-        token = start_request_context(
-            request_id=request_id,
-            method=scope.get("method", "WEBSOCKET"),
-            path=scope.get("path"),
-            client=f"{client[0]}:{client[1]}" if client else None,
-        )
+        context = {
+            "request_id": request_id,
+            "method": scope.get("method", "WEBSOCKET"),
+            "path": scope.get("path"),
+            "client": f"{client[0]}:{client[1]}" if client else None,
+        }
+        token = enter_request_context(context)
         header = (self._header_key, request_id.encode("ascii"))
         header_key = self._header_key
         status_code: int | None = None
 
-        async def send_with_request_id(message: Message) -> None:
+        # A plain function handing back send's own awaitable: no coroutine of
+        # its own to create and drive for every message.
+        def send_with_request_id(message: Message) -> Awaitable[None]:
             nonlocal status_code
             message_type = message["type"]
             if message_type == "http.response.start" or message_type == "websocket.accept":
@@ -483,7 +484,7 @@ class RequestContextMiddleware:
                 headers = [h for h in message.get("headers") or () if h[0].lower() != header_key]
                 headers.append(header)
                 message["headers"] = headers
-            await send(message)
+            return send(message)
 
         started = time.perf_counter()
         try:
@@ -495,11 +496,13 @@ class RequestContextMiddleware:
         finally:
             try:
                 if self.access_log and kind == "http":
-                    _access_log.info(
-                        "request finished",
-                        status_code=status_code,
+                    # The context as it is now: values bound during the request
+                    # (user_id, even from a threadpool) are in this same dict.
+                    _SINK.pipeline.access_line(
+                        context,
+                        status_code,
                         # Microseconds, in ms: round() costs more than the rest of this line.
-                        duration_ms=int((time.perf_counter() - started) * 1_000_000) / 1000,
+                        int((time.perf_counter() - started) * 1_000_000) / 1000,
                     )
             finally:
                 end_request_context(token)

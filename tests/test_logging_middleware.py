@@ -12,6 +12,7 @@ from typing import Any
 
 import httpx
 import pytest
+import structlog
 from fastapi import Depends, FastAPI, WebSocket
 from fastapi.responses import StreamingResponse
 from fastapi.testclient import TestClient
@@ -19,11 +20,14 @@ from fastapi.testclient import TestClient
 from heygen_conventions import (
     NotFoundError,
     RequestContextMiddleware,
+    _log_pipeline,
     bind_request_context,
     get_logger,
     get_request_context,
     install_exception_handlers,
 )
+from heygen_conventions._log_pipeline import Pipeline
+from heygen_conventions.logging import _SINK, DEFAULT_REDACTED_KEYS
 from tests.fixtures.logging import LogOutput
 
 NEW_ID = re.compile(r"^[0-9a-f]{32}$")
@@ -342,3 +346,142 @@ def test_lifespan_passes_through_and_websockets_get_an_id(log_output: LogOutput)
     assert context["path"] == "/ws"
     assert log_output.one(event="socket open")["request_id"] == "req-ws"
     assert not log_output.find(event="request finished")
+
+
+def access_lines(log_output: LogOutput, **options: Any) -> list[dict[str, Any]]:
+    """The access line of one request binding a secret and a plain value, without timings."""
+    log_output.configure(level="DEBUG", **options)
+    app = FastAPI()
+
+    @app.get("/items")
+    async def items() -> dict[str, bool]:
+        bind_request_context(session_token="s3cr3t", note="Bearer abc.def", tries=2)
+        return {"ok": True}
+
+    app.add_middleware(RequestContextMiddleware)
+    response = TestClient(app).get("/items", headers={"X-Request-ID": "req-direct"})
+    assert response.status_code == 200, response.text
+    return [
+        {k: v for k, v in line.items() if k not in ("timestamp", "duration_ms")}
+        for line in log_output.find(event="request finished")
+    ]
+
+
+def test_the_direct_access_line_is_the_line_the_chain_renders(
+    log_output: LogOutput, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    direct = access_lines(log_output, service="videos")
+    assert direct == [
+        {
+            "request_id": "req-direct",
+            "method": "GET",
+            "path": "/items",
+            "client": direct[0]["client"],
+            "session_token": "[REDACTED]",
+            "note": "Bearer [REDACTED]",
+            "tries": 2,
+            "logger": "heygen_conventions.access",
+            "status_code": 200,
+            "event": "request finished",
+            "level": "info",
+            "service": "videos",
+        }
+    ]
+    original_init = Pipeline.__init__
+
+    def chain_only(self: Pipeline, **kwargs: Any) -> None:
+        original_init(self, **kwargs)
+        self._direct_access = False
+
+    monkeypatch.setattr(Pipeline, "__init__", chain_only)
+    log_output.stream.seek(0)
+    log_output.stream.truncate()
+    chained = access_lines(log_output, service="videos")
+    assert chained == direct
+    assert [list(line) for line in chained] == [list(line) for line in direct]
+
+
+@pytest.mark.parametrize(
+    ("options", "expected"),
+    [
+        ({"redact": [*DEFAULT_REDACTED_KEYS, "client"]}, {"client": "[REDACTED]"}),
+        ({"redact": [*DEFAULT_REDACTED_KEYS, "event"]}, {"event": "[REDACTED]"}),
+        ({"processors": [lambda _, __, event: {**event, "extra": 1}]}, {"extra": 1}),
+    ],
+)
+def test_access_lines_keep_redaction_and_extra_processors(
+    log_output: LogOutput, options: dict[str, Any], expected: dict[str, Any]
+) -> None:
+    if expected.get("event") == "[REDACTED]":
+        log_output.configure(level="DEBUG", **options)
+        TestClient(make_app()).get("/sync")
+        line = log_output.one(logger="heygen_conventions.access")
+    else:
+        (line,) = access_lines(log_output, **options)
+    assert line["session_token" if "session_token" in line else "event"] == "[REDACTED]"
+    assert {k: line[k] for k in expected} == expected
+
+
+def test_a_processor_can_drop_the_access_line(log_output: LogOutput) -> None:
+    def drop_access(_: Any, __: str, event: dict[str, Any]) -> dict[str, Any]:
+        if event.get("event") == "request finished":
+            raise structlog.DropEvent
+        return event
+
+    log_output.configure(level="DEBUG", processors=[drop_access])
+    TestClient(make_app()).get("/videos/v1")
+    assert log_output.find(event="loading video")
+    assert not log_output.find(event="request finished")
+
+
+def test_access_line_follows_level_console_and_structlog_context(log_output: LogOutput) -> None:
+    log_output.configure(level="WARNING")
+    TestClient(make_app()).get("/videos/v1")
+    assert not log_output.text
+
+    log_output.configure(level="INFO", json=False)
+    TestClient(make_app()).get("/videos/v1", headers={"X-Request-ID": "req-console"})
+    assert "request finished" in log_output.text
+    assert "req-console" in log_output.text
+
+    log_output.stream.seek(0)
+    log_output.stream.truncate()
+    log_output.configure(level="INFO")
+    structlog.contextvars.bind_contextvars(tenant="t-1")
+    try:
+        TestClient(make_app()).get("/videos/v1")
+    finally:
+        structlog.contextvars.clear_contextvars()
+    assert log_output.one(event="request finished")["tenant"] == "t-1"
+
+
+def test_a_timestamp_bound_by_the_app_is_kept(log_output: LogOutput) -> None:
+    app = FastAPI()
+
+    @app.get("/stamped")
+    async def stamped() -> None:
+        bind_request_context(timestamp="2020-01-01T00:00:00Z")
+
+    app.add_middleware(RequestContextMiddleware)
+    TestClient(app).get("/stamped")
+    assert log_output.one(event="request finished")["timestamp"] == "2020-01-01T00:00:00Z"
+
+
+@pytest.mark.parametrize("direct", [True, False])
+def test_a_failing_access_line_is_reported_not_raised(
+    log_output: LogOutput, monkeypatch: pytest.MonkeyPatch, direct: bool
+) -> None:
+    pipeline = _SINK.pipeline
+    monkeypatch.setattr(pipeline, "_direct_access", direct)
+
+    def broken(*args: Any) -> Any:
+        raise ValueError("broken")
+
+    monkeypatch.setattr(_log_pipeline, "dumps", broken)
+    response = TestClient(make_app(access_log=True)).get("/missing")
+    assert response.status_code == 404, response.text
+    failure = log_output.find(event="Log call failed")[-1]
+    assert (failure["failed_logger"], failure["error_type"]) == (
+        "heygen_conventions.access",
+        "ValueError",
+    )
