@@ -3,14 +3,20 @@
 On PostgreSQL a batch of rows is one ``INSERT ... SELECT FROM unnest(:a,
 :b, ...)``: one array parameter per column however many rows, instead of a
 parameter per value (which caps a statement at a few thousand rows) or a
-statement per row. ``RETURNING`` hands the rows back as ORM objects, put
-back in input order by the primary key made in Python. Elsewhere (SQLite)
-batches are multi-row ``VALUES``.
+statement per row. Elsewhere (SQLite) batches are multi-row ``VALUES``.
+
+The ORM objects a bulk write returns are built from the values sent, not
+loaded from ``RETURNING`` rows: the primary key and timestamps are made in
+Python, so only the columns the database fills in (server defaults, or the
+columns an upsert kept) are read back, as plain tuples. Building an object
+and putting it in the session's identity map costs a few microseconds;
+loading it from a row costs several times that, as much as the insert itself
+for large batches.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -37,8 +43,9 @@ from sqlalchemy import (
 from sqlalchemy import Enum as SAEnum
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-from sqlalchemy.orm import Mapper
-from sqlalchemy.orm.attributes import set_committed_value
+from sqlalchemy.orm import Mapper, Session
+from sqlalchemy.orm.attributes import instance_state, set_committed_value
+from sqlalchemy.sql.elements import ColumnElement
 from sqlalchemy.sql.schema import Column
 from sqlalchemy.types import TypeDecorator, TypeEngine
 
@@ -63,12 +70,17 @@ class _Scalar:
 class BulkPlan:
     """What a model's bulk writes need to know, worked out once per mapper."""
 
+    mapper: Mapper[Any]
     table: Table
+    columns: tuple[str, ...]  # every column key of the table
     defaults: dict[str, Any]  # column key -> zero-argument callable or _Scalar
     attribute_of: dict[str, str]  # column key -> mapped attribute key
     column_of: dict[str, str]  # mapped attribute key -> column key
     pk_keys: tuple[str, ...]  # column keys of the primary key
+    pk_types: tuple[type, ...] | None  # their Python types (None: unknown)
     pk_made_here: bool  # every primary key column has a Python default
+    nulls: tuple[str, ...]  # nullable columns with no default at all: NULL unless given
+    keys_match: bool  # every column is mapped, under its own key
     collections: tuple[str, ...]  # one-to-many / many-to-many relationship keys
     relationships: frozenset[str]
     attributes: frozenset[str]  # every mapped attribute key
@@ -98,18 +110,37 @@ def plan_for(mapper: Mapper[Any]) -> BulkPlan:
     }
     pk_keys = tuple(str(column.key) for column in mapper.primary_key)
     plan = BulkPlan(
+        mapper=mapper,
         table=table,
+        columns=tuple(str(column.key) for column in table.columns),
         defaults=defaults,
         attribute_of=attribute_of,
         column_of={attribute: column for column, attribute in attribute_of.items()},
         pk_keys=pk_keys,
+        pk_types=_python_types(mapper.primary_key),
         pk_made_here=all(key in defaults for key in pk_keys),
+        nulls=tuple(
+            str(column.key)
+            for column in table.columns
+            if column.nullable
+            and not column.primary_key
+            and column.default is None
+            and column.server_default is None
+        ),
+        keys_match=all(attribute_of.get(column.key) == column.key for column in table.columns),
         collections=tuple(rel.key for rel in mapper.relationships if rel.uselist),
         relationships=frozenset(rel.key for rel in mapper.relationships),
         attributes=frozenset(mapper.attrs.keys()),
     )
     _PLANS[mapper] = plan
     return plan
+
+
+def _python_types(columns: Sequence[ColumnElement[Any]]) -> tuple[type, ...] | None:
+    try:
+        return tuple(column.type.python_type for column in columns)
+    except NotImplementedError:  # pragma: no cover - every built-in key type has one
+        return None
 
 
 def complete_row(plan: BulkPlan, values: Mapping[str, Any]) -> dict[str, Any]:
@@ -148,6 +179,89 @@ def mark_new_collections_empty(plan: BulkPlan, obj: Any) -> None:
     for key in plan.collections:
         if key not in state_dict:
             set_committed_value(obj, key, [])
+
+
+def keys_typed(plan: BulkPlan, rows: Iterable[Mapping[str, Any]]) -> bool:
+    """Whether every row's primary key has its column's Python type.
+
+    An object keyed by, say, a ``str`` UUID would sit in the identity map
+    under another key than the row read back; such rows are loaded instead.
+    """
+    types = plan.pk_types
+    if types is None:  # pragma: no cover - every built-in key type has one
+        return False
+    return all(
+        isinstance(row[key], type_)
+        for row in rows
+        for key, type_ in zip(plan.pk_keys, types, strict=True)
+    )
+
+
+def add_nulls(plan: BulkPlan, rows: Iterable[dict[str, Any]]) -> None:
+    """Give each row NULL for the columns it leaves out that have no default at all.
+
+    What the ORM's own INSERT sends for them; it also lets rows that leave
+    out different such columns share statements.
+    """
+    nulls = plan.nulls
+    if nulls:
+        for row in rows:
+            for key in nulls:
+                if key not in row:
+                    row[key] = None
+
+
+def filled_by_database(plan: BulkPlan, keys: Collection[str]) -> tuple[str, ...]:
+    """Columns an INSERT of rows giving ``keys`` reads back: the primary key, then the
+    ones the database fills in (server defaults); none when every column is given."""
+    missing = [key for key in plan.columns if key not in keys]
+    if not missing:
+        return ()
+    return (*plan.pk_keys, *(key for key in missing if key not in plan.pk_keys))
+
+
+def persist(session: Session, plan: BulkPlan, rows: Iterable[Mapping[str, Any]]) -> list[Any]:
+    """Objects for rows this session's transaction has just written, as a query would load them.
+
+    Each row gives every column's value (by column key). An object the
+    session already holds for a row takes the row's values, as with
+    ``populate_existing``. The others are made without ``__init__``, their
+    values committed (no history), and put in the identity map: persistent,
+    with no SQL. ``load`` event listeners (``@reconstructor``) run, as for
+    loaded objects.
+    """
+    mapper = plan.mapper
+    new_instance = mapper.class_manager.new_instance
+    on_load = mapper.class_manager.dispatch.load
+    identity_key = mapper.identity_key_from_primary_key
+    held = session.identity_map
+    pk_keys = plan.pk_keys
+    attribute_of = None if plan.keys_match else plan.attribute_of
+    objects: list[Any] = []
+    for row in rows:
+        key = identity_key(tuple([row[k] for k in pk_keys]))
+        values = (
+            row
+            if attribute_of is None
+            else {attribute_of[k]: v for k, v in row.items() if k in attribute_of}
+        )
+        obj = held.get(key)
+        if obj is not None:
+            for name, value in values.items():
+                set_committed_value(obj, name, value)
+        else:
+            obj = new_instance()
+            state = instance_state(obj)
+            state.dict.update(values)
+            state.key = key
+            # What Session.add() does with a detached object, minus a cascade
+            # walk that rows without related objects never need and that
+            # costs several times the rest.
+            session._update_impl(state)
+            if on_load:
+                on_load(state, None)
+        objects.append(obj)
+    return objects
 
 
 def _array_safe(type_: TypeEngine[Any]) -> bool:
@@ -207,7 +321,7 @@ def insert_statement(
 def upsert_statement(
     dialect: str,
     model: Any,
-    mapper: Mapper[Any],
+    plan: BulkPlan,
     keys: Sequence[str],
     rows: Sequence[Mapping[str, Any]],
     conflict_columns: Sequence[Column[Any]],
@@ -215,7 +329,7 @@ def upsert_statement(
     *,
     report_inserted: bool,
     objects: bool = True,
-) -> Any:
+) -> tuple[Any, tuple[str, ...]]:
     """One ``INSERT ... ON CONFLICT (...) DO UPDATE ... RETURNING`` for ``rows``.
 
     Args:
@@ -224,15 +338,19 @@ def upsert_statement(
             but the conflict key, the primary key and ``created_at``.
         report_inserted: Also return whether each row was inserted
             (PostgreSQL's ``xmax = 0``), for keys the database makes.
-        objects: Return the ORM objects; else only the primary key and the
-            conflict key of each row.
+        objects: Also return what the rows' objects need beyond the values
+            sent: every column an existing row may keep (or the database
+            fills in). Else only the primary key and the conflict key.
+
+    Returns:
+        The statement, and the column keys it returns, in order (the
+        inserted flag, when asked for, follows them).
     """
     if dialect not in _UPSERT_INSERTS:  # pragma: no cover - PostgreSQL and SQLite only
         raise NotImplementedError(f"upsert is not implemented for {dialect}")
-    plan = plan_for(mapper)
     statement = insert_statement(dialect, model, plan, keys, rows)
     excluded = statement.excluded
-    conflict_keys = {column.key for column in conflict_columns}
+    conflict_keys = [str(column.key) for column in conflict_columns]
     if update_columns is None:
         targets = [
             key
@@ -245,19 +363,23 @@ def upsert_statement(
     for column in plan.table.columns:
         if column.onupdate is not None and column.key not in set_ and column.key in keys:
             set_[column.key] = excluded[column.key]  # e.g. updated_at: this write's time
-    version_column = mapper.version_id_col
+    # Columns that end up with the value sent, whether the row is inserted or updated
+    # (a column not sent takes its default, which only the database knows).
+    as_sent = {key for key in set_ if key in keys}
+    version_column = plan.mapper.version_id_col
     if version_column is not None:
-        version_key = mapper.get_property_by_column(version_column).key
+        version_key = plan.mapper.get_property_by_column(version_column).key
         set_[plan.column_of[version_key]] = getattr(model, version_key) + 1
-    index_elements = [column.key for column in conflict_columns]
+        as_sent.discard(plan.column_of[version_key])
     if not set_:
         # Nothing to change, but RETURNING needs the row: a no-op update.
-        set_ = {index_elements[0]: excluded[index_elements[0]]}
-    statement = statement.on_conflict_do_update(index_elements=index_elements, set_=set_)
-    returned: list[Any] = (
-        [model] if objects else [*(plan.table.c[key] for key in plan.pk_keys), *conflict_columns]
-    )
+        set_ = {conflict_keys[0]: excluded[conflict_keys[0]]}
+    statement = statement.on_conflict_do_update(index_elements=list(conflict_columns), set_=set_)
+    returned = [*plan.pk_keys, *(key for key in conflict_keys if key not in plan.pk_keys)]
+    if objects:
+        returned.extend(key for key in plan.columns if key not in as_sent and key not in returned)
+    columns: list[Any] = [plan.table.c[key] for key in returned]
     if report_inserted:
         # xmax is 0 on a row version this statement inserted (constant SQL, no input).
-        returned.append(literal_column("(xmax = 0)", Boolean))
-    return statement.returning(*returned)
+        columns.append(literal_column("(xmax = 0)", Boolean))
+    return statement.returning(*columns), tuple(returned)

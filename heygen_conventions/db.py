@@ -252,13 +252,26 @@ def _sqlite_on_connect(busy_timeout_ms: int, in_memory: bool) -> Callable[..., N
     return on_connect
 
 
+def _begin_before_savepoint(connection: Any, name: str) -> None:
+    # sqlite3 (so aiosqlite) begins a transaction only at the first INSERT,
+    # UPDATE or DELETE. A SAVEPOINT before that opens a transaction of its
+    # own, which its RELEASE commits: rows the session then rolls back would
+    # stay. BEGIN first makes the savepoint nested, as on other databases.
+    # Locking is unchanged (a SAVEPOINT outside a transaction is a deferred
+    # BEGIN too), and transactions that write before any savepoint, or use
+    # none, see no extra statement.
+    if not connection.connection.driver_connection.in_transaction:
+        connection.exec_driver_sql("BEGIN")
+
+
 class Database:
     """One database: an async engine, its session factory and its lifecycle.
 
     ``Database("sqlite+aiosqlite:///./app.db")`` runs embedded (foreign keys
-    on, WAL, a busy timeout); ``Database("postgresql+asyncpg://...")`` runs on
-    PostgreSQL with the pool settings given. Sessions do not expire objects
-    on commit, so a route can serialise what it committed.
+    on, WAL, a busy timeout, savepoints nested in their transaction);
+    ``Database("postgresql+asyncpg://...")`` runs on PostgreSQL with the pool
+    settings given. Sessions do not expire objects on commit, so a route can
+    serialise what it committed.
 
     Args:
         url: SQLAlchemy async URL.
@@ -315,6 +328,7 @@ class Database:
                 "connect",
                 _sqlite_on_connect(int(sqlite_busy_timeout * 1000), in_memory),
             )
+            event.listen(self.engine.sync_engine, "savepoint", _begin_before_savepoint)
         info = {_CURSOR_KEY_INFO: _cursor_key(cursor_secret)} if cursor_secret else {}
         self.sessionmaker: async_sessionmaker[AsyncSession] = async_sessionmaker(
             self.engine, class_=_AsyncSession, expire_on_commit=False, info=info

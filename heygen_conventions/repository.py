@@ -510,13 +510,16 @@ class BaseRepository(Generic[ModelT]):
     async def create_many(self, items: Iterable[Data]) -> builtins.list[ModelT]:
         """Insert many rows in few statements and return them, in order.
 
-        Each batch of ``batch_size`` rows is one statement returning the new
-        rows: ``INSERT ... SELECT FROM unnest(...) RETURNING`` on PostgreSQL
-        (one array parameter per column), multi-row ``VALUES`` elsewhere.
-        This needs primary keys made in Python (``UUIDPrimaryKeyMixin``);
-        keys the database makes cost SQLAlchemy's batched ``INSERT ...
-        RETURNING``. As for any bulk insert, model constructors and
-        ``@validates`` hooks do not run.
+        Each batch of ``batch_size`` rows is one statement: ``INSERT ...
+        SELECT FROM unnest(...)`` on PostgreSQL (one array parameter per
+        column), multi-row ``VALUES`` elsewhere. The objects returned are
+        built from the values sent, as :meth:`create` leaves them, and are
+        persistent in the session (``session.get`` finds them); only columns
+        the database fills in (server defaults) are read back, with
+        ``RETURNING``. This needs primary keys made in Python
+        (``UUIDPrimaryKeyMixin``); keys the database makes cost SQLAlchemy's
+        batched ``INSERT ... RETURNING``. As for any bulk insert, model
+        constructors and ``@validates`` hooks do not run.
         """
         rows = self._rows(items)
         if not rows:
@@ -524,27 +527,37 @@ class BaseRepository(Generic[ModelT]):
         plan = _bulk.plan_for(self._mapper)
         if not plan.pk_made_here:
             return await self._create_many_returning(rows)
+        _bulk.add_nulls(plan, rows)
+        # Keys given in another type than the column's (str UUIDs) would not
+        # find their rows in the identity map: every column is read back then.
+        typed = _bulk.keys_typed(plan, rows)
         dialect = self._dialect_name
-        created: dict[tuple[Any, ...], ModelT] = {}
-        in_order: builtins.list[ModelT] = []
+        pk_keys = plan.pk_keys
         for keys, group in _bulk.by_fields(enumerate(rows)):
+            read_back = _bulk.filled_by_database(plan, keys if typed else ())
             size = _bulk.rows_per_statement(dialect, plan.table, keys, self.batch_size)
             for batch in _chunks(group, size):
-                statement = _bulk.insert_statement(
-                    dialect, self.model, plan, keys, [row for _, row in batch]
-                ).returning(self.model)
+                batch_rows = [row for _, row in batch]
+                statement = _bulk.insert_statement(dialect, self.model, plan, keys, batch_rows)
+                if read_back:
+                    statement = statement.returning(*(plan.table.c[key] for key in read_back))
                 with self._guard():
-                    objects = (await self.session.scalars(statement)).all()
-                for obj in objects:
-                    created[self._pk_of(obj, plan)] = obj
-                    in_order.append(obj)
-        try:
-            result = [created[tuple(row[key] for key in plan.pk_keys)] for row in rows]
-        except KeyError:  # keys given in another type than the column's (e.g. str UUIDs)
-            result = in_order
-        for obj in result:
-            _bulk.mark_new_collections_empty(plan, obj)
-        return result
+                    result = await self.session.execute(statement)
+                if not read_back:
+                    continue
+                returned = result.all()
+                if typed:
+                    width = len(pk_keys)
+                    by_key = {tuple(values[:width]): values for values in returned}
+                    returned = [by_key[tuple([row[k] for k in pk_keys])] for row in batch_rows]
+                # else: RETURNING follows the order of the rows, on PostgreSQL and SQLite
+                for row, values in zip(batch_rows, returned, strict=True):
+                    row.update(zip(read_back, values, strict=True))
+        objects = _bulk.persist(self.session.sync_session, plan, rows)
+        if plan.collections:
+            for obj in objects:
+                _bulk.mark_new_collections_empty(plan, obj)
+        return objects
 
     async def insert_many(self, items: Iterable[Data]) -> int:
         """Insert many rows without reading them back: the bulk-load path. Returns the count.
@@ -569,10 +582,6 @@ class BaseRepository(Generic[ModelT]):
                     else:
                         await self.session.execute(insert(table), batch_rows)
         return len(rows)
-
-    @staticmethod
-    def _pk_of(obj: Any, plan: _bulk.BulkPlan) -> tuple[Any, ...]:
-        return tuple(getattr(obj, plan.attribute_of[key]) for key in plan.pk_keys)
 
     async def _create_many_returning(
         self, rows: builtins.list[dict[str, Any]]
@@ -743,10 +752,9 @@ class BaseRepository(Generic[ModelT]):
             return UpsertResult([], 0, 0)
 
         plan = _bulk.plan_for(self._mapper)
-        pk_made_here = plan.pk_made_here
+        pk_keys, pk_made_here = plan.pk_keys, plan.pk_made_here
         dialect = self._dialect_name
-        conflict_attributes = [plan.attribute_of[column.key] for column in conflict]
-        placed: dict[tuple[Any, ...], ModelT] = {}
+        written: dict[tuple[Any, ...], dict[str, Any]] = {}
         created = 0
         for keys, group in _bulk.by_fields(merged.items()):
             size = _bulk.rows_per_statement(dialect, plan.table, keys, self.batch_size)
@@ -754,10 +762,10 @@ class BaseRepository(Generic[ModelT]):
                 existing: set[tuple[Any, ...]] = set()
                 if not pk_made_here and dialect != "postgresql":
                     existing = await self._existing_keys(conflict, [key for key, _ in batch])
-                statement = _bulk.upsert_statement(
+                statement, read = _bulk.upsert_statement(
                     dialect,
                     self.model,
-                    self._mapper,
+                    plan,
                     keys,
                     [row for _, row in batch],
                     conflict,
@@ -766,34 +774,35 @@ class BaseRepository(Generic[ModelT]):
                     objects=returning,
                 )
                 with self._guard():
-                    result = await self.session.execute(
-                        statement, execution_options={"populate_existing": True}
-                    )
-                    returned = result.all()
+                    returned = (await self.session.execute(statement)).all()
                 sent = dict(batch)
-                pk_width, key_width = len(plan.pk_keys), len(conflict)
-                for position, returned_row in enumerate(returned):
-                    if returning:
-                        obj = returned_row[0]
-                        key = tuple(getattr(obj, attribute) for attribute in conflict_attributes)
-                        returned_pk = self._pk_of(obj, plan)
-                        inserted = returned_row[1:]
-                    else:
-                        returned_pk = tuple(returned_row[:pk_width])
-                        key = tuple(returned_row[pk_width : pk_width + key_width])
-                        inserted = returned_row[pk_width + key_width :]
+                width = len(read)
+                pk_at = [read.index(key) for key in pk_keys]
+                key_at = [read.index(column.key) for column in conflict]
+                for position, values in enumerate(returned):
+                    key = tuple([values[i] for i in key_at])
                     if key not in sent:  # a key the column type normalised; order still holds
                         key = batch[position][0]
-                    if returning:
-                        placed[key] = obj
+                    row = sent[key]
                     if pk_made_here:
-                        is_new = returned_pk == tuple(sent[key][k] for k in plan.pk_keys)
-                    elif inserted:
-                        is_new = bool(inserted[0])
+                        is_new = tuple([values[i] for i in pk_at]) == tuple(
+                            [row[k] for k in pk_keys]
+                        )
+                    elif len(values) > width:
+                        is_new = bool(values[width])
                     else:
                         is_new = key not in existing
                     created += is_new
-        objects = [placed[key] for key in merged] if returning else []
+                    if returning:
+                        # What an existing row kept (key, created_at...) replaces what was sent;
+                        # the inserted flag, if any, is past the columns.
+                        row.update(zip(read, values[:width], strict=True))
+                        written[key] = row
+        objects = (
+            _bulk.persist(self.session.sync_session, plan, [written[key] for key in merged])
+            if returning
+            else []
+        )
         return UpsertResult(objects, created, len(merged) - created)
 
     async def _existing_keys(

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta, timezone
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -249,6 +251,56 @@ async def test_after_commit_waits_for_the_outermost_commit_not_a_savepoint(db: D
         await session.rollback()
     assert ran == []
     assert await count_clips(db) == 0
+
+
+async def test_a_savepoint_before_any_write_is_rolled_back_with_its_transaction(
+    db: Database,
+) -> None:
+    # sqlite3 begins a transaction only at the first write: a SAVEPOINT
+    # before it used to open one of its own, committed by its RELEASE.
+    async with db.session() as session:
+        async with session.begin_nested():
+            session.add(Clip(slug="first-statement"))
+        await session.rollback()
+    async with db.session() as session:
+        await session.scalar(select(func.count()).select_from(Clip))  # reads only, then
+        async with session.begin_nested():
+            session.add(Clip(slug="after-a-read"))
+        async with session.begin_nested():
+            session.add(Clip(slug="second-savepoint"))
+        await session.rollback()
+    assert await count_clips(db) == 0
+    async with db.session() as session:
+        async with session.begin_nested():
+            session.add(Clip(slug="kept"))
+        await session.commit()
+    assert await count_clips(db) == 1
+
+
+async def test_sqlite_writers_still_wait_for_the_lock(tmp_path: Path) -> None:
+    db = Database(f"sqlite+aiosqlite:///{tmp_path / 'locks.db'}", sqlite_busy_timeout=5)
+    try:
+        await db.create_all(Model.metadata)
+        async with db.session() as holder, db.session() as waiter:
+            async with holder.begin_nested():  # the first statement: BEGIN, then SAVEPOINT
+                holder.add(Clip(slug="holder"))
+            # The holder's transaction has written and holds the write lock.
+
+            async def commit_later() -> None:
+                await asyncio.sleep(0.3)
+                await holder.commit()
+
+            releasing = asyncio.create_task(commit_later())
+            started = time.monotonic()
+            async with waiter.begin_nested():
+                waiter.add(Clip(slug="waiter"))
+            await waiter.commit()  # waits (busy timeout) instead of failing "database is locked"
+            waited = time.monotonic() - started
+            await releasing
+        assert waited >= 0.2
+        assert await count_clips(db) == 2
+    finally:
+        await db.dispose()
 
 
 async def test_after_commit_runs_when_a_begin_block_commits(db: Database) -> None:

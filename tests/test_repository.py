@@ -8,9 +8,10 @@ from typing import Any, assert_type
 
 import pytest
 from pydantic import BaseModel
-from sqlalchemy import select, true
+from sqlalchemy import Column, MetaData, String, Table, Uuid, inspect, select, text, true
 from sqlalchemy.exc import InvalidRequestError
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import DeclarativeBase, Mapped, reconstructor
 
 from heygen_conventions import (
     BaseRepository,
@@ -19,6 +20,7 @@ from heygen_conventions import (
     InvalidInputError,
     NotFoundError,
 )
+from heygen_conventions.db import NAMING_CONVENTION, uuid7
 from tests.fixtures.db import Author, Comment, Counter, Tag, Video, count_queries
 
 
@@ -36,6 +38,37 @@ class CounterRepository(BaseRepository[Counter]):
 
 
 class CommentRepository(BaseRepository[Comment]):
+    pass
+
+
+class DefaultsBase(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+
+
+class Ticket(DefaultsBase):
+    """Values only the database knows (a server default), a column key that is not
+    the attribute's name, and a load hook."""
+
+    __table__ = Table(
+        "sample_tickets",
+        DefaultsBase.metadata,
+        Column("id", Uuid(), primary_key=True, default=uuid7),
+        Column("code", String(20), key="code_key", unique=True),
+        Column("state", String(20), server_default=text("'open'"), nullable=False),
+        Column("note", String(50)),
+    )
+    code = __table__.c.code_key
+    id: Mapped[uuid.UUID]
+    state: Mapped[str]
+    note: Mapped[str | None]
+    loaded_hook_ran = False
+
+    @reconstructor
+    def _on_load(self) -> None:
+        self.loaded_hook_ran = True
+
+
+class TicketRepository(BaseRepository[Ticket]):
     pass
 
 
@@ -340,6 +373,90 @@ async def test_create_many_reads_back_keys_the_database_makes(session: AsyncSess
     assert counters[0] is await repo.get_by_id(counters[0].id)
 
 
+async def test_create_many_objects_are_in_the_identity_map(sample_db: Database) -> None:
+    async with sample_db.session() as session:
+        repo = VideoRepository(session)
+        with count_queries(sample_db) as log:
+            videos = await repo.create_many(
+                [{"title": "a", "slug": "a"}, {"title": "b", "slug": "b"}]
+            )
+            assert await session.get(Video, videos[1].id) is videos[1]
+            assert await repo.get_by_id(videos[0].id) is videos[0]
+        # Every value was known before the INSERT: nothing is read back.
+        assert log.count == 1
+        assert "RETURNING" not in log.statements[0].upper()
+        assert all(inspect(video).persistent for video in videos)
+        assert not session.dirty
+        assert not session.new
+        comment = Comment(body="first", video_id=videos[0].id)
+        session.add(comment)
+        await session.flush()
+        await session.refresh(videos[0], attribute_names=["comments"])
+        assert videos[0].comments == [comment]
+        await session.commit()
+
+
+async def test_create_many_reads_back_server_defaults(database: Database) -> None:
+    await database.create_all(DefaultsBase.metadata)
+    async with database.session() as session:
+        repo = TicketRepository(session)
+        with count_queries(database) as log:
+            tickets = await repo.create_many(
+                [{"code": "a"}, {"code": "b", "state": "closed", "note": "n"}]
+            )
+        assert [(t.code, t.state, t.note) for t in tickets] == [
+            ("a", "open", None),
+            ("b", "closed", "n"),
+        ]
+        assert "RETURNING" in log.statements[0].upper()
+        assert all(t.loaded_hook_ran for t in tickets)
+        assert await session.get(Ticket, tickets[0].id) is tickets[0]
+        await session.commit()
+    async with database.session() as session:
+        stored = await TicketRepository(session).list(order_by="code")
+        assert [(t.code, t.state, t.note) for t in stored] == [
+            ("a", "open", None),
+            ("b", "closed", "n"),
+        ]
+
+
+async def test_upsert_objects_keep_what_existing_rows_keep(database: Database) -> None:
+    await database.create_all(DefaultsBase.metadata)
+    async with database.session() as session:
+        repo = TicketRepository(session)
+        first = await repo.upsert_many([{"code": "a", "state": "closed"}, {"code": "b"}], on="code")
+        await session.commit()
+        ids = [t.id for t in first.items]
+    async with database.session() as session:
+        repo = TicketRepository(session)
+        result = await repo.upsert_many(
+            [{"code": "b", "note": "again"}, {"code": "c"}, {"code": "a", "note": "x"}],
+            on="code",
+            update=["note"],
+        )
+        assert (result.created, result.updated) == (1, 2)
+        b, c, a = result.items
+        assert (b.id, b.state, b.note) == (ids[1], "open", "again")
+        assert (a.id, a.state, a.note) == (ids[0], "closed", "x")
+        assert (c.state, c.note) == ("open", None)
+        assert all(inspect(t).persistent and t.loaded_hook_ran for t in result.items)
+        assert await session.get(Ticket, a.id) is a
+
+
+async def test_create_many_with_keys_given_as_strings(sample_db: Database) -> None:
+    given = [uuid7(), uuid7()]
+    rows = [{"id": str(key), "title": f"t{n}", "slug": f"s{n}"} for n, key in enumerate(given)]
+    async with sample_db.session() as session:
+        repo = VideoRepository(session)
+        if sample_db.dialect_name == "sqlite":  # SQLAlchemy's Uuid takes UUIDs only there
+            with pytest.raises(InvalidInputError):
+                await repo.create_many(rows)
+            return
+        videos = await repo.create_many(rows)
+        assert [v.id for v in videos] == given  # read back in the column's type
+        assert await session.get(Video, given[0]) is videos[0]
+
+
 async def test_create_many_refuses_relationships(session: AsyncSession) -> None:
     with pytest.raises(InvalidInputError, match="relationship"):
         await VideoRepository(session).create_many([{"title": "t", "slug": "s", "tags": []}])
@@ -457,6 +574,7 @@ async def test_upsert_reports_created_then_updated(session: AsyncSession) -> Non
     again, created = await repo.upsert({"title": "One again", "slug": "one"}, on="slug")
     assert created is False
     assert again is first
+    assert not session.dirty
     assert again.title == "One again"
     assert again.updated_at > stamp
     assert again.created_at == first.created_at
