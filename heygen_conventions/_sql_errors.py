@@ -80,6 +80,21 @@ def _driver_errors(exc: BaseException) -> Iterator[BaseException]:
         current = getattr(current, "orig", None) or current.__cause__
 
 
+# A socket error or timeout means "database unavailable" only when the database
+# stack raised it; the same exception from application code is a bug (500).
+_DATABASE_PACKAGES = frozenset({"sqlalchemy", "asyncpg", "aiosqlite", "sqlite3", "psycopg"})
+
+
+def _raised_by_database_stack(exc: BaseException) -> bool:
+    frame = exc.__traceback__
+    while frame is not None:
+        module = frame.tb_frame.f_globals.get("__name__", "")
+        if module.partition(".")[0] in _DATABASE_PACKAGES:
+            return True
+        frame = frame.tb_next
+    return False
+
+
 def _first_attribute(exc: BaseException, name: str) -> Any:
     for error in _driver_errors(exc):
         value = getattr(error, name, None)
@@ -231,7 +246,7 @@ def translate_db_error(exc: BaseException, *, table: Table | None = None) -> App
         return _unavailable()
     if isinstance(exc, DBAPIError) and exc.connection_invalidated:
         return _unavailable()
-    if isinstance(exc, OSError | TimeoutError):
+    if isinstance(exc, OSError | TimeoutError) and _raised_by_database_stack(exc):
         return _unavailable()
     sqlstate = _first_attribute(exc, "sqlstate")
     if isinstance(sqlstate, str) and len(sqlstate) == 5:
@@ -246,7 +261,10 @@ def translate_db_error(exc: BaseException, *, table: Table | None = None) -> App
         return InvalidInputError("A value has the wrong type or format")
     # asyncpg's own connection errors carry SQLSTATE class 08 and are handled above;
     # a socket error may sit behind a driver adapter.
-    if any(isinstance(error, OSError) for error in _driver_errors(exc)):
+    if any(
+        isinstance(error, OSError) and _raised_by_database_stack(error)
+        for error in _driver_errors(exc)
+    ):
         return _unavailable()
     return None
 

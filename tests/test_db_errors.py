@@ -6,21 +6,25 @@ cannot provoke on demand (a server shutting down, a deadlock), with asyncpg's
 and sqlite3's own exception objects built as the drivers build them.
 """
 
-from __future__ import annotations
-
 import sqlite3
 from typing import Any
 
 import asyncpg.exceptions as pg  # type: ignore[import-untyped]
 import pytest
+from fastapi import FastAPI
+from fastapi.testclient import TestClient
 from sqlalchemy import Column, Integer, MetaData, String, Table, UniqueConstraint
 from sqlalchemy.exc import IntegrityError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 
 from heygen_conventions import (
     ConflictError,
+    Database,
+    DBSession,
     InvalidInputError,
     ServiceUnavailableError,
+    install_database,
+    install_exception_handlers,
     translate_db_errors,
 )
 from heygen_conventions._sql_errors import translate_db_error
@@ -191,17 +195,46 @@ def test_unknown_codes_are_left_alone() -> None:
     assert translate_db_error(ConflictError()) is None
 
 
-def test_connection_failures_are_503() -> None:
-    assert isinstance(translate_db_error(ConnectionRefusedError()), ServiceUnavailableError)
-    assert isinstance(translate_db_error(TimeoutError()), ServiceUnavailableError)
+async def test_connection_failures_are_503() -> None:
     assert isinstance(
         translate_db_error(PoolTimeoutError("QueuePool limit reached")), ServiceUnavailableError
     )
     lost = OperationalError("SELECT 1", {}, ConnectionResetError(), connection_invalidated=True)
     assert isinstance(translate_db_error(lost), ServiceUnavailableError)
+    # A real refused connection, raised from inside the driver.
+    database = Database("postgresql+asyncpg://nobody@127.0.0.1:1/nothing")
+    try:
+        with pytest.raises(ServiceUnavailableError) as caught:
+            await database.ping()
+    finally:
+        await database.dispose()
+    assert isinstance(caught.value.__cause__, OSError | OperationalError | InterfaceError)
+
+
+def test_socket_errors_of_the_application_are_not_database_outages() -> None:
+    # Raised by application code, not the database stack: a bug, answered 500.
+    for error in (ConnectionRefusedError(), TimeoutError(), FileNotFoundError("x")):
+        with pytest.raises(type(error)) as raised:
+            raise error
+        assert translate_db_error(raised.value) is None
     behind_adapter = InterfaceError("SELECT 1", {}, RuntimeError("adapter"))
     behind_adapter.orig.__cause__ = BrokenPipeError()  # type: ignore[union-attr]
-    assert isinstance(translate_db_error(behind_adapter), ServiceUnavailableError)
+    assert translate_db_error(behind_adapter) is None
+
+
+def test_an_os_error_in_a_route_with_a_session_is_a_500(tmp_path: Any) -> None:
+    app = FastAPI()
+    install_exception_handlers(app)
+    install_database(app, Database(f"sqlite+aiosqlite:///{tmp_path / 'e.db'}"))
+
+    @app.get("/read")
+    async def read(session: DBSession) -> None:
+        open(tmp_path / "missing.txt").close()  # noqa: ASYNC230 - the bug being reported
+
+    with TestClient(app) as client:
+        response = client.get("/read")
+    assert response.status_code == 500, response.text
+    assert "retry-after" not in response.headers
 
 
 def test_the_original_error_is_chained() -> None:
