@@ -13,6 +13,7 @@ from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import Request
 from starlette.responses import Response
+from starlette.routing import Match, Mount
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from heygen_conventions import errors
@@ -207,6 +208,29 @@ def error_responses(
     return documented
 
 
+_METHODS = ("DELETE", "GET", "HEAD", "OPTIONS", "PATCH", "POST", "PUT")
+
+
+def _allowed_methods(request: Request) -> str | None:
+    """Every method the app routes at this path, for a 405's ``Allow``.
+
+    Starlette answers 405 from the first route whose path matches, so its
+    ``Allow`` names only that route's methods: ``GET /videos`` and ``POST
+    /videos`` declared as two routes would answer ``Allow: GET``. Each method
+    is tried against the app's routes (included routers too); mounted apps
+    answer their own 405s and are left out.
+    """
+    routes = [route for route in getattr(request.app, "routes", ()) if not isinstance(route, Mount)]
+    allowed = [
+        method
+        for method in _METHODS
+        if any(
+            route.matches({**request.scope, "method": method})[0] is Match.FULL for route in routes
+        )
+    ]
+    return ", ".join(allowed) if allowed else None
+
+
 def _location(loc: Iterable[int | str]) -> str:
     return ".".join(str(part) for part in loc)
 
@@ -332,12 +356,15 @@ def install_exception_handlers(app: FastAPI, *, format: ErrorFormat = "envelope"
         message = exc.detail if isinstance(exc.detail, str) and exc.detail else _phrase(status_code)
         level = logging.ERROR if status_code >= 500 else logging.INFO
         logger.log(level, "HTTP error %d", status_code, extra={"status_code": status_code})
+        headers = dict(exc.headers or {})
+        if status_code == 405 and "Allow" in headers:
+            headers["Allow"] = _allowed_methods(request) or headers["Allow"]
         return error_response(
             request.scope,
             status_code=status_code,
             code=_code_for_status(status_code),
             message=message,
-            headers=dict(exc.headers or {}),
+            headers=headers,
             format=format,
         )
 

@@ -4,7 +4,7 @@ import logging
 from typing import Annotated, Any
 
 import pytest
-from fastapi import FastAPI, HTTPException, Query, Response
+from fastapi import APIRouter, FastAPI, HTTPException, Query, Response
 from fastapi.testclient import TestClient
 from pydantic import BaseModel, Field
 
@@ -230,6 +230,33 @@ def test_wrong_method_is_a_405_that_keeps_allow(client: TestClient) -> None:
     assert response.status_code == 405
     assert response.headers["allow"] == "POST"
     assert response.json()["errors"][0]["code"] == "method_not_allowed"
+
+
+def test_a_405_allows_the_methods_of_every_route_at_the_path() -> None:
+    # Starlette names only the first matching route's methods.
+    app = FastAPI()
+    install_exception_handlers(app)
+    router = APIRouter(prefix="/items")
+
+    @app.get("/items")
+    async def list_items() -> list[int]:
+        return []
+
+    @router.post("", status_code=201)
+    async def add_item() -> int:
+        return 1
+
+    @router.delete("/{item_id}", status_code=204)
+    async def remove_item(item_id: int) -> None:
+        return None
+
+    app.include_router(router)
+    with TestClient(app) as client:
+        response = client.options("/items")
+        assert response.status_code == 405, response.text
+        assert response.headers["allow"] == "GET, POST"
+        assert response.json()["errors"][0]["code"] == "method_not_allowed"
+        assert client.put("/items/1").headers["allow"] == "DELETE"
 
 
 def test_http_exception_keeps_detail_and_headers(client: TestClient) -> None:

@@ -13,11 +13,13 @@ from typing import Annotated, Any, Literal, Self
 from pydantic import (
     AfterValidator,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     StringConstraints,
     model_validator,
 )
+from pydantic_core import PydanticCustomError
 
 from examples.video_app.models import (
     MAX_DESCRIPTION_LENGTH,
@@ -44,6 +46,42 @@ EXAMPLE_VIDEO_ID = "0192f6a5-1d2e-7c4f-8a9b-0c1d2e3f4a5b"
 EXAMPLE_TEMPLATE_ID = "0192f6a3-5b6c-7d8e-9f0a-1b2c3d4e5f6a"
 
 
+# What strip_whitespace strips (Unicode White_Space), as a regex character class body.
+_WHITESPACE = r"\t-\r \x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000"
+
+
+def _text_pattern(forbidden: str) -> str:
+    """The documented form of a stripped text: something besides whitespace, none of ``forbidden``.
+
+    Only documentation (``pattern`` in the schema, so that clients and
+    generated requests know that ``" "`` is empty); the validators decide.
+    """
+    ws, visible = _WHITESPACE, f"[^{_WHITESPACE}{forbidden}]"
+    return f"^[{ws}]*{visible}(?:[^{forbidden}]*{visible})?[{ws}]*$"
+
+
+def _at_most(limit: int) -> BeforeValidator:
+    """Refuse a text longer than ``limit`` as sent, before stripping shortens it.
+
+    Last in its ``Annotated``, so that it wraps (runs before) the string
+    constraints without changing how they apply.
+
+    The documented ``maxLength`` is about what the client sends: without
+    this, ``"a"`` padded with a thousand spaces would pass a 200 limit.
+    """
+
+    def check(value: Any) -> Any:
+        if isinstance(value, str) and len(value) > limit:
+            raise PydanticCustomError(
+                "string_too_long",
+                "String should have at most {max_length} characters",
+                {"max_length": limit},
+            )
+        return value
+
+    return BeforeValidator(check)
+
+
 def _title(value: str) -> str:
     if _TITLE_FORBIDDEN.search(value):
         raise ValueError('must not contain control characters nor any of < > : " / \\ | ? *')
@@ -63,30 +101,42 @@ def _email(value: str) -> str:
     return value.lower()
 
 
+_TEXT = Field(json_schema_extra={"pattern": _text_pattern(r"\x00")})
 Title = Annotated[
     str,
     StringConstraints(strip_whitespace=True, min_length=1, max_length=MAX_TITLE_LENGTH),
     AfterValidator(_title),
+    Field(json_schema_extra={"pattern": _text_pattern(r'<>:"/\\|?*\x00-\x1f\x7f')}),
+    _at_most(MAX_TITLE_LENGTH),
 ]
 Description = Annotated[
     str,
     StringConstraints(strip_whitespace=True, min_length=1, max_length=MAX_DESCRIPTION_LENGTH),
     AfterValidator(_no_nul),
+    _TEXT,
+    _at_most(MAX_DESCRIPTION_LENGTH),
 ]
 Script = Annotated[
     str,
     StringConstraints(strip_whitespace=True, min_length=1, max_length=MAX_SCRIPT_LENGTH),
     AfterValidator(_no_nul),
+    _TEXT,
+    _at_most(MAX_SCRIPT_LENGTH),
 ]
 Name = Annotated[
     str,
     StringConstraints(strip_whitespace=True, min_length=1, max_length=MAX_NAME_LENGTH),
     AfterValidator(_no_nul),
+    _TEXT,
+    _at_most(MAX_NAME_LENGTH),
 ]
 Email = Annotated[
     str,
     StringConstraints(strip_whitespace=True, min_length=3, max_length=MAX_EMAIL_LENGTH),
     AfterValidator(_email),
+    # Documented, so that clients (and generated requests) know any string will not do.
+    Field(json_schema_extra={"format": "email"}),
+    _at_most(MAX_EMAIL_LENGTH),
 ]
 Password = Annotated[str, Field(min_length=MIN_PASSWORD_LENGTH, max_length=MAX_PASSWORD_LENGTH)]
 Token = Annotated[str, Field(min_length=1, max_length=MAX_TOKEN_LENGTH)]
@@ -183,7 +233,10 @@ class LogoutRequest(RequestBody):
     """Optionally, the refresh token to revoke along with the access token."""
 
     refresh_token: Token | None = Field(None, description="Also revoke this refresh token.")
-    everywhere: bool = Field(False, description="Revoke every token issued to this user so far.")
+    # Strict: lax parsing would take 0 or "no" for false, which the schema does not allow.
+    everywhere: bool = Field(
+        False, strict=True, description="Revoke every token issued to this user so far."
+    )
 
 
 # --- templates --------------------------------------------------------------------
@@ -257,7 +310,9 @@ class VideoCreate(_VideoFields):
 class VideoUpdate(VideoCreate):
     """The whole editable video (PUT): fields left out become empty."""
 
-    version: int = Field(..., ge=1, description="The `version` read; a stale one answers 409.")
+    version: int = Field(
+        ..., ge=1, strict=True, description="The `version` read; a stale one answers 409."
+    )
 
 
 class VideoPatch(_VideoFields):
@@ -267,7 +322,9 @@ class VideoPatch(_VideoFields):
     description: Description | None = Field(None, description="Video description.")
     script: Script | None = Field(None, description="What the avatar says.")
     template_id: uuid.UUID | None = Field(None, description="Template to render with.")
-    version: int = Field(..., ge=1, description="The `version` read; a stale one answers 409.")
+    version: int = Field(
+        ..., ge=1, strict=True, description="The `version` read; a stale one answers 409."
+    )
 
     @model_validator(mode="after")
     def _changes_something(self) -> Self:

@@ -10,6 +10,7 @@ import secrets
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -29,6 +30,7 @@ from examples.video_app.settings import VideoAppSettings
 from heygen_conventions import CacheBackend, Database, MemoryCache
 from heygen_conventions.testing import app_client, assert_ok, auth_headers
 from tests.conftest import TEST_DATABASE_URL, TEST_REDIS_URL
+from tests.e2e.servers import Cluster
 from tests.fixtures.cache import _remove_prefixed, make_backend, unique_prefix
 
 STACKS = ["sqlite+memory"]
@@ -43,6 +45,17 @@ PASSWORD = "correct-horse-battery"
 #: Argon2id at its lowest cost: the production parameters take a quarter of a
 #: second per hash, which would dominate the suite's time.
 CHEAP_HASHING = PasswordHash((Argon2Hasher(time_cost=1, memory_cost=8, parallelism=1),))
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
+    """Attach the server processes' output to the report of a test that failed with them."""
+    report = yield
+    if report.failed:
+        for value in getattr(item, "funcargs", {}).values():
+            if isinstance(value, Cluster):
+                report.sections.append(("instance logs", value.logs()))
+    return report
 
 
 @pytest.fixture(autouse=True)

@@ -91,6 +91,14 @@ async def test_bad_input_answers_the_error_envelope(stack: Stack) -> None:
             "string_too_long",
         ),
         (
+            "register: blank name",
+            "POST",
+            "/api/v1/users",
+            {"json": {"email": "a@b.co", "password": "long-enough-1", "full_name": "\t"}},
+            422,
+            "string_too_short",
+        ),
+        (
             "register: unknown field",
             "POST",
             "/api/v1/users",
@@ -204,7 +212,15 @@ async def test_bad_input_answers_the_error_envelope(stack: Stack) -> None:
             "/api/v1/auth/logout",
             {"json": {"everywhere": "sometimes"}, "headers": user},
             422,
-            "bool_parsing",
+            "bool_type",
+        ),
+        (
+            "logout: a number for a boolean",
+            "POST",
+            "/api/v1/auth/logout",
+            {"json": {"everywhere": 0}, "headers": user},
+            422,
+            "bool_type",
         ),
         # --- the caller
         ("me: anonymous", "GET", "/api/v1/users/me", {}, 401, "not_authenticated"),
@@ -304,6 +320,8 @@ async def test_bad_input_answers_the_error_envelope(stack: Stack) -> None:
                 ("title a number", {"title": 7}, "string_type"),
                 ("blank title", {"title": "   "}, "string_too_short"),
                 ("oversized title", {"title": "t" * 201}, "string_too_long"),
+                # The documented maxLength is about what is sent, not what stripping leaves.
+                ("oversized with padding", {"title": "t" + " " * 200}, "string_too_long"),
                 ("forbidden characters", {"title": "a/b<c>"}, "value_error"),
                 ("oversized description", {"title": "t", "description": LONG}, "string_too_long"),
                 ("oversized script", {"title": "t", "script": "s" * 5001}, "string_too_long"),
@@ -342,7 +360,8 @@ async def test_bad_input_answers_the_error_envelope(stack: Stack) -> None:
             for what, path, body, status, code in [
                 ("no version", video, {"title": "t"}, 422, "missing"),
                 ("version 0", video, {"title": "t", "version": 0}, 422, "greater_than_equal"),
-                ("version a word", video, {"title": "t", "version": "one"}, 422, "int_parsing"),
+                ("version a word", video, {"title": "t", "version": "one"}, 422, "int_type"),
+                ("version a numeral", video, {"title": "t", "version": "1"}, 422, "int_type"),
                 ("no title", video, {"version": 1}, 422, "missing"),
                 (
                     "malformed id",

@@ -1,5 +1,6 @@
 """The example follows every convention the library checks, and documents every answer."""
 
+import re
 from typing import Any
 
 from examples.video_app.main import create_app
@@ -76,3 +77,16 @@ def test_protected_operations_document_401_and_use_the_password_flow() -> None:
     assert scheme["flows"]["password"]["tokenUrl"] == "/api/v1/auth/token"
     # Validation errors are documented as the envelope the handlers send.
     assert "HTTPValidationError" not in schema["components"]["schemas"]
+
+
+def test_stripped_texts_document_that_blank_is_empty() -> None:
+    # Schemathesis found "\t" accepted by the schema (minLength 1) and refused by the app.
+    schema = openapi()["components"]["schemas"]
+    pattern = re.compile(schema["UserCreate"]["properties"]["full_name"]["pattern"])
+    assert pattern.search(" Ada ")
+    assert not pattern.search("\t")
+    assert not pattern.search("Ada\x00")
+    title = re.compile(schema["VideoCreate"]["properties"]["title"]["pattern"])
+    assert title.search(" Launch ")
+    assert not title.search("a/b")
+    assert schema["UserCreate"]["properties"]["email"]["format"] == "email"

@@ -114,7 +114,7 @@ async def refresh_tokens(body: RefreshRequest, auth: AuthDep) -> TokenResponse:
         401,
         422,
         e422=ErrorDetail(
-            code="bool_parsing", message="Input should be a valid boolean", field="body.everywhere"
+            code="bool_type", message="Input should be a valid boolean", field="body.everywhere"
         ),
     ),
 )
