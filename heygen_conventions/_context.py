@@ -10,6 +10,8 @@ from typing import Any
 #: Key under ``scope["state"]`` (``request.state.request_id``) holding the request id.
 REQUEST_ID_STATE_KEY = "request_id"
 DEFAULT_REQUEST_ID_HEADER = "X-Request-ID"
+#: Key under ``scope["state"]`` naming the header the request id travels in.
+REQUEST_ID_HEADER_STATE_KEY = "request_id_header"
 
 # An incoming id is trusted only when it cannot smuggle anything into a log
 # line or a header: no whitespace, no control bytes, bounded length.

@@ -17,7 +17,11 @@ from starlette.routing import Match, Mount
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from heygen_conventions import errors
-from heygen_conventions._context import request_id_from_scope
+from heygen_conventions._context import (
+    DEFAULT_REQUEST_ID_HEADER,
+    REQUEST_ID_HEADER_STATE_KEY,
+    request_id_from_scope,
+)
 from heygen_conventions.errors import AppError
 from heygen_conventions.responses import ErrorDetail, ErrorResponse
 
@@ -81,10 +85,15 @@ def error_response(
 ) -> Response:
     """Build the error response every handler answers with.
 
-    HEAD requests and 204/304 statuses get the headers but no body.
+    The envelope's ``metadata`` carries ``request_id`` and the error's own
+    ``code`` as ``error_code`` (problem+json has them as members); the
+    request id also goes out as the ``X-Request-ID`` header, so it is there
+    even where no request-context middleware wraps the handlers. HEAD
+    requests and 204/304 statuses get the headers but no body.
     """
-    headers = dict(headers or {})
     request_id = request_id_from_scope(scope)
+    header = scope["state"].get(REQUEST_ID_HEADER_STATE_KEY, DEFAULT_REQUEST_ID_HEADER)
+    headers = {header: request_id, **(headers or {})}
     if scope.get("method") == "HEAD" or status_code in _NO_BODY_STATUSES:
         return Response(status_code=status_code, headers=headers)
     errors = (
@@ -111,7 +120,7 @@ def error_response(
             "message": message,
             "data": None,
             "errors": errors,
-            "metadata": {"request_id": request_id},
+            "metadata": {"request_id": request_id, "error_code": code},
         }
         media_type = "application/json"
     return Response(
@@ -167,6 +176,8 @@ def error_responses(
             message = error
             detail = ErrorDetail(code=_code_for_status(status_code), message=message)
         errors_list = [detail.model_dump()]
+        validation = status_code == 422 and isinstance(error, ErrorDetail)
+        top_code = "validation_error" if validation else detail.code
         entry: dict[str, Any]
         if format == "problem":
             example: dict[str, Any] = {
@@ -189,7 +200,7 @@ def error_responses(
                 "message": message,
                 "data": None,
                 "errors": errors_list,
-                "metadata": {"request_id": _EXAMPLE_REQUEST_ID},
+                "metadata": {"request_id": _EXAMPLE_REQUEST_ID, "error_code": top_code},
             }
             entry = {
                 "model": ErrorResponse,

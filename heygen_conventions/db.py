@@ -336,13 +336,18 @@ class Database:
 
     @classmethod
     def from_settings(cls, settings: Settings, **overrides: Any) -> Database:
-        """A database configured from :class:`Settings`; cursors signed with its JWT secret."""
+        """A database configured from :class:`Settings`.
+
+        Cursors are signed with ``settings.cursor_secret``, else the HMAC JWT
+        secret; with neither (asymmetric JWT keys), with a per-process key
+        that other instances refuse, which is logged.
+        """
         options: dict[str, Any] = {
             "echo": settings.database_echo,
             "pool_size": settings.database_pool_size,
             "max_overflow": settings.database_max_overflow,
             "pool_timeout": settings.database_pool_timeout,
-            "cursor_secret": settings.jwt_secret,
+            "cursor_secret": settings.cursor_secret or settings.jwt_secret,
         }
         options.update(overrides)
         return cls(settings.database_url, **options)

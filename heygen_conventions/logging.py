@@ -32,6 +32,7 @@ import structlog
 
 from heygen_conventions._context import (
     DEFAULT_REQUEST_ID_HEADER,
+    REQUEST_ID_HEADER_STATE_KEY,
     REQUEST_ID_STATE_KEY,
     end_request_context,
     enter_request_context,
@@ -461,6 +462,7 @@ class RequestContextMiddleware:
         if request_id is None:
             request_id = new_request_id()
         state[REQUEST_ID_STATE_KEY] = request_id
+        state[REQUEST_ID_HEADER_STATE_KEY] = self.header
         client = scope.get("client")
         context = {
             "request_id": request_id,

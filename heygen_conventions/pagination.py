@@ -234,8 +234,9 @@ def process_cursor_key() -> bytes:
         _PROCESS_KEY = secrets.token_bytes(32)
         logger.warning(
             "No cursor secret configured: keyset cursors are signed with a per-process key "
-            "and will not validate on other instances or after a restart. Pass "
-            "cursor_secret= to Database (Database.from_settings does) or to the repository."
+            "and will not validate on other instances or after a restart. Set "
+            "HEYGEN_CURSOR_SECRET (or an HMAC HEYGEN_JWT_SECRET) for Database.from_settings, "
+            "or pass cursor_secret= to Database or to the repository."
         )
     return _PROCESS_KEY
 

@@ -14,11 +14,13 @@ model refuses to build with a missing, default or short HMAC secret.
 
 from __future__ import annotations
 
+import re
+from collections.abc import Iterator
 from datetime import timedelta
-from typing import Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import Field, SecretStr, field_validator, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 __all__ = ["DEVELOPMENT_JWT_SECRET", "MIN_HMAC_SECRET_BYTES", "Settings"]
 
@@ -34,6 +36,11 @@ LogFormat = Literal["auto", "json", "console"]
 LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
 
 _HMAC_ALGORITHMS = frozenset({"HS256", "HS384", "HS512"})
+_URL_PASSWORD = re.compile(r"(://[^:/?#@\s]*:)[^@/\s]*@")
+
+
+def _without_password(url: str) -> str:
+    return _URL_PASSWORD.sub(r"\1***@", url)
 
 
 class Settings(BaseSettings):
@@ -94,9 +101,10 @@ class Settings(BaseSettings):
         None, description="`kid` header of the tokens this service signs (key rotation)."
     )
     jwt_algorithm: str = Field("HS256", description="Signing algorithm.")
-    jwt_algorithms: list[str] = Field(
+    jwt_algorithms: Annotated[list[str], NoDecode] = Field(
         default_factory=list,
-        description="Accepted algorithms; defaults to [jwt_algorithm]. Never read from a token.",
+        description="Accepted algorithms, comma-separated (`HS256,HS512`); defaults to "
+        "[jwt_algorithm]. Never read from a token.",
     )
     jwt_access_token_ttl: timedelta = Field(timedelta(minutes=15), description="Access lifetime.")
     jwt_refresh_token_ttl: timedelta = Field(timedelta(days=7), description="Refresh lifetime.")
@@ -110,6 +118,12 @@ class Settings(BaseSettings):
         8192, ge=512, description="Longer tokens are refused before any parsing."
     )
 
+    cursor_secret: SecretStr | None = Field(
+        None,
+        description="Signs keyset-pagination cursors; defaults to jwt_secret. Set it when tokens "
+        "use asymmetric keys, so every instance accepts the others' cursors.",
+    )
+
     log_level: LogLevel = Field("INFO", description="Minimum level logged.")
     log_format: LogFormat = Field(
         "auto", description="`json`, `console`, or `auto` (JSON unless stderr is a terminal)."
@@ -119,6 +133,13 @@ class Settings(BaseSettings):
     @classmethod
     def _upper_level(cls, value: object) -> object:
         return value.upper() if isinstance(value, str) else value
+
+    @field_validator("jwt_algorithms", mode="before")
+    @classmethod
+    def _split_algorithms(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
 
     @field_validator(
         "cache_ttl",
@@ -145,11 +166,22 @@ class Settings(BaseSettings):
         if self.jwt_algorithm not in _HMAC_ALGORITHMS:
             return self
         secret = self.jwt_secret.get_secret_value() if self.jwt_secret is not None else None
+        prefix = self.model_config.get("env_prefix", "")
+        variable = f"{prefix}JWT_SECRET"
         if self.environment in ("development", "test"):
             if secret is None:
+                # The public secret is for the embedded stack or an explicit
+                # development environment; URLs of real servers with the
+                # environment left at its default look like a deployment.
+                embedded = self.database_url.startswith("sqlite") and not self.redis_url
+                if not embedded and "environment" not in self.model_fields_set:
+                    raise ValueError(
+                        f"{variable} must be set: the database or Redis URL points at a server, "
+                        f"so this looks like a deployment. Set {prefix}ENVIRONMENT=development "
+                        "to use the public development secret instead"
+                    )
                 self.jwt_secret = SecretStr(DEVELOPMENT_JWT_SECRET)
             return self
-        variable = f"{self.model_config.get('env_prefix', '')}JWT_SECRET"
         if secret is None:
             raise ValueError(
                 f"{variable} must be set when environment is {self.environment!r}: "
@@ -166,6 +198,12 @@ class Settings(BaseSettings):
                 f"least {MIN_HMAC_SECRET_BYTES} bytes in environment {self.environment!r}"
             )
         return self
+
+    def __repr_args__(self) -> Iterator[tuple[str | None, Any]]:
+        for name, value in super().__repr_args__():
+            if name in ("database_url", "redis_url") and isinstance(value, str):
+                value = _without_password(value)
+            yield name, value
 
     @property
     def is_production(self) -> bool:

@@ -198,9 +198,9 @@ def assert_error(
 ) -> dict[str, Any]:
     """Assert ``response`` is the library's error body with this status (and code, field).
 
-    Works for the envelope and for problem+json. ``code`` matches the code of
-    any listed error (or the problem's top-level ``code``); for a request
-    validation failure, ``"validation_error"`` matches too. Returns the
+    Works for the envelope and for problem+json. ``code`` matches the
+    error's own code (``metadata.error_code``, or the problem's ``code``,
+    e.g. ``"validation_error"``) or the code of any listed error. Returns the
     parsed body; a failure message carries the whole response body.
     """
     assert response.status_code == status, (
@@ -214,8 +214,7 @@ def assert_error(
     else:
         assert body.get("success") is False, f"not an error envelope: {response.text}"
         assert body.get("data") is None, f"an error envelope carries no data: {response.text}"
-        if body.get("message") == "Request validation failed":
-            codes.add("validation_error")
+        codes.add(str((body.get("metadata") or {}).get("error_code")))
     if code is not None:
         assert code in codes, f"expected code {code!r}, got {sorted(codes)}: {body}"
     if field is not None:

@@ -60,7 +60,7 @@ def test_missing_token_is_401_with_bearer_challenge_in_the_envelope(setup: Any) 
         "message": "Not authenticated",
         "data": None,
         "errors": [{"code": "not_authenticated", "message": "Not authenticated", "field": None}],
-        "metadata": {"request_id": "req-1"},
+        "metadata": {"request_id": "req-1", "error_code": "not_authenticated"},
     }
 
 

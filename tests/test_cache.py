@@ -964,7 +964,9 @@ def test_cache_from_settings_picks_the_backend() -> None:
     memory = cache_from_settings(Settings(app_name="svc", cache_ttl=timedelta(seconds=90)))
     assert isinstance(memory, MemoryCache)
     assert (memory.prefix, memory.default_ttl) == ("svc:", 90)
-    redis_cache = cache_from_settings(Settings(app_name="svc", redis_url="redis://127.0.0.1:1/2"))
+    redis_cache = cache_from_settings(
+        Settings(app_name="svc", environment="test", redis_url="redis://127.0.0.1:1/2")
+    )
     assert isinstance(redis_cache, RedisCache)
     assert (redis_cache.prefix, redis_cache.default_ttl) == ("svc:", 300)
 

@@ -127,7 +127,8 @@ def test_app_errors_in_the_envelope(client: TestClient, name: str) -> None:
     assert body["success"] is False
     assert body["message"] == message
     assert body["data"] is None
-    assert body["metadata"] == {"request_id": f"req-{name}"}
+    assert body["metadata"] == {"request_id": f"req-{name}", "error_code": code}
+    assert response.headers["x-request-id"] == f"req-{name}"
     if name == "conflict":
         assert body["errors"] == [{"code": "duplicate", "message": "taken", "field": "title"}]
     else:
@@ -292,7 +293,7 @@ def test_unexpected_exception_is_generic_and_logged_once(
         "message": "Internal server error",
         "data": None,
         "errors": [{"code": "internal_error", "message": "Internal server error", "field": None}],
-        "metadata": {"request_id": "req-boom"},
+        "metadata": {"request_id": "req-boom", "error_code": "internal_error"},
     }
     tracebacks = [r for r in caplog.records if r.exc_info]
     assert len(tracebacks) == 1

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -18,7 +19,14 @@ def test_readme_has_examples() -> None:
 @pytest.mark.parametrize("index", range(len(BLOCKS)))
 def test_readme_block_runs(index: int) -> None:
     code = compile(BLOCKS[index], f"README.md[block {index}]", "exec", dont_inherit=True)
-    exec(code, {"__name__": f"readme_block_{index}"})  # noqa: S102 - our own README
+    namespace: dict[str, Any] = {"__name__": f"readme_block_{index}"}
+    exec(code, namespace)  # noqa: S102 - our own README
+    if "class EpisodeRepository" in BLOCKS[index]:
+        # The first-resource walk-through is also an example of the API conventions.
+        from heygen_conventions import check_app
+
+        errors = [v for v in check_app(namespace["app"]) if v.severity == "error"]
+        assert errors == []
 
 
 def test_every_setting_is_in_the_configuration_table() -> None:

@@ -38,6 +38,7 @@ def test_development_gets_the_public_secret() -> None:
 
 def test_reads_prefixed_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("HEYGEN_DATABASE_URL", "postgresql+asyncpg://db/app")
+    monkeypatch.setenv("HEYGEN_ENVIRONMENT", "development")
     monkeypatch.setenv("HEYGEN_JWT_ACCESS_TOKEN_TTL", "PT5M")
     monkeypatch.setenv("HEYGEN_JWT_LEEWAY", "10")
     monkeypatch.setenv("HEYGEN_LOG_LEVEL", "debug")
@@ -113,3 +114,62 @@ def test_invalid_values_are_clear_errors() -> None:
         Settings(environment="staging")  # type: ignore[arg-type]
     with pytest.raises(ValidationError, match="log_level"):
         Settings(log_level="LOUD")  # type: ignore[arg-type]
+
+
+def test_servers_without_an_explicit_environment_need_a_secret(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("HEYGEN_DATABASE_URL", "postgresql+asyncpg://app@db/app")
+    with pytest.raises(ValidationError, match="looks like a deployment"):
+        Settings()
+    monkeypatch.delenv("HEYGEN_DATABASE_URL")
+    monkeypatch.setenv("HEYGEN_REDIS_URL", "redis://cache:6379/0")
+    with pytest.raises(ValidationError, match="HEYGEN_ENVIRONMENT=development"):
+        Settings()
+    # Saying so explicitly, or giving a secret, is enough.
+    monkeypatch.setenv("HEYGEN_ENVIRONMENT", "development")
+    assert Settings().jwt_secret is not None
+    monkeypatch.delenv("HEYGEN_ENVIRONMENT")
+    monkeypatch.setenv("HEYGEN_JWT_SECRET", STRONG)
+    secret = Settings().jwt_secret
+    assert secret is not None
+    assert secret.get_secret_value() == STRONG
+
+
+def test_the_embedded_stack_keeps_the_development_secret() -> None:
+    secret = Settings(database_url="sqlite+aiosqlite:///./x.db").jwt_secret
+    assert secret is not None
+    assert secret.get_secret_value() == DEVELOPMENT_JWT_SECRET
+
+
+def test_urls_show_no_password_in_repr() -> None:
+    settings = Settings(
+        environment="test",
+        database_url="postgresql+asyncpg://app:hunter2@db/app",
+        redis_url="redis://:redispass@cache:6379/0",
+    )
+    shown = repr(settings)
+    assert "hunter2" not in shown
+    assert "redispass" not in shown
+    assert "postgresql+asyncpg://app:***@db/app" in shown
+    assert settings.database_url == "postgresql+asyncpg://app:hunter2@db/app"
+
+
+def test_algorithms_are_comma_separated_in_the_environment(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("HEYGEN_JWT_ALGORITHMS", "HS256, HS512")
+    assert Settings().jwt_algorithms == ["HS256", "HS512"]
+
+
+def test_cursor_secret_signs_cursors_for_every_instance() -> None:
+    from heygen_conventions import Database
+    from heygen_conventions.db import _CURSOR_KEY_INFO
+
+    settings = Settings(
+        environment="production",
+        jwt_algorithm="RS256",
+        cursor_secret="c" * 40,  # type: ignore[arg-type]
+    )
+    keys = [Database.from_settings(settings).sessionmaker.kw["info"] for _ in range(2)]
+    assert keys[0][_CURSOR_KEY_INFO] == keys[1][_CURSOR_KEY_INFO]
