@@ -432,8 +432,8 @@ async def _rollback_quietly(session: AsyncSession) -> None:
 # --- FastAPI integration -----------------------------------------------------
 
 
-def install_database(app: FastAPI, database: Database) -> None:
-    """Register ``database`` for :func:`get_db_session` and dispose it at shutdown.
+def install_database(app: FastAPI, database: Database) -> Database:
+    """Register ``database`` for :func:`get_db_session`, dispose it at shutdown, and return it.
 
     The engine is disposed after the app's own lifespan (if any) has shut
     down, so shutdown code can still use the database.
@@ -445,6 +445,7 @@ def install_database(app: FastAPI, database: Database) -> None:
         raise RuntimeError("install_database() was already called on this app")
     setattr(app.state, _STATE_KEY, database)
     close_after_lifespan(app, database.dispose)
+    return database
 
 
 def _database_of(connection: HTTPConnection) -> Database:

@@ -98,7 +98,7 @@ class RecordResponseStart:
 def make_app(db: Database, events: list[str] | None = None) -> FastAPI:
     app = FastAPI()
     install_exception_handlers(app)
-    install_database(app, db)
+    assert install_database(app, db) is db
     if events is not None:
         app.add_middleware(RecordResponseStart, events=events)
 
