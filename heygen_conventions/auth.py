@@ -33,7 +33,7 @@ import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from datetime import datetime, timedelta
 from enum import Enum
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
 from fastapi import Depends, FastAPI, Security
 from fastapi.openapi.models import HTTPBearer as HTTPBearerModel
@@ -67,6 +67,7 @@ from heygen_conventions.settings import Settings
 
 __all__ = [
     "ADMIN_ROLE",
+    "REFRESH_REUSE_WINDOW",
     "JWTAuth",
     "TokenClaims",
     "TokenType",
@@ -87,11 +88,18 @@ __all__ = [
 
 logger = logging.getLogger("heygen_conventions.auth")
 
+_T = TypeVar("_T")
+
 #: ``async def load_user(subject: str) -> User | None``.
 UserLoader = Callable[[str], Awaitable[Any]]
 
 #: The role :data:`require_admin_role` asks for.
 ADMIN_ROLE = "admin"
+
+#: Seconds after a refresh token is spent during which tokens issued to its user
+#: are still refused when the spent token is replayed: covers the route that
+#: spent it and is still minting the new pair (a concurrent double use).
+REFRESH_REUSE_WINDOW = 5.0
 
 #: ``app.state`` attribute holding the app's :class:`JWTAuth`.
 STATE_KEY = "heygen_auth"
@@ -104,6 +112,20 @@ SCHEME_NAME = "BearerAuth"
 
 _CHALLENGE_INVALID = 'Bearer error="invalid_token"'
 _CHALLENGE_EXPIRED = 'Bearer error="invalid_token", error_description="The token has expired"'
+
+# What a refresh token's jti entry holds once rotation spent it, followed by the
+# time it was spent; ``revoke_token`` (logout) stores anything else.
+_SPENT_PREFIX = b"spent:"
+
+
+def _spent_at(value: bytes) -> float | None:
+    """When rotation spent a refresh token, from its jti entry; None when revoked otherwise."""
+    if not value.startswith(_SPENT_PREFIX):
+        return None
+    try:
+        return float(value[len(_SPENT_PREFIX) :])
+    except ValueError:
+        return -math.inf  # unreadable time: still spent, no extra window
 
 
 def _timestamp(value: datetime | float) -> float:
@@ -203,7 +225,8 @@ class JWTAuth:
         self._prefix = f"{self.settings.app_name}:auth:"
         self._app: FastAPI | None = None
         self._store_down_since: float | None = None
-        self._failed_open = 0
+        self._checked_locally = 0
+        self._refused = 0
         self._warned_local_store = False
 
     # --- issuing -------------------------------------------------------------
@@ -284,6 +307,10 @@ class JWTAuth:
     ) -> TokenClaims:
         """Verify ``token`` completely: signature and claims, type, revocation, cutoff.
 
+        To exchange a refresh token for new tokens, use
+        :meth:`rotate_refresh_token` instead: it also spends the token and
+        detects its reuse.
+
         Raises:
             AuthenticationError: The token is not exactly valid.
             ServiceUnavailableError: The revocation store failed (unless
@@ -294,6 +321,99 @@ class JWTAuth:
             raise self._rejected("wrong_type")
         await self._check_revocation(claims)
         return claims
+
+    async def rotate_refresh_token(self, token: str) -> TokenClaims:
+        """Spend a refresh token, once, for a new pair; a reuse revokes the user's tokens.
+
+        Refresh-token rotation with reuse detection (OAuth 2.0 Security BCP,
+        RFC 9700 section 4.14): the token is verified like
+        :meth:`verify_token` (``token_type="refresh"``), then its ``jti`` is
+        marked spent atomically in the revocation store, so of several
+        concurrent uses exactly one succeeds, on every instance sharing the
+        store. The caller then issues the new tokens.
+
+        Presenting a spent token again, later or concurrently, is taken as a
+        sign that it leaked: every token of its subject issued up to now (and
+        within :data:`REFRESH_REUSE_WINDOW` seconds of the spend, so that the
+        pair a concurrent winner is still minting is refused too) is revoked
+        with :meth:`revoke_tokens_issued_before`, and the call raises
+        ``AuthenticationError`` with code ``refresh_token_reused``. A spent
+        token that an earlier cutoff already refuses answers the same code
+        without revoking again, so replaying an old token cannot log the user
+        out over and over. A refresh token revoked otherwise (logout with
+        :meth:`revoke_token`) or refused by a cutoff answers a plain
+        ``invalid_token``.
+
+        The token is spent even when the route then refuses the user (for
+        example an inactive one). The shared store is required whatever
+        ``revocation_fail_closed`` says: a rotation that could not record the
+        spent ``jti`` would let the token be spent again, so while the store
+        fails or times out this answers 503 and nothing is spent.
+
+        Returns:
+            The claims of the refresh token just spent (``subject`` is the user).
+
+        Raises:
+            AuthenticationError: Code ``refresh_token_reused`` for a reuse,
+                ``token_expired`` or ``invalid_token`` otherwise (not a
+                refresh token, revoked, cut off, ...).
+            ServiceUnavailableError: The revocation store failed; nothing
+                was spent (or, on a reuse, the tokens could not be revoked).
+        """
+        claims = self._verified_claims(token)
+        if claims.token_type != "refresh":  # noqa: S105 - a token kind, not a password
+            raise self._rejected("wrong_type")
+        store = self._store()
+        key = self._jti_key(claims.jti)
+        try:
+            entry, cutoff = await self._bounded(
+                store, store.get_many([key, self._cutoff_key(claims.subject)])
+            )
+            cutoff_at = None if cutoff is None else float(cutoff)
+            if entry is None and (cutoff_at is None or claims.issued_at >= cutoff_at):
+                now = self._clock()
+                marker = _SPENT_PREFIX + str(now).encode()
+                ttl = max(claims.expires_at + self.codec.leeway - now, 1.0)
+                if await self._bounded(store, store.set_if_absent(key, marker, ttl=ttl)):
+                    if store is not self._local_store:
+                        await self._local_store.set(key, marker, ttl=ttl)
+                    if self._store_down_since is not None:
+                        self._store_recovered()
+                    return claims
+                # Spent (or revoked) by a concurrent request since the read.
+                entry = await self._bounded(store, store.get(key))
+        except Exception as exc:
+            self._store_failed(exc, refused=True)
+            raise ServiceUnavailableError(
+                "Token refresh is temporarily unavailable", retry_after=1
+            ) from None
+        if self._store_down_since is not None:
+            self._store_recovered()
+        spent_at = None if entry is None else _spent_at(entry)
+        cut_off = cutoff_at is not None and claims.issued_at < cutoff_at
+        if spent_at is None:
+            raise self._rejected("issued_before_cutoff" if cut_off else "revoked")
+        if not cut_off:
+            now = self._clock()
+            # Whole seconds: + 1 also refuses the tokens issued in this very second.
+            until = int(max(now, spent_at + REFRESH_REUSE_WINDOW)) + 1
+            await self.revoke_tokens_issued_before(claims.subject, until)
+        logger.warning(
+            "Refresh token reused; tokens of its subject revoked",
+            extra={"auth_failure": "refresh_token_reused", "user_id": claims.subject},
+        )
+        raise AuthenticationError(
+            "Refresh token already used; every session of this user was revoked",
+            code="refresh_token_reused",
+            www_authenticate=_CHALLENGE_INVALID,
+        )
+
+    async def _bounded(self, store: CacheBackend, operation: Awaitable[_T]) -> _T:
+        """``operation`` on ``store``, cut off after ``revocation_timeout`` for a shared store."""
+        if store is self._local_store:
+            return await operation
+        async with asyncio.timeout(self.revocation_timeout):
+            return await operation
 
     def _store(self) -> CacheBackend:
         if self._explicit_store is not None:
@@ -330,7 +450,7 @@ class JWTAuth:
                     revoked, cutoff = await store.get_many(keys)
             cutoff_at = None if cutoff is None else float(cutoff)
         except Exception as exc:
-            self._store_failed(exc)
+            self._store_failed(exc, refused=self.revocation_fail_closed)
             if self.revocation_fail_closed:
                 raise ServiceUnavailableError(
                     "Authentication is temporarily unavailable", retry_after=1
@@ -347,8 +467,11 @@ class JWTAuth:
         if cutoff_at is not None and claims.issued_at < cutoff_at:
             raise self._rejected("issued_before_cutoff")
 
-    def _store_failed(self, exc: Exception) -> None:
-        self._failed_open += 1
+    def _store_failed(self, exc: Exception, *, refused: bool) -> None:
+        if refused:
+            self._refused += 1
+        else:
+            self._checked_locally += 1
         if self._store_down_since is not None:
             return
         # One error line per incident; the recovery line reports how many
@@ -369,12 +492,12 @@ class JWTAuth:
             "Revocation store recovered",
             extra={
                 "down_seconds": round(time.monotonic() - self._store_down_since, 3),
-                "requests_checked_locally": 0 if self.revocation_fail_closed else self._failed_open,
-                "requests_refused": self._failed_open if self.revocation_fail_closed else 0,
+                "requests_checked_locally": self._checked_locally,
+                "requests_refused": self._refused,
             },
         )
         self._store_down_since = None
-        self._failed_open = 0
+        self._checked_locally = self._refused = 0
 
     async def load_user(self, claims: TokenClaims) -> Any:
         """The user for ``claims`` from the user loader; 401 when unknown or inactive."""
@@ -406,8 +529,9 @@ class JWTAuth:
                 the entry is kept that long, plus the leeway.
 
         Returns:
-            True when this call revoked it, False when it already was (a
-            refresh endpoint can treat False as a replayed token).
+            True when this call revoked it, False when it already was revoked
+            or spent (refresh endpoints use :meth:`rotate_refresh_token`,
+            which tells a replay from a logout).
 
         Raises:
             ServiceUnavailableError: The store failed: the revocation did not happen.

@@ -71,6 +71,7 @@ def errors(*statuses: int, **messages: str | ErrorDetail) -> dict[int | str, dic
         404: "Not found",
         409: "Conflict with the current state of the resource",
         422: INVALID_BODY,
+        503: "Service temporarily unavailable",
     }
     chosen: dict[int, str | ErrorDetail] = {}
     for status in statuses:

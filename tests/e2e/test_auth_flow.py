@@ -38,11 +38,48 @@ async def test_refresh_rotates_and_a_replay_revokes_everything(stack: Stack) -> 
     assert second["refresh_token"] != first["refresh_token"]
     assert_ok(await client.get("/api/v1/users/me", headers=auth_headers(second["access_token"])))
 
+    # Later, the old refresh token is presented again (stolen): every token of
+    # the user is revoked, the pair issued by the rotation included.
+    await asyncio.sleep(1.01 - time.time() % 1)
     replayed = await client.post(
         "/api/v1/auth/refresh", json={"refresh_token": first["refresh_token"]}
     )
-    assert_error(replayed, status=401, code="invalid_token")
-    assert replayed.headers["WWW-Authenticate"].startswith("Bearer")
+    assert_error(replayed, status=401, code="refresh_token_reused")
+    assert replayed.headers["WWW-Authenticate"] == 'Bearer error="invalid_token"'
+    for access in (first["access_token"], second["access_token"]):
+        me = await client.get("/api/v1/users/me", headers=auth_headers(access))
+        assert_error(me, status=401, code="invalid_token")
+    refused = await client.post(
+        "/api/v1/auth/refresh", json={"refresh_token": second["refresh_token"]}
+    )
+    assert_error(refused, status=401, code="invalid_token")
+    # Replaying again answers the same and revokes nothing more.
+    replayed = await client.post(
+        "/api/v1/auth/refresh", json={"refresh_token": first["refresh_token"]}
+    )
+    assert_error(replayed, status=401, code="refresh_token_reused")
+
+
+async def test_a_concurrent_double_refresh_succeeds_once_and_revokes_both(stack: Stack) -> None:
+    client = stack.client
+    await stack.register("ann@example.com")
+    pair = await tokens(stack, "ann@example.com")
+    body = {"refresh_token": pair["refresh_token"]}
+    answers = await asyncio.gather(
+        client.post("/api/v1/auth/refresh", json=body),
+        client.post("/api/v1/auth/refresh", json=body),
+    )
+    assert sorted(answer.status_code for answer in answers) == [200, 401], answers
+    winner = next(answer for answer in answers if answer.status_code == 200)
+    loser = next(answer for answer in answers if answer.status_code == 401)
+    assert_error(loser, status=401, code="refresh_token_reused")
+    issued = assert_ok(winner)
+    me = await client.get("/api/v1/users/me", headers=auth_headers(issued["access_token"]))
+    assert_error(me, status=401, code="invalid_token")
+    refused = await client.post(
+        "/api/v1/auth/refresh", json={"refresh_token": issued["refresh_token"]}
+    )
+    assert_error(refused, status=401, code="invalid_token")
 
 
 async def test_logout_revokes_the_access_and_refresh_tokens(stack: Stack) -> None:
@@ -58,6 +95,7 @@ async def test_logout_revokes_the_access_and_refresh_tokens(stack: Stack) -> Non
     assert out.status_code == 204, out.text
     assert out.content == b""
     assert_error(await client.get("/api/v1/users/me", headers=headers), status=401)
+    # Revoked by logout, not spent by a refresh: a plain 401 that revokes nothing else.
     refused = await client.post(
         "/api/v1/auth/refresh", json={"refresh_token": pair["refresh_token"]}
     )

@@ -262,14 +262,18 @@ def test_a_token_revoked_through_one_instance_is_refused_by_the_other(cluster: C
         refresh = http.post(
             f"{b.api}/auth/refresh", json={"refresh_token": tokens["refresh_token"]}
         )
-        assert_error(refresh, status=401)
+        assert_error(refresh, status=401, code="invalid_token")  # logged out, not reused
 
-        # A refresh token spent through b is spent for a as well.
+        # A refresh token spent through b is spent for a as well, and its replay
+        # through a revokes the pair b issued, on both instances.
         fresh = log_in(http, b, email)
         spent = http.post(f"{b.api}/auth/refresh", json={"refresh_token": fresh["refresh_token"]})
-        assert_ok(spent)
+        issued = assert_ok(spent)
         replay = http.post(f"{a.api}/auth/refresh", json={"refresh_token": fresh["refresh_token"]})
-        assert_error(replay, status=401)
+        assert_error(replay, status=401, code="refresh_token_reused")
+        for instance in (a, b):
+            me = http.get(f"{instance.api}/users/me", headers=auth_headers(issued["access_token"]))
+            assert_error(me, status=401, code="invalid_token")
 
 
 def test_both_instances_serve_while_redis_is_killed_and_restarted(outage_cluster: Cluster) -> None:

@@ -76,8 +76,10 @@ async def log_in(
     response_model=TokenResponse,
     summary="Refresh the tokens",
     description="Exchange a refresh token for a new access token and a new refresh token. "
-    "The refresh token is spent: presenting it again answers 401 and, as a replay is a "
-    "sign of theft, revokes every token of its user.",
+    "The refresh token is spent: presenting it again, at any later time or concurrently, "
+    "answers 401 `refresh_token_reused` and, as a replay is a sign of theft, revokes every "
+    "token of its user issued so far (the user logs in again). A refresh token revoked by "
+    "logout answers 401 `invalid_token`; 503 while the token store is unavailable.",
     response_description="The new tokens",
     responses={
         200: _TOKEN_EXAMPLE,
@@ -85,19 +87,20 @@ async def log_in(
             400,
             401,
             422,
-            e401=ErrorDetail(code="invalid_token", message="Invalid token"),
+            503,
+            e401=ErrorDetail(
+                code="refresh_token_reused",
+                message="Refresh token already used; every session of this user was revoked",
+            ),
             e422=ErrorDetail(code="missing", message="Field required", field="body.refresh_token"),
+            e503="Token refresh is temporarily unavailable",
         ),
     },
 )
 async def refresh_tokens(body: RefreshRequest, auth: AuthDep) -> TokenResponse:
     """Spend a refresh token for a new pair."""
-    claims = await auth.verify_token(body.refresh_token, token_type="refresh")
+    claims = await auth.rotate_refresh_token(body.refresh_token)
     user = await auth.load_user(claims)
-    if not await auth.revoke_token(claims.jti, until=claims.expires_at):
-        # Spent concurrently by someone else: assume it leaked.
-        await auth.revoke_tokens_issued_before(claims.subject)
-        raise AuthenticationError("Refresh token already used", code="invalid_token")
     return TokenResponse.issue(issue_tokens(auth, user), "Tokens refreshed")
 
 
