@@ -2,38 +2,160 @@
 
 from __future__ import annotations
 
+import base64
+import binascii
 import dataclasses
 import re
 from collections.abc import Iterable, Mapping
 from decimal import Decimal
 from typing import Any
 
-#: Keys whose values never reach a log line (compared case-insensitively,
-#: ``-`` and `` `` read as ``_``; ``db_password`` or ``X-Api-Key`` match
-#: through their last part).
+#: Names whose values never reach a log line. A key is compared word by word
+#: (``accessToken``, ``X-Auth-Token``, ``db.password`` and ``CLIENT_SECRET``
+#: split into lower-case words at case changes, ``-``, ``_``, ``.`` and
+#: spaces): it is secret when its words contain one of these names, in any
+#: position (``db_password``, ``password_hash``, ``x_api_key``), a word ends
+#: with one (``authtoken``, ``clientsecret``) or is one written in one piece
+#: (``apikey``, ``sessionid``); plurals and trailing digits count
+#: (``credentials``, ``password2``). It stays readable when the words after
+#: the name only describe it (``token_type``, ``expires_in``, ``cookie_name``;
+#: see ``_DESCRIPTIVE``) or when it counts tokens (``max_tokens``).
 DEFAULT_REDACTED_KEYS: frozenset[str] = frozenset(
     {
         "access_token",
         "api_key",
         "apikey",
+        "auth_header",
         "authorization",
+        "basic_auth",
         "client_secret",
         "cookie",
+        "credential",
+        "credentials",
+        "creds",
+        "csrf",
+        "encryption_key",
         "id_token",
         "jwt",
+        "otp",
+        "passphrase",
         "passwd",
         "password",
         "private_key",
         "proxy_authorization",
+        "pwd",
         "refresh_token",
         "secret",
         "secret_key",
+        "sessid",
+        "session",
+        "session_id",
         "set_cookie",
+        "signing_key",
         "token",
+        "xsrf",
     }
 )
 
 REDACTED = "[REDACTED]"
+
+# Words that, following a secret name, describe the secret instead of holding
+# it: ``token_type``, ``token_expires_in``, ``cookie_max_age``, ``secret_name``.
+# Anything else after the name (``password_hash``, ``session_id``,
+# ``token_value``) keeps the key secret.
+_DESCRIPTIVE = frozenset(
+    {
+        "age",
+        "alg",
+        "algorithm",
+        "algorithms",
+        "at",
+        "audience",
+        "changed",
+        "count",
+        "counts",
+        "created",
+        "domain",
+        "duration",
+        "enabled",
+        "endpoint",
+        "error",
+        "errors",
+        "exp",
+        "expiration",
+        "expired",
+        "expires",
+        "expiry",
+        "field",
+        "format",
+        "httponly",
+        "in",
+        "issued",
+        "issuer",
+        "kind",
+        "len",
+        "length",
+        "lifetime",
+        "limit",
+        "limits",
+        "location",
+        "max",
+        "min",
+        "missing",
+        "ms",
+        "name",
+        "names",
+        "num",
+        "number",
+        "path",
+        "policy",
+        "present",
+        "provided",
+        "refreshed",
+        "required",
+        "rotated",
+        "samesite",
+        "scheme",
+        "sec",
+        "seconds",
+        "secs",
+        "secure",
+        "size",
+        "source",
+        "status",
+        "strength",
+        "ttl",
+        "type",
+        "types",
+        "updated",
+        "uri",
+        "url",
+        "usage",
+        "used",
+        "valid",
+        "version",
+    }
+)
+
+# Words before a plural secret name that make the key a count:
+# ``max_tokens``, ``input_tokens``, ``total_tokens`` (``access_tokens`` is secret).
+_COUNTING = frozenset(
+    {"cached", "completion", "input", "max", "min", "n", "num", "output", "prompt", "total"}
+)
+
+# A name this long also matches as the end of a word (``authtoken``); shorter
+# ones (``otp``, ``pwd``, ``jwt``) only as whole words.
+_MIN_SUFFIX = 5
+
+# Keys whose free-text value runs to the end of the line: header values hold
+# spaces and separators (``Digest username="a", response="b"``, ``a=1; b=2``).
+_LINE_VALUED = (("authorization",), ("cookie",), ("cookies",))
+
+# Authorization schemes kept readable in front of the masked credentials.
+_SCHEME = re.compile(
+    r"(?i)(aws4-hmac-sha256|basic|bearer|digest|dpop|gnap|hmac|hoba|mutual|negotiate|"
+    r"ntlm|oauth|scram-sha-1|scram-sha-256|token|api-?key|vapid)[ \t]+(?=\S)"
+)
 
 # Nested values deeper than this are replaced rather than walked: a cycle or a
 # hostile structure must not cost unbounded time, and what is not walked is
@@ -43,6 +165,7 @@ _MAX_REPR = 4096
 _KEY_CACHE_SIZE = 4096
 _CLEAN_CACHE_SIZE = 4096
 _MAX_CLEAN_LENGTH = 256
+_MAX_KEY_LENGTH = 256
 
 _SCALARS = frozenset({int, float, bool, type(None)})
 _SEQUENCES = (list, tuple, set, frozenset)
@@ -51,13 +174,127 @@ _BYTES = (bytes, bytearray, memoryview)
 # Structlog keys holding exception objects the renderer formats itself.
 _UNWALKED_KEYS = frozenset({"exc_info"})
 
-_BEARER = re.compile(r"(?i)\b(bearer)\s+[A-Za-z0-9\-._~+/]+=*")
+# A b64token: ``token_type=bearer expires_in=3600`` holds none.
+_BEARER = re.compile(r"(?i)\b(bearer)\s+[A-Za-z0-9\-._~+/]++=*+(?![\w=])")
+_BASIC = re.compile(r"(?i)\b(basic)[ \t]+([A-Za-z0-9+/]{4,}={0,2})(?![\w+/=])")
 _JWT = re.compile(r"\beyJ[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+(?:\.[A-Za-z0-9_-]*)?")
-_URL_CREDENTIALS = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://[^\s:/?#@]+):[^\s@/?#]*@")
+# Scheme and authority up to its last ``@`` (as browsers read ``user:p@ss@host``).
+_URL_USERINFO = re.compile(
+    r"(?i)(?<![a-z0-9+.-])([a-z][a-z0-9+.-]*+://)([^\s/?#@\"'<>]*+(?:@[^\s/?#@\"'<>]*+)*)@"
+)
+# ``name=value``, ``name: value``, ``"name": "value"``; the value is read by hand.
+_PAIR_KEY = re.compile(r"(?<![\w.-])(-*[A-Za-z_][\w.-]*+)([\"']?[ \t]*[:=][ \t]*)")
+_PLAIN_VALUE = re.compile(r"[^\s\"'&,;]+")
+_LINE_END = re.compile(r"[\r\n]")
+_CAMEL = re.compile(r"(?<=[a-z0-9])(?=[A-Z])|(?<=[A-Z])(?=[A-Z][a-z])")
+_NOT_WORD = re.compile(r"[^a-z0-9]+")
 
 
-def _normalise(key: str) -> str:
-    return key.strip().lower().replace("-", "_").replace(" ", "_")
+def key_words(key: str) -> tuple[str, ...]:
+    """``key`` as lower-case words: ``X-Auth-Token`` and ``xAuthToken`` are ``x auth token``."""
+    key = key[:_MAX_KEY_LENGTH]
+    lowered = key.lower()
+    if lowered != key:
+        lowered = _CAMEL.sub("_", key).lower()
+    return tuple(w for w in _NOT_WORD.split(lowered) if w)
+
+
+def _stem(word: str) -> str:
+    # ``password2`` reads as ``password``; ``2fa`` stays itself.
+    return word.rstrip("0123456789") or word
+
+
+class _Names:
+    """The configured secret names, and the word-by-word test of a key against them."""
+
+    def __init__(self, keys: Iterable[str]) -> None:
+        names = {key_words(k) for k in keys if k and k.strip()}
+        names.discard(())
+        # Names of several words, by their first word.
+        self.phrases: dict[str, list[tuple[str, ...]]] = {}
+        for name in sorted(n for n in names if len(n) > 1):
+            self.phrases.setdefault(name[0], []).append(name)
+        # Written in one piece: ``apikey``, ``sessionid``, ``authtoken``.
+        self.joined = {"".join(n) for n in names}
+        self.suffixes = tuple(j for j in self.joined if len(j) >= _MIN_SUFFIX)
+        # Every secret key, lowered, contains one of these: the longest word of
+        # each name that holds no other name (``access_token`` holds ``token``).
+        kept = [n for n in names if not any(o != n and _contains(n, o) for o in names)]
+        stems = {max(n, key=len) for n in kept}
+        self.stems = tuple(sorted(s for s in stems if not any(o != s and o in s for o in stems)))
+
+    def secret(self, words: tuple[str, ...]) -> bool:
+        joined = "".join(words)
+        if not any(stem in joined for stem in self.stems):
+            return False  # most keys: no secret name's word anywhere
+        stems = tuple(_stem(w) for w in words)
+        for index, word in enumerate(stems):
+            for length, plural in self._matches(stems, index, word):
+                if plural and index and stems[index - 1] in _COUNTING:
+                    continue  # max_tokens, input_tokens: counts
+                rest = stems[index + length :]
+                if rest and all(w in _DESCRIPTIVE for w in rest):
+                    continue  # token_type, cookie_max_age: about the secret
+                return True
+        return False
+
+    def _matches(self, words: tuple[str, ...], index: int, word: str) -> Iterable[tuple[int, bool]]:
+        """(number of words, plural) of each name found at ``words[index]``."""
+        single = word[:-1] if word.endswith("s") else None
+        for form, plural in ((word, False), (single, True)):
+            if form is None:
+                continue
+            if form in self.joined or form.endswith(self.suffixes):
+                yield 1, plural
+        for name in self.phrases.get(word, ()):
+            size = len(name)
+            if index + size > len(words) or words[index : index + size - 1] != name[:-1]:
+                continue
+            last = words[index + size - 1]
+            if last == name[-1]:
+                yield size, False
+            elif last == name[-1] + "s":
+                yield size, True
+
+
+def _contains(words: tuple[str, ...], part: tuple[str, ...]) -> bool:
+    size = len(part)
+    return any(words[i : i + size] == part for i in range(len(words) - size + 1))
+
+
+def _token_like(text: str) -> bool:
+    # ``https://ghp_16C7e42F292c6912E7710c838347Ae178B4a@github.com``: a user
+    # that long, with digits, is a credential; ``git@``, ``postgres@`` are not.
+    return len(text) >= 16 and any(c.isdigit() for c in text)
+
+
+def _mask_url_userinfo(match: re.Match[str]) -> str:
+    scheme, userinfo = match.group(1), match.group(2)
+    user, colon, _ = userinfo.partition(":")
+    if _token_like(user):
+        user = REDACTED
+    if colon:
+        return f"{scheme}{user}:{REDACTED}@"
+    return f"{scheme}{user}@"
+
+
+def _mask_basic(match: re.Match[str]) -> str:
+    # ``Basic dXNlcjpwYXNz`` is ``user:pass``; ``basic plan`` decodes to noise.
+    try:
+        decoded = base64.b64decode(match.group(2), validate=True).decode("utf-8")
+    except (binascii.Error, UnicodeDecodeError):
+        return match.group(0)
+    if ":" in decoded and decoded.isprintable():
+        return f"{match.group(1)} {REDACTED}"
+    return match.group(0)
+
+
+def _masked(value: str) -> str:
+    """A header or field value masked, keeping an authorization scheme readable."""
+    scheme = _SCHEME.match(value)
+    if scheme is not None:
+        return f"{scheme.group(1)} {REDACTED}"
+    return REDACTED
 
 
 class Redactor:
@@ -65,28 +302,23 @@ class Redactor:
 
     Values under secret keys are replaced with ``[REDACTED]`` in dicts, lists
     and ``(name, value)`` pairs at any depth (nested containers are copied,
-    never mutated). Every string is scrubbed of bearer tokens, JWTs, URL
-    passwords and ``key=value`` / ``key: value`` pairs naming a secret key.
+    never mutated). Every string is scrubbed of bearer and basic credentials,
+    JWTs, URL passwords and ``key=value`` / ``key: value`` pairs whose key is
+    secret (header lines such as ``Authorization: Digest ...`` and
+    ``Cookie: a=1; b=2`` to the end of the line).
     """
 
     def __init__(self, keys: Iterable[str] = DEFAULT_REDACTED_KEYS) -> None:
         if isinstance(keys, str):
             raise TypeError("redact must be an iterable of key names, not a single str")
-        normal = frozenset(_normalise(k) for k in keys if k and k.strip())
-        self._keys = normal
-        self._suffixes = tuple("_" + k for k in normal)
+        self._names = _Names(keys)
         self._key_cache: dict[object, bool] = {}
         # Two generations: when the young one fills up it becomes the old one,
         # so strings that repeat survive while one-off values (ids) churn.
         self._clean: set[str] = set()
         self._clean_old: set[str] = set()
-        # Cheap substring checks decide whether the (slow) regex runs at all.
-        self._stems = tuple(sorted({k.rsplit("_", 1)[-1] for k in normal}))
-        plain = sorted((k for k in normal if not k.endswith("cookie")), key=len, reverse=True)
-        cookies = sorted((k for k in normal if k.endswith("cookie")), key=len, reverse=True)
-        self._pairs = _pair_pattern(plain, r"[^\s\"'&,;]+")
-        # A cookie header's value runs to the end of the line (``a=1; b=2``).
-        self._cookie_pairs = _pair_pattern(cookies, r"[^\r\n]+")
+        # Cheap substring checks decide whether the (slow) pair search runs at all.
+        self._stems = self._names.stems
 
     def is_secret_key(self, key: object) -> bool:
         cached = self._key_cache.get(key)
@@ -98,31 +330,65 @@ class Redactor:
             text = key.decode("latin-1")
         else:
             text = str(key)
-        name = _normalise(text)
-        secret = name in self._keys or name.endswith(self._suffixes)
+        secret = self._names.secret(key_words(text))
         if len(self._key_cache) >= _KEY_CACHE_SIZE:
             self._key_cache.clear()
         self._key_cache[key] = secret
         return secret
 
     def scrub(self, text: str) -> str:
-        """``text`` with tokens, URL passwords and ``secret=value`` pairs masked."""
+        """``text`` with tokens, credentials, URL passwords and ``secret=value`` pairs masked."""
         if "eyJ" in text:
             text = _JWT.sub(REDACTED, text)
         if "earer" in text or "EARER" in text:
             text = _BEARER.sub(r"\1 " + REDACTED, text)
+        if "asic" in text or "ASIC" in text:
+            text = _BASIC.sub(_mask_basic, text)
         if "://" in text and "@" in text:
-            text = _URL_CREDENTIALS.sub(r"\1:" + REDACTED + "@", text)
+            text = _URL_USERINFO.sub(_mask_url_userinfo, text)
         if ("=" in text or ":" in text) and self._stems:
             lowered = text.lower()
             for stem in self._stems:
                 if stem in lowered:
-                    if self._pairs is not None:
-                        text = self._pairs.sub(r"\1\2" + REDACTED, text)
-                    if self._cookie_pairs is not None:
-                        text = self._cookie_pairs.sub(r"\1\2" + REDACTED, text)
-                    break
+                    return self._mask_pairs(text)
         return text
+
+    def _mask_pairs(self, text: str) -> str:
+        """``text`` with the value of each ``key=value`` / ``key: value`` naming a secret masked."""
+        parts: list[str] = []
+        done = 0  # text[:done] is in parts
+        position = 0
+        while (pair := _PAIR_KEY.search(text, position)) is not None:
+            key = pair.group(1)
+            if not self.is_secret_key(key):
+                position = pair.end(1)  # the value may itself be a pair: a=password=x
+                continue
+            start = pair.end()
+            quote = text[start : start + 1]
+            if quote in ('"', "'"):
+                close = text.find(quote, start + 1)
+                line = _LINE_END.search(text, start + 1)
+                if close < 0 or (line is not None and line.start() < close):
+                    close = line.start() if line is not None else len(text)
+                parts.append(text[done : start + 1])
+                parts.append(_masked(text[start + 1 : close]))
+                done = position = close
+                continue
+            if _SCHEME.match(text, start) is not None or key_words(key)[-1:] in _LINE_VALUED:
+                line = _LINE_END.search(text, start)
+                end = line.start() if line is not None else len(text)
+            else:
+                plain = _PLAIN_VALUE.match(text, start)
+                end = plain.end() if plain is not None else start
+            if end > start:
+                parts.append(text[done:start])
+                parts.append(_masked(text[start:end]))
+                done = end
+            position = max(end, pair.end())
+        if not parts:
+            return text
+        parts.append(text[done:])
+        return "".join(parts)
 
     def __call__(self, logger: object, method_name: str, event_dict: Any) -> Any:
         secret_keys = self._key_cache
@@ -213,15 +479,6 @@ class Redactor:
         if isinstance(value, _BYTES):
             return self.scrub(bytes(value).decode("utf-8", "backslashreplace"))
         return self.scrub(safe_repr(value))
-
-
-def _pair_pattern(keys: list[str], value: str) -> re.Pattern[str] | None:
-    if not keys:
-        return None
-    names = "|".join(re.escape(k).replace("_", "[-_ ]?") for k in keys)
-    return re.compile(
-        rf"(?i)\b((?:[\w.-]*[-_.])?(?:{names}))([\"']?\s*[:=]\s*[\"']?)({value})",
-    )
 
 
 def _plain(value: Any) -> Any:

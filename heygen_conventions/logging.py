@@ -123,7 +123,8 @@ def configure_logging(
         json: ``True`` for JSON lines, ``False`` for console output, ``None``
             for JSON unless the stream is a terminal.
         service: Added to every line as ``service``.
-        redact: Keys whose values are masked (see :data:`DEFAULT_REDACTED_KEYS`);
+        redact: Names of keys whose values are masked, matched word by word
+            whatever the spelling (see :data:`DEFAULT_REDACTED_KEYS`);
             passing a list replaces the default, so extend it rather than
             shorten it: ``[*DEFAULT_REDACTED_KEYS, "ssn"]``.
         processors: Extra structlog processors, run after the context is

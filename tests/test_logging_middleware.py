@@ -401,6 +401,67 @@ def test_the_direct_access_line_is_the_line_the_chain_renders(
     assert [list(line) for line in chained] == [list(line) for line in direct]
 
 
+def test_access_line_masks_every_spelling_of_a_secret_bound_to_the_request(
+    log_output: LogOutput, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    password = "pw-7f2a"
+    bound = {
+        "accessToken": password,
+        "X-Auth-Token": password,
+        "apiKey": password,
+        "session_id": password,
+        "credentials": {"user": "bob", "password_hash": password},
+        "upstream": f"redis://:{password}@cache:6379/0",
+        "header": f"Authorization: Basic {password}",
+        "reply": f"Set-Cookie: sid={password}; Path=/",
+        "token_type": "bearer",
+        "max_tokens": 4096,
+    }
+
+    def lines() -> list[dict[str, Any]]:
+        log_output.configure(level="DEBUG")
+        app = FastAPI()
+
+        @app.get("/items")
+        async def items() -> dict[str, bool]:
+            bind_request_context(**bound)
+            return {"ok": True}
+
+        app.add_middleware(RequestContextMiddleware)
+        assert TestClient(app).get("/items").status_code == 200
+        return [
+            {k: v for k, v in line.items() if k not in ("timestamp", "duration_ms", "client")}
+            for line in log_output.find(event="request finished")
+        ]
+
+    (direct,) = lines()
+    assert password not in log_output.text
+    assert {key: direct[key] for key in bound} == {
+        "accessToken": "[REDACTED]",
+        "X-Auth-Token": "[REDACTED]",
+        "apiKey": "[REDACTED]",
+        "session_id": "[REDACTED]",
+        "credentials": "[REDACTED]",
+        "upstream": "redis://:[REDACTED]@cache:6379/0",
+        "header": "Authorization: Basic [REDACTED]",
+        "reply": "Set-Cookie: [REDACTED]",
+        "token_type": "bearer",
+        "max_tokens": 4096,
+    }
+    original_init = Pipeline.__init__
+
+    def chain_only(self: Pipeline, **kwargs: Any) -> None:
+        original_init(self, **kwargs)
+        self._direct_access = False
+
+    monkeypatch.setattr(Pipeline, "__init__", chain_only)
+    log_output.stream.seek(0)
+    log_output.stream.truncate()
+    chained = lines()
+    assert password not in log_output.text
+    assert chained == [{**direct, "request_id": chained[0]["request_id"]}]
+
+
 @pytest.mark.parametrize(
     ("options", "expected"),
     [

@@ -140,11 +140,11 @@ def test_models_and_dataclasses_are_masked_field_by_field(log_output: LogOutput)
     get_logger("r").info(
         "objects",
         login=Login(email="a@b.c", password=SECRET),
-        credentials=Credentials(client_id="c1", client_secret=SECRET),
+        oauth_client=Credentials(client_id="c1", client_secret=SECRET),
     )
     line = log_output.one(event="objects")
     assert line["login"] == {"email": "a@b.c", "password": REDACTED}
-    assert line["credentials"] == {"client_id": "c1", "client_secret": REDACTED}
+    assert line["oauth_client"] == {"client_id": "c1", "client_secret": REDACTED}
 
 
 def test_asgi_header_pairs_are_masked(log_output: LogOutput) -> None:
@@ -280,3 +280,238 @@ def test_strings_seen_often_stay_cheap_and_secrets_stay_masked() -> None:
         assert event == {"event": "tick", "request_id": f"id-{n}"}
     masked = redactor(None, "info", {"event": f"Bearer {SECRET}", "note": "tick"})
     assert masked == {"event": f"Bearer {REDACTED}", "note": "tick"}
+
+
+# Spellings of secret keys seen in the wild: camelCase (JavaScript clients,
+# OAuth responses), header names, one-piece names, plurals, related fields.
+SECRET_SPELLINGS = [
+    "accessToken",
+    "refreshToken",
+    "authToken",
+    "idToken",
+    "apiKey",
+    "APIKEY",
+    "clientSecret",
+    "X-Auth-Token",
+    "XAuthToken",
+    "x_api_key",
+    "password_hash",
+    "passwordHash",
+    "password2",
+    "db.password",
+    "pwd",
+    "passphrase",
+    "credential",
+    "credentials",
+    "private_key",
+    "privateKey",
+    "session",
+    "session_id",
+    "sessionId",
+    "sessionid",
+    "PHPSESSID",
+    "JSESSIONID",
+    "csrf_token",
+    "csrftoken",
+    "csrfmiddlewaretoken",
+    "X-CSRF-Token",
+    "xsrf",
+    "_xsrf",
+    "XSRF-TOKEN",
+    "otp",
+    "access_tokens",
+    "token_value",
+    "authorization_code",
+    "aws_secret_access_key",
+    "HTTP_AUTHORIZATION",
+    "Set-Cookie",
+]
+
+# Keys that name something about a secret, or only look like one: readable.
+READABLE_KEYS = [
+    "token_type",
+    "tokenType",
+    "expires_in",
+    "access_token_expires_in",
+    "token_expires_at",
+    "tokens_used",
+    "tokens_count",
+    "max_tokens",
+    "input_tokens",
+    "total_tokens",
+    "tokenizer",
+    "author",
+    "secretary",
+    "secret_name",
+    "passwordless",
+    "password_policy",
+    "status_code",
+    "keyboard",
+    "cache_key",
+    "primary_key",
+    "public_key",
+    "private_key_path",
+    "cookie_name",
+    "cookie_max_age",
+    "session_duration_ms",
+    "authorization_url",
+    "jwt_algorithm",
+    "user_id",
+    "request_id",
+    "api_version",
+    "api",
+]
+
+
+@pytest.mark.parametrize("key", SECRET_SPELLINGS)
+def test_other_spellings_of_secret_keys_are_masked_in_both_paths(
+    log_output: LogOutput, key: str
+) -> None:
+    get_logger("r").info(
+        "structlog", **{key: SECRET}, nested={"level1": {key: SECRET}}, items=[{key: SECRET}]
+    )
+    logging.getLogger("r").info("stdlib", extra={key: SECRET, "nested": {key: [SECRET]}})
+    assert SECRET not in log_output.text
+    line = log_output.one(event="structlog")
+    assert line[key] == REDACTED
+    assert line["nested"] == {"level1": {key: REDACTED}}
+    assert line["items"] == [{key: REDACTED}]
+    stdlib = log_output.one(event="stdlib")
+    assert stdlib[key] == REDACTED
+    assert stdlib["nested"] == {key: REDACTED}
+
+
+@pytest.mark.parametrize("key", READABLE_KEYS)
+def test_keys_describing_or_resembling_secrets_stay_readable_in_both_paths(
+    log_output: LogOutput, key: str
+) -> None:
+    get_logger("r").info("structlog", **{key: "plain-value"}, nested={"level1": {key: 3600}})
+    logging.getLogger("r").info("stdlib", extra={key: "plain-value", "nested": {key: 3600}})
+    for event in ("structlog", "stdlib"):
+        line = log_output.one(event=event)
+        assert line[key] == "plain-value"
+    assert log_output.one(event="structlog")["nested"] == {"level1": {key: 3600}}
+    assert log_output.one(event="stdlib")["nested"] == {key: 3600}
+    get_logger("r").info(f"{key}=plain-value")
+    assert log_output.one(event=f"{key}=plain-value")
+
+
+def test_secret_key_decisions_follow_the_configured_names() -> None:
+    redactor = Redactor(["ssn", "pin_code"])
+    assert redactor.is_secret_key("customerSSN")
+    assert redactor.is_secret_key("ssn_last4")
+    assert redactor.is_secret_key("PinCode")
+    assert redactor.is_secret_key("card_pincode")
+    assert not redactor.is_secret_key("ssn_type")
+    assert not redactor.is_secret_key("password")  # the defaults were replaced
+    assert not redactor.is_secret_key("_")
+    assert not redactor.is_secret_key("")
+    assert Redactor([" ", ""]).scrub("password=x") == "password=x"
+
+
+BASIC = "dXNlcjpzM2NyM3QtdmFsdWUtN2YyYQ=="  # user:s3cr3t-value-7f2a
+GITHUB_PAT = "ghp_16C7e42F292c6912E7710c838347Ae178B4a"
+
+
+@pytest.mark.parametrize(
+    ("message", "logged"),
+    [
+        (f"raw header Authorization: Basic {BASIC}", "raw header Authorization: Basic [REDACTED]"),
+        (
+            f'Authorization: Digest username="bob", nonce="n1", response="{SECRET}"',
+            "Authorization: Digest [REDACTED]",
+        ),
+        (f"Authorization: Token {SECRET}", "Authorization: Token [REDACTED]"),
+        (f"Authorization: ApiKey {SECRET}", "Authorization: ApiKey [REDACTED]"),
+        (f"authorization={SECRET}", "authorization=[REDACTED]"),
+        (f"Proxy-Authorization: Basic {BASIC}", "Proxy-Authorization: Basic [REDACTED]"),
+        (
+            f"headers {{'Authorization': 'Basic {BASIC}', 'Accept': '*/*'}}",
+            "headers {'Authorization': 'Basic [REDACTED]', 'Accept': '*/*'}",
+        ),
+        (f"Cookie: theme=dark; session={SECRET}", "Cookie: [REDACTED]"),
+        (
+            f"Set-Cookie: session={SECRET}; Path=/; HttpOnly\nnext line",
+            "Set-Cookie: [REDACTED]\nnext line",
+        ),
+        (
+            f'{{"Set-Cookie": "sid={SECRET}; Path=/", "n": 1}}',
+            '{"Set-Cookie": "[REDACTED]", "n": 1}',
+        ),
+        (
+            f"retrying with Basic {BASIC} against upstream",
+            "retrying with Basic [REDACTED] against upstream",
+        ),
+        (
+            f"connecting to redis://:{SECRET}@cache:6379/0",
+            "connecting to redis://:[REDACTED]@cache:6379/0",
+        ),
+        (f"rediss://default:{SECRET}@cache:6380/1", "rediss://default:[REDACTED]@cache:6380/1"),
+        (f"amqp://guest:{SECRET}@rabbit:5672//", "amqp://guest:[REDACTED]@rabbit:5672//"),
+        (
+            f"postgresql+asyncpg://user:{SECRET}@db:5432/app",
+            "postgresql+asyncpg://user:[REDACTED]@db:5432/app",
+        ),
+        (f"postgresql://app:p@ss{SECRET}@db/app", "postgresql://app:[REDACTED]@db/app"),
+        (
+            f"cloning https://{GITHUB_PAT}@github.com/o/r",
+            "cloning https://[REDACTED]@github.com/o/r",
+        ),
+        (
+            f"cloning https://{GITHUB_PAT}:x-oauth-basic@github.com/o/r",
+            "cloning https://[REDACTED]:[REDACTED]@github.com/o/r",
+        ),
+        (f"accessToken={SECRET}&user=bob", "accessToken=[REDACTED]&user=bob"),
+        (f"password_hash: {SECRET} for bob", "password_hash: [REDACTED] for bob"),
+        (f"X-Auth-Token: {SECRET}", "X-Auth-Token: [REDACTED]"),
+        (
+            f"started with --db-password={SECRET} --port=1",
+            "started with --db-password=[REDACTED] --port=1",
+        ),
+        (f"password: '{SECRET} with spaces' ok", "password: '[REDACTED]' ok"),
+        (f"x=password={SECRET}", "x=password=[REDACTED]"),
+        (f'unterminated password: "{SECRET}', 'unterminated password: "[REDACTED]'),
+        (f'password="{SECRET}\nuser="bob"', 'password="[REDACTED]\nuser="bob"'),
+    ],
+)
+def test_credentials_in_header_lines_and_urls_are_masked_and_the_rest_kept(
+    log_output: LogOutput, message: str, logged: str
+) -> None:
+    get_logger("r").info(message, note=message)
+    logging.getLogger("r").warning("%s", message, extra={"detail": [message]})
+    assert SECRET not in log_output.text
+    assert BASIC not in log_output.text
+    assert GITHUB_PAT not in log_output.text
+    structlog_line, stdlib_line = log_output.lines()
+    assert structlog_line["event"] == structlog_line["note"] == logged
+    assert stdlib_line["event"] == logged
+    assert stdlib_line["detail"] == [logged]
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "token_type=bearer expires_in=3600",
+        "ssh://git@github.com/org/repo.git",
+        "postgresql://postgres@127.0.0.1:5432/test",
+        "a basic plan, Basic tier",
+        "mailto:ada@example.com",
+        "Digest of the week: ready",
+        "max_tokens=4096 tokens_used: 12",
+        "basic AAAA (no user:password inside)",
+        "password=; nothing to mask",
+    ],
+)
+def test_text_that_only_resembles_credentials_is_kept(log_output: LogOutput, text: str) -> None:
+    get_logger("r").info(text)
+    logging.getLogger("r").info(text)
+    assert [line["event"] for line in log_output.lines()] == [text, text]
+
+
+def test_scrubbing_hostile_text_stays_linear() -> None:
+    redactor = Redactor()
+    dashes = "a-" * 50_000 + "token"
+    dots = "redis://" + "a." * 50_000 + "@"
+    assert redactor.scrub(dashes) == dashes
+    assert redactor.scrub(dots) == dots
+    assert redactor.scrub("token: " * 10_000).count(REDACTED) == 5_000
