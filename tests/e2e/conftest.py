@@ -18,8 +18,6 @@ import redis.asyncio as redis
 from fastapi import FastAPI
 from pwdlib import PasswordHash
 from pwdlib.hashers.argon2 import Argon2Hasher
-from sqlalchemy import text
-from sqlalchemy.ext.asyncio import create_async_engine
 
 from examples.video_app import security
 from examples.video_app.main import create_app
@@ -28,7 +26,7 @@ from examples.video_app.models import User, UserRole
 from examples.video_app.repositories import UserRepository
 from examples.video_app.settings import VideoAppSettings
 from heygen_conventions import CacheBackend, Database, MemoryCache
-from heygen_conventions.testing import app_client, assert_ok, auth_headers
+from heygen_conventions.testing import app_client, assert_ok, auth_headers, isolated_database
 from tests.conftest import TEST_DATABASE_URL, TEST_REDIS_URL
 from tests.e2e.servers import Cluster
 from tests.fixtures.cache import _remove_prefixed, make_backend, unique_prefix
@@ -106,32 +104,9 @@ def settings_for(database_url: str) -> VideoAppSettings:
 
 
 async def _database(kind: str, tmp_path: Path) -> AsyncIterator[Database]:
-    if kind == "sqlite":
-        database = Database(f"sqlite+aiosqlite:///{tmp_path / 'e2e.db'}", cursor_secret="c" * 32)
-        try:
-            yield database
-        finally:
-            await database.dispose()
-        return
-    assert TEST_DATABASE_URL is not None
-    schema = f"e2e_{secrets.token_hex(6)}"
-    admin = create_async_engine(TEST_DATABASE_URL)
-    try:
-        async with admin.begin() as connection:
-            await connection.execute(text(f'CREATE SCHEMA "{schema}"'))
-        database = Database(
-            TEST_DATABASE_URL,
-            connect_args={"server_settings": {"search_path": schema}},
-            cursor_secret="c" * 32,
-        )
-        try:
-            yield database
-        finally:
-            await database.dispose()
-            async with admin.begin() as connection:
-                await connection.execute(text(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
-    finally:
-        await admin.dispose()
+    url = None if kind == "sqlite" else TEST_DATABASE_URL
+    async with isolated_database(url, cursor_secret="c" * 32) as database:
+        yield database
 
 
 async def _cache(kind: str) -> AsyncIterator[CacheBackend]:
