@@ -49,6 +49,10 @@ NOT_FOUND = b"N"
 HEADER = 17  # tag byte + 16-byte generation
 INVALIDATION_CHANNEL = "heygen:cache-invalidate"
 MAX_FAILED_KEYS = 10_000
+# Failed invalidations are retried in the background: first after this many
+# seconds, then at doubling intervals up to the maximum, until one succeeds.
+REPLAY_FIRST_DELAY = 0.05
+REPLAY_MAX_DELAY = 1.0
 
 
 # -- keys ---------------------------------------------------------------------
@@ -278,10 +282,12 @@ class State:
     inflight: dict[tuple[str, str], dict[str, asyncio.Future[tuple[bytes | None, bool]]]] = field(
         default_factory=dict
     )
-    # Invalidations that failed while the backend was down, replayed on recovery;
-    # None in place of keys means the whole namespace.
+    # Invalidations that failed while the backend was down, retried until they
+    # succeed; None in place of keys means the whole namespace. Until then this
+    # process reads those keys from the loader, not from the cache.
     failed: dict[str, tuple[Config, set[str] | None]] = field(default_factory=dict)
     replaying: asyncio.Task[None] | None = None
+    replay_now: asyncio.Event | None = None
     local: OrderedDict[tuple[str, str], dict[str, LocalEntry]] = field(default_factory=OrderedDict)
     local_maxsize: int = 4096
     local_ns_epoch: dict[str, int] = field(default_factory=dict)
@@ -293,6 +299,15 @@ class State:
     def remember_version(self, namespace: str, raw: bytes | None) -> tuple[bytes | None, str]:
         known = self.versions[namespace] = (raw, version_segment(raw))
         return known
+
+    def invalidation_failed(self, namespace: str, text: str) -> bool:
+        """Whether an invalidation of ``text`` failed and has not been retried yet:
+        the cache may still hold the entry it was meant to remove."""
+        failed = self.failed.get(namespace)
+        if failed is None:
+            return False
+        keys = failed[1]
+        return keys is None or text in keys
 
     def ns(self, namespace: str) -> NamespaceStats:
         stats = self.stats.get(namespace)
@@ -392,6 +407,7 @@ async def close_state(backend: Any) -> None:
                 await task
     state.subscriber = None
     state.replaying = None
+    state.replay_now = None
     state.local_started = False
     state.local_ready = False
     state.clear_local()
@@ -476,7 +492,8 @@ def record_recovery(stats: NamespaceStats, namespace: str) -> None:
 # -- invalidating ----------------------------------------------------------------
 
 
-async def invalidate_keys(config: Config, backend: Any, texts: Sequence[str]) -> None:
+async def invalidate_keys(config: Config, backend: Any, texts: Sequence[str]) -> bool:
+    """Renew the generation of ``texts``; False when the backend failed (retried later)."""
     state = state_for(backend)
     for text in texts:
         state.forget(config.namespace, text)
@@ -486,12 +503,14 @@ async def invalidate_keys(config: Config, backend: Any, texts: Sequence[str]) ->
         await backend.set_many(tokens, ttl=config.generation_ttl())
     except Exception as exc:
         _invalidation_failed(backend, state, config, exc, texts)
-        return
+        return False
     if config.local_ttl is not None:
         await _broadcast(backend, [f"k\x00{config.namespace}\x00{text}" for text in texts])
+    return True
 
 
-async def invalidate_namespace(config: Config, backend: Any) -> None:
+async def invalidate_namespace(config: Config, backend: Any) -> bool:
+    """Bump the namespace's version; False when the backend failed (retried later)."""
     state = state_for(backend)
     state.forget(config.namespace, None)
     version_key = config.base(backend) + ":version"
@@ -507,10 +526,11 @@ async def invalidate_namespace(config: Config, backend: Any) -> None:
             await backend.set(version_key, str(version).encode())
     except Exception as exc:
         _invalidation_failed(backend, state, config, exc, None)
-        return
+        return False
     state.remember_version(config.namespace, str(version).encode())
     if config.local_ttl is not None:
         await _broadcast(backend, [f"n\x00{config.namespace}"])
+    return True
 
 
 def _invalidation_failed(
@@ -524,30 +544,71 @@ def _invalidation_failed(
         "invalidate",
         exc,
         level=logging.ERROR,
-        message="Cache invalidation failed; it is retried once the cache answers again",
+        message="Cache invalidation failed; it is retried until the cache answers again",
     )
     _, known = state.failed.get(config.namespace, (config, set()))
     if texts is None or known is None or len(known) + len(texts) > MAX_FAILED_KEYS:
         state.failed[config.namespace] = (config, None)
     else:
         state.failed[config.namespace] = (config, known | set(texts))
+    retry_failed(state, backend)
 
 
-def replay_failed(state: State, backend: Any) -> None:
-    """Retry, in the background, the invalidations that failed during an outage."""
+def retry_failed(state: State, backend: Any) -> None:
+    """Make sure the invalidations that failed are being retried in the background.
 
-    async def replay() -> None:
-        try:
-            failed, state.failed = state.failed, {}
-            for config, keys in failed.values():
+    The retries do not wait for this process to read the cache again: another
+    instance may be serving the entries they remove. A successful read wakes
+    the retries early (see :func:`wake_retries`).
+    """
+    if state.replaying is not None or not state.failed:
+        return
+    state.replay_now = asyncio.Event()
+    state.replaying = asyncio.get_running_loop().create_task(_retry(state, backend))
+
+
+def wake_retries(state: State) -> None:
+    """The backend answered: retry the failed invalidations now."""
+    if state.replay_now is not None:
+        state.replay_now.set()
+
+
+async def _retry(state: State, backend: Any) -> None:
+    delay = REPLAY_FIRST_DELAY
+    try:
+        while state.failed:
+            wake = state.replay_now
+            if wake is not None:
+                with suppress(TimeoutError):
+                    await asyncio.wait_for(wake.wait(), _retry_delay(backend, delay))
+                wake.clear()
+            delay = min(delay * 2, REPLAY_MAX_DELAY)
+            for namespace, entry in list(state.failed.items()):
+                config, keys = entry
                 if keys is None:
-                    await invalidate_namespace(config, backend)
+                    done = await invalidate_namespace(config, backend)
                 else:
-                    await invalidate_keys(config, backend, sorted(keys))
-        finally:
-            state.replaying = None
+                    done = await invalidate_keys(config, backend, sorted(keys))
+                if not done:
+                    break
+                # Failures recorded while this ran replaced the entry: they stay.
+                if state.failed.get(namespace) is entry:
+                    del state.failed[namespace]
+                stats = state.ns(namespace)
+                if stats.incident:
+                    record_recovery(stats, namespace)
+    finally:
+        state.replaying = None
+        state.replay_now = None
 
-    state.replaying = asyncio.get_running_loop().create_task(replay())
+
+def _retry_delay(backend: Any, delay: float) -> float:
+    # While the breaker is open a call fails without trying: wait for its probe.
+    breaker = getattr(backend, "breaker", None)
+    retry_after = getattr(breaker, "retry_after", None)
+    if getattr(breaker, "state", None) == "open" and callable(retry_after):
+        return max(delay, float(retry_after()))
+    return delay
 
 
 # -- the local layer's invalidation feed --------------------------------------------
@@ -639,9 +700,10 @@ __all__ = [
     "key_text",
     "record_error",
     "record_recovery",
-    "replay_failed",
+    "retry_failed",
     "seconds",
     "start_local",
     "state_for",
     "version_segment",
+    "wake_retries",
 ]

@@ -290,8 +290,10 @@ class Flight:
             return None
         if stats.incident:
             engine.record_recovery(stats, namespace)
-        if state.failed and state.replaying is None:
-            engine.replay_failed(state, backend)
+        if state.failed:
+            # Answering again: retry the invalidations that failed now.
+            engine.retry_failed(state, backend)
+            engine.wake_retries(state)
         self.data_key = data_key
         self.lock_key = f"{names.base}:l:v{segment}{schema_text}"
         self.read_keys = (names.version_key, generation_key, data_key)

@@ -322,8 +322,11 @@ class CachedServiceMixin:
         stats = state.ns(namespace)
 
         unit = self.cache_unit_of_work()
-        if unit is not None and _pending(unit, namespace, text):
-            # This transaction changed the key: it reads its own writes, caches nothing.
+        if (unit is not None and _pending(unit, namespace, text)) or (
+            state.failed and state.invalidation_failed(namespace, text)
+        ):
+            # This transaction changed the key, or an invalidation of it has
+            # not reached the backend yet: read from the loader, cache nothing.
             stats.misses += 1
             value, _ = await load(stats, loader, codec)
             return value  # type: ignore[no-any-return]
@@ -394,6 +397,10 @@ class CachedServiceMixin:
         bypass = set()
         if unit is not None:
             bypass = {i for i, text in enumerate(texts) if _pending(unit, namespace, text)}
+        if state.failed:
+            bypass.update(
+                i for i, text in enumerate(texts) if state.invalidation_failed(namespace, text)
+            )
         if config.local_ttl is not None:
             engine.start_local(state, backend)
             for i, text in enumerate(texts):
@@ -414,6 +421,9 @@ class CachedServiceMixin:
             else:
                 if stats.incident:
                     engine.record_recovery(stats, namespace)
+                if state.failed:
+                    engine.retry_failed(state, backend)
+                    engine.wake_retries(state)
                 corrupt: list[str] = []
                 servable: list[tuple[int, bytes]] = []
                 for i, data_key, raw_generation, raw in zip(

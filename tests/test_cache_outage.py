@@ -18,6 +18,7 @@ from heygen_conventions import (
     RedisCache,
     cache_stats,
 )
+from heygen_conventions import _cache_engine as engine
 from tests.fixtures.cache import Blackhole, RedisServer, free_port, unique_prefix
 
 
@@ -152,10 +153,10 @@ async def test_blackholed_redis_costs_timeouts_only_until_the_breaker_opens(
         await cache.close()
 
 
-async def test_invalidations_lost_in_an_outage_are_replayed(
+async def test_invalidations_lost_in_an_outage_are_retried_and_never_served_stale(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    """While the backend fails, invalidations are kept and retried once it answers."""
+    """While the backend fails, invalidations are kept and retried until they succeed."""
     flaky = _Flaky(MemoryCache())
     service = VideoService(flaky)  # type: ignore[arg-type]
     titles = {1: "old", 2: "old"}
@@ -173,28 +174,142 @@ async def test_invalidations_lost_in_an_outage_are_replayed(
     await service.invalidate(1)
     await service.invalidate_namespace()
     (record,) = _records(
-        caplog, "Cache invalidation failed; it is retried once the cache answers again"
+        caplog, "Cache invalidation failed; it is retried until the cache answers again"
     )
     assert record.levelno == logging.ERROR
     assert record.cache_operation == "invalidate"  # type: ignore[attr-defined]
     flaky.down = False
     titles[2] = "new"
-    first = await service.cached(1, loader(1), model=Video)  # served before the replay runs
-    assert first is not None
-    for _ in range(100):
-        await asyncio.sleep(0.01)
-        if (await service.cached(2, loader(2), model=Video)) == Video(id=2, title="new"):
-            break
+    # Answered from the loader until the retry has gone through, never from the old entries.
+    assert await service.cached(1, loader(1), model=Video) == Video(id=1, title="new")
+    assert await service.cached_many([1, 2], _load_many(titles), model=Video) == {
+        1: Video(id=1, title="new"),
+        2: Video(id=2, title="new"),
+    }
+    await _retries_done(flaky)
     assert await service.cached(1, loader(1), model=Video) == Video(id=1, title="new")
     assert await service.cached(2, loader(2), model=Video) == Video(id=2, title="new")
+
+
+async def test_a_key_whose_invalidation_failed_is_read_from_the_loader_until_it_is_retried() -> (
+    None
+):
+    # Reads still work, writes fail: the old entry is right there in the cache.
+    flaky = _Flaky(MemoryCache(), failing={"set_many", "set", "incr"})
+    service = VideoService(flaky)  # type: ignore[arg-type]
+    titles = {1: "old", 2: "old"}
+    loads: list[int] = []
+
+    def loader(video_id: int) -> Any:
+        async def load() -> Video:
+            loads.append(video_id)
+            return Video(id=video_id, title=titles[video_id])
+
+        return load
+
+    assert await service.cached(1, loader(1), model=Video) == Video(id=1, title="old")
+    flaky.down = True
+    titles[1] = "new"
+    await service.invalidate(1)
+    for _ in range(3):
+        assert await service.cached(1, loader(1), model=Video) == Video(id=1, title="new")
+        found = await service.cached_many([1, 2], _load_many(titles), model=Video)
+        assert found[1] == Video(id=1, title="new")
+    assert loads == [1, 1, 1, 1]  # every read of key 1 went to the loader
+    state = engine.existing_state(flaky)
+    assert state is not None
+    assert state.replaying is not None  # still retrying
+
+    flaky.down = False
+    await _retries_done(flaky)
+    assert await service.cached(1, loader(1), model=Video) == Video(id=1, title="new")
+    assert await service.cached(1, loader(1), model=Video) == Video(id=1, title="new")
+    assert loads == [1, 1, 1, 1, 1]  # cached again
+
+
+async def test_a_failed_invalidation_reaches_the_other_instance_without_further_reads(
+    shared_cache_backends: tuple[RedisCache, RedisCache], caplog: pytest.LogCaptureFixture
+) -> None:
+    """Instance a loses its link to Redis while b keeps it; a's invalidation reaches
+    b once a's link is back, although a serves no request in between."""
+    caplog.set_level(logging.INFO, logger="heygen_conventions.cache")
+    first, second = shared_cache_backends
+    flaky = _Flaky(first)
+    on_a, on_b = VideoService(flaky), VideoService(second)  # type: ignore[arg-type]
+    titles = {1: "old"}
+
+    async def load() -> Video:
+        return Video(id=1, title=titles[1])
+
+    assert await on_b.cached(1, load, model=Video) == Video(id=1, title="old")
+    flaky.down = True
+    titles[1] = "new"  # committed through a
+    await on_a.invalidate(1)
+    assert await on_b.cached(1, load, model=Video) == Video(id=1, title="old")  # a is cut off
+
+    flaky.down = False
+    deadline = asyncio.get_running_loop().time() + 5
+    while (await on_b.cached(1, load, model=Video)).title == "old":  # type: ignore[union-attr]
+        assert asyncio.get_running_loop().time() < deadline, "the invalidation never arrived"
+        await asyncio.sleep(0.02)
+    await _retries_done(flaky)
+    assert len(_records(caplog, "Cache recovered")) == 1
+
+
+async def test_closing_the_cache_stops_the_retries() -> None:
+    flaky = _Flaky(MemoryCache())
+    service = VideoService(flaky)  # type: ignore[arg-type]
+    flaky.down = True
+    await service.invalidate(1)
+    state = engine.existing_state(flaky)
+    assert state is not None
+    retrying = state.replaying
+    assert retrying is not None
+    await engine.close_state(flaky)
+    assert retrying.cancelled()
+    assert state.replaying is None
+
+
+async def test_retries_wait_for_the_open_breaker() -> None:
+    cache = _fast_cache(f"redis://127.0.0.1:{free_port()}/0", reset_timeout=60)
+    service = VideoService(cache)
+    try:
+        for i in range(3):
+            await service.get(i)
+        assert cache.breaker.state == "open"
+        await service.invalidate(1)
+        await asyncio.sleep(0.2)
+        # No retry ran: each would have counted one more error.
+        assert cache_stats(cache)["namespaces"]["videos"]["errors"] == 4
+    finally:
+        await cache.close()
+
+
+def _load_many(titles: dict[int, str]) -> Any:
+    async def load_many(ids: list[int]) -> dict[int, Video]:
+        return {i: Video(id=i, title=titles[i]) for i in ids}
+
+    return load_many
+
+
+async def _retries_done(backend: Any) -> None:
+    state = engine.existing_state(backend)
+    assert state is not None
+    for _ in range(500):
+        if state.replaying is None:
+            break
+        await asyncio.sleep(0.01)
+    assert state.replaying is None, "the failed invalidations were never retried"
+    assert not state.failed
 
 
 class _Flaky:
     """A real backend behind a switch that makes every call fail like an outage."""
 
-    def __init__(self, inner: CacheBackend) -> None:
+    def __init__(self, inner: CacheBackend, failing: set[str] | None = None) -> None:
         self.inner = inner
         self.down = False
+        self.failing = failing  # the calls that fail while down; None: all of them
 
     def __getattr__(self, name: str) -> Any:
         attribute = getattr(self.inner, name)
@@ -202,7 +317,7 @@ class _Flaky:
             return attribute
 
         async def call(*args: Any, **kwargs: Any) -> Any:
-            if self.down:
+            if self.down and (self.failing is None or name in self.failing):
                 raise CacheUnavailableError("down")
             return await attribute(*args, **kwargs)
 
