@@ -881,7 +881,7 @@ class BaseRepository(Generic[ModelT]):
         )
 
     async def _exact_count(self, base: Select[Any], *, custom: bool) -> int:
-        if custom or base._distinct or base._group_by_clauses:
+        if custom or not _plain_select(base):
             counted = select(func.count()).select_from(base.order_by(None).subquery())
         else:
             # count(*) straight over the filtered table: the plan PostgreSQL runs best.
@@ -962,3 +962,15 @@ class BaseRepository(Generic[ModelT]):
             previous_cursor=cursor_at(rows[0], back=True) if has_previous else None,
             has_more=has_next,
         )
+
+
+def _plain_select(query: Select[Any]) -> bool:
+    """Whether ``query`` has no DISTINCT and no GROUP BY, so that its rows can be
+    counted by replacing its columns with ``count(*)``.
+
+    SQLAlchemy has no public accessor for either; should these attributes go
+    away, every count takes the subquery form, which is always right.
+    """
+    return getattr(query, "_distinct", True) is False and not getattr(
+        query, "_group_by_clauses", True
+    )

@@ -23,8 +23,10 @@ from heygen_conventions import (
     PaginatedResponse,
     install_database,
     install_exception_handlers,
+    repository,
 )
 from heygen_conventions.pagination import MAX_PAGE
+from heygen_conventions.repository import _plain_select
 from tests.fixtures.db import Author, Comment, Video, asgi_client, count_queries
 
 
@@ -287,6 +289,29 @@ async def test_paginate_a_joined_distinct_statement(sample_db: Database) -> None
         page = await repo.paginate(PageParams(per_page=10), statement=statement)
         assert page.total_count == 2
         assert sorted(v.slug for v in page.data) == ["v-000", "v-001"]
+
+
+def test_only_plain_statements_are_counted_without_a_subquery() -> None:
+    assert _plain_select(select(Video).where(Video.duration > 3))
+    assert not _plain_select(select(Video).distinct())
+    assert not _plain_select(select(Video.author_id).group_by(Video.author_id))
+    # Unknown shapes (SQLAlchemy internals renamed) take the subquery, which is always right.
+    assert not _plain_select(object())  # type: ignore[arg-type]
+
+
+async def test_an_exact_count_through_a_subquery_counts_the_same(
+    sample_db: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async with sample_db.session() as session:
+        await seed(session, 7)
+        repo = VideoRepository(session)
+        direct = await repo.paginate(PageParams(per_page=2), count="exact")
+        monkeypatch.setattr(repository, "_plain_select", lambda query: False)
+        with count_queries(sample_db) as log:
+            wrapped = await repo.paginate(PageParams(per_page=2), count="exact")
+        assert "FROM (SELECT" in log.statements[0].replace("\n", " ")
+        assert direct.total_count == wrapped.total_count == 7
+        assert [v.id for v in direct.data] == [v.id for v in wrapped.data]
 
 
 async def test_paginate_loads_relationships(sample_db: Database) -> None:
