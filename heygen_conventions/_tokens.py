@@ -8,8 +8,8 @@ are re-exported by :mod:`heygen_conventions.auth`.
 from __future__ import annotations
 
 import re
+import secrets
 import time
-import uuid
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import timedelta
@@ -96,6 +96,37 @@ def claims_from_payload(payload: dict[str, Any]) -> TokenClaims:
         scopes=frozenset(scope.split()),
         claims=MappingProxyType(payload),
     )
+
+
+def token_id(issued_ms: int) -> str:
+    """A fresh ``jti``: a UUIDv7 (as 32 hex digits) carrying the issue time in milliseconds.
+
+    ``iat`` counts whole seconds; the id tells a cutoff made within that
+    second whether the token came before or after it.
+    """
+    value = (issued_ms & 0xFFFF_FFFF_FFFF) << 80 | secrets.randbits(80)
+    value = value & ~(0xF << 76) | 0x7 << 76  # version 7
+    value = value & ~(0x3 << 62) | 0x2 << 62  # RFC 9562 variant
+    return f"{value:032x}"
+
+
+def issued_ms(claims: TokenClaims) -> int:
+    """When the token was issued, in milliseconds since the epoch.
+
+    Exact for the ids :func:`token_id` makes (checked against ``iat``); for
+    any other ``jti`` the start of the ``iat`` second, so that a cutoff made
+    within that second refuses the token rather than let it through.
+    """
+    start = int(claims.issued_at) * 1000
+    jti = claims.jti
+    if len(jti) == 32 and jti[12] == "7":
+        try:
+            stamped = int(jti[:12], 16)
+        except ValueError:
+            return start
+        if start <= stamped < start + 1000:
+            return stamped
+    return start
 
 
 class ClaimsCache:
@@ -225,7 +256,8 @@ def mint(
     clash = _RESERVED_CLAIMS.intersection(extra)
     if clash:
         raise ValueError(f"extra_claims may not set the registered claims {sorted(clash)}")
-    now = int(codec.clock())
+    issued_ms = int(codec.clock() * 1000)
+    now = issued_ms // 1000
     claims: dict[str, Any] = {
         **extra,
         "sub": sub,
@@ -233,7 +265,7 @@ def mint(
         "iat": now,
         "nbf": now,
         "exp": now + int(ttl),
-        "jti": uuid.uuid4().hex,
+        "jti": token_id(issued_ms),
     }
     if codec.issuer is not None:
         claims["iss"] = codec.issuer

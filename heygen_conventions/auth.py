@@ -54,6 +54,7 @@ from heygen_conventions._tokens import (
     codec_from_settings,
     create_access_token,
     create_refresh_token,
+    issued_ms,
     mint,
 )
 from heygen_conventions.cache import CacheBackend, MemoryCache
@@ -137,6 +138,14 @@ def _stored_cutoff(value: bytes) -> float:
         return float(value)
     except ValueError:
         return -math.inf  # unreadable: overwritten by the new cutoff
+
+
+def _cutoff_ms(raw: bytes) -> int:
+    """A stored cutoff (seconds, to the millisecond) in milliseconds; ValueError if unreadable."""
+    seconds = float(raw)
+    if not math.isfinite(seconds):
+        raise ValueError(f"cutoff is not a time: {raw!r}")
+    return round(seconds * 1000)
 
 
 def _attribute(user: Any, name: str) -> Any:
@@ -369,8 +378,8 @@ class JWTAuth:
             entry, cutoff = await self._bounded(
                 store, store.get_many([key, self._cutoff_key(claims.subject)])
             )
-            cutoff_at = None if cutoff is None else float(cutoff)
-            if entry is None and (cutoff_at is None or claims.issued_at >= cutoff_at):
+            cutoff_at = None if cutoff is None else _cutoff_ms(cutoff)
+            if entry is None and (cutoff_at is None or issued_ms(claims) >= cutoff_at):
                 now = self._clock()
                 marker = _SPENT_PREFIX + str(now).encode()
                 ttl = max(claims.expires_at + self.codec.leeway - now, 1.0)
@@ -390,12 +399,12 @@ class JWTAuth:
         if self._store_down_since is not None:
             self._store_recovered()
         spent_at = None if entry is None else _spent_at(entry)
-        cut_off = cutoff_at is not None and claims.issued_at < cutoff_at
+        cut_off = cutoff_at is not None and issued_ms(claims) < cutoff_at
         if spent_at is None:
             raise self._rejected("issued_before_cutoff" if cut_off else "revoked")
         if not cut_off:
             now = self._clock()
-            # Whole seconds: + 1 also refuses the tokens issued in this very second.
+            # A second to spare past the window, for clocks of other instances.
             until = int(max(now, spent_at + REFRESH_REUSE_WINDOW)) + 1
             await self.revoke_tokens_issued_before(claims.subject, until)
         logger.warning(
@@ -448,7 +457,7 @@ class JWTAuth:
             else:
                 async with asyncio.timeout(self.revocation_timeout):
                     revoked, cutoff = await store.get_many(keys)
-            cutoff_at = None if cutoff is None else float(cutoff)
+            cutoff_at = None if cutoff is None else _cutoff_ms(cutoff)
         except Exception as exc:
             self._store_failed(exc, refused=self.revocation_fail_closed)
             if self.revocation_fail_closed:
@@ -458,13 +467,13 @@ class JWTAuth:
             # Revocations made through this instance are also kept locally,
             # so those at least still hold during the outage.
             revoked, cutoff = await self._local_store.get_many(keys)
-            cutoff_at = None if cutoff is None else _stored_cutoff(cutoff)
+            cutoff_at = None if cutoff is None else round(_stored_cutoff(cutoff) * 1000)
         else:
             if self._store_down_since is not None:
                 self._store_recovered()
         if revoked is not None:
             raise self._rejected("revoked")
-        if cutoff_at is not None and claims.issued_at < cutoff_at:
+        if cutoff_at is not None and issued_ms(claims) < cutoff_at:
             raise self._rejected("issued_before_cutoff")
 
     def _store_failed(self, exc: Exception, *, refused: bool) -> None:
@@ -555,17 +564,22 @@ class JWTAuth:
     ) -> None:
         """Refuse every token of ``subject`` issued before ``when`` (default: now).
 
-        For a password change or "log out everywhere". Token ``iat`` counts in
-        whole seconds, so a token issued within the same second as ``when``
-        stays valid: a route can revoke and hand out a fresh token at once.
-        A cutoff is never moved back: an earlier ``when`` than the one stored
+        For a password change or "log out everywhere". Counted to the
+        millisecond (the time a token was issued is in its ``jti``): a token
+        issued in the same millisecond as ``when`` stays valid, so a route can
+        revoke and hand out a fresh token at once, while a token refreshed a
+        moment before the cutoff is refused. A token whose ``jti`` does not
+        carry the time counts as issued at the start of its ``iat`` second. A
+        cutoff is never moved back: an earlier ``when`` than the one stored
         changes nothing.
 
         Raises:
             ServiceUnavailableError: The store failed: nothing was revoked.
         """
         now = self._clock()
-        cutoff = int(_timestamp(when) if when is not None else now)
+        cutoff_ms = math.floor((_timestamp(when) if when is not None else now) * 1000)
+        cutoff = cutoff_ms / 1000
+        stored = f"{cutoff_ms // 1000}.{cutoff_ms % 1000:03d}".encode()
         # Kept until the last token it refuses has expired.
         ttl = max(cutoff - now, 0.0) + self.codec.max_lifetime + self.codec.leeway
         key = self._cutoff_key(str(subject))
@@ -576,9 +590,9 @@ class JWTAuth:
             existing = await store.get(key)
             if existing is not None and _stored_cutoff(existing) >= cutoff:
                 return
-            await store.set(key, str(cutoff).encode(), ttl=ttl)
+            await store.set(key, stored, ttl=ttl)
             if store is not self._local_store:
-                await self._local_store.set(key, str(cutoff).encode(), ttl=ttl)
+                await self._local_store.set(key, stored, ttl=ttl)
         except Exception as exc:
             logger.error("Token cutoff failed", extra={"error_type": type(exc).__name__})
             raise ServiceUnavailableError("Could not revoke the tokens; try again") from exc

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+import uuid
 from typing import Any
 
 import fakeredis
@@ -94,6 +95,54 @@ async def test_cutoff_refuses_older_tokens_of_that_user_only(
     assert (await get(app, auth.create_access_token("alice"))).status_code == 200
     ttl = await remaining_ttl(cache_backend, auth._cutoff_key("alice"))
     assert 30 * 86400 - 5 <= ttl <= 30 * 86400
+
+
+async def test_cutoff_counts_milliseconds_within_the_second(cache_backend: CacheBackend) -> None:
+    """A token refreshed a moment before "log out everywhere" is refused, although
+    ``iat`` is the same second; one issued right after the cutoff is accepted."""
+    clock_now = float(int(time.time())) + 0.2
+    app, auth, _ = build_app(revocation_store=cache_backend, clock=lambda: clock_now)
+    stolen = auth.create_access_token("alice")  # an attacker refreshing every few ms
+    clock_now += 0.3
+    await auth.revoke_tokens_issued_before("alice")
+    fresh = auth.create_access_token("alice")  # the route's own new token, same millisecond
+    clock_now += 0.001
+    later = auth.create_access_token("alice")
+    assert (await get(app, stolen)).status_code == 401
+    assert (await get(app, fresh)).status_code == 200
+    assert (await get(app, later)).status_code == 200
+
+
+async def test_a_token_without_a_timed_id_counts_from_the_start_of_its_second(
+    cache_backend: CacheBackend,
+) -> None:
+    second = float(int(time.time()))
+    clock_now = second + 0.9
+    app, auth, _ = build_app(revocation_store=cache_backend, clock=lambda: clock_now)
+    # Signed by this app, but with an id that says nothing of the time (a uuid4).
+    claims = {"sub": "alice", "type": "access", "iat": int(second), "nbf": int(second)}
+    claims |= {"exp": int(second) + 600, "jti": uuid.uuid4().hex}
+    untimed = auth.codec.encode(claims)
+    assert (await get(app, untimed)).status_code == 200
+    await auth.revoke_tokens_issued_before("alice", second)  # at the start of its second
+    assert (await get(app, untimed)).status_code == 200
+    await auth.revoke_tokens_issued_before("alice", second + 0.5)  # within it: refused
+    assert (await get(app, untimed)).status_code == 401
+
+
+def test_token_ids_carry_the_issue_time_and_are_unique() -> None:
+    from heygen_conventions._tokens import issued_ms, token_id
+
+    ids = {token_id(1_732_650_000_123) for _ in range(1000)}
+    assert len(ids) == 1000
+    for jti in ids:
+        parsed = uuid.UUID(jti)
+        assert parsed.version == 7
+        assert parsed.variant == uuid.RFC_4122
+        assert int(jti[:12], 16) == 1_732_650_000_123
+    _, auth, _ = build_app()
+    claims = auth._verified_claims(auth.create_access_token("alice"))
+    assert int(claims.issued_at) * 1000 <= issued_ms(claims) < int(claims.issued_at) * 1000 + 1000
 
 
 async def test_an_earlier_cutoff_never_undoes_a_later_one(
