@@ -39,7 +39,7 @@ TokenType = Literal["access", "refresh"]
 
 # Claims minting sets; extra_claims may not override them.
 _RESERVED_CLAIMS = frozenset(
-    {"sub", "exp", "iat", "nbf", "jti", "iss", "aud", "type", "roles", "scope"}
+    {"sub", "exp", "iat", "nbf", "jti", "iss", "aud", "type", "roles", "scope", "sid"}
 )
 #: RFC 6749 section 3.3 scope-token characters.
 SCOPE_TOKEN = re.compile(r"[\x21\x23-\x5b\x5d-\x7e]+")
@@ -118,15 +118,42 @@ def issued_ms(claims: TokenClaims) -> int:
     within that second refuses the token rather than let it through.
     """
     start = int(claims.issued_at) * 1000
-    jti = claims.jti
-    if len(jti) == 32 and jti[12] == "7":
-        try:
-            stamped = int(jti[:12], 16)
-        except ValueError:
-            return start
-        if start <= stamped < start + 1000:
-            return stamped
+    stamped = _timed_id_ms(claims.jti)
+    if stamped is not None and start <= stamped < start + 1000:
+        return stamped
     return start
+
+
+def _timed_id_ms(value: object) -> int | None:
+    """The milliseconds a :func:`token_id` carries; None for anything else."""
+    if type(value) is not str or len(value) != 32 or value[12] != "7":
+        return None
+    try:
+        return int(value[:12], 16)
+    except ValueError:
+        return None
+
+
+def session_id(claims: TokenClaims) -> str:
+    """The id of the login ``claims`` belong to: its ``sid``, or the token's own ``jti``.
+
+    Tokens minted with ``session=`` (a refresh) keep the session of the token
+    they replace, so a cutoff refuses them as it refuses that login's first token.
+    """
+    sid = claims.claims.get("sid")
+    return sid if isinstance(sid, str) and _timed_id_ms(sid) is not None else claims.jti
+
+
+def session_started_ms(claims: TokenClaims) -> int:
+    """When the login ``claims`` belong to began, in ms: what a per-user cutoff compares.
+
+    A refreshed token counts from its session's first token, not from its own
+    ``iat``: otherwise a refresh in flight while the user logs out everywhere
+    would hand the thief a token issued after the cutoff.
+    """
+    issued = issued_ms(claims)
+    started = _timed_id_ms(claims.claims.get("sid"))
+    return started if started is not None and started <= issued else issued
 
 
 class ClaimsCache:
@@ -229,10 +256,13 @@ def mint(
     scopes: Iterable[str],
     expires_in: timedelta | None,
     extra_claims: Mapping[str, Any] | None,
+    session: TokenClaims | None = None,
 ) -> str:
     sub = str(subject)
     if not sub:
         raise ValueError("subject must not be empty")
+    if session is not None and session.subject != sub:
+        raise ValueError("session= must be the claims of a token of the same subject")
     default_ttl = {
         "access": settings.jwt_access_token_ttl,
         "refresh": settings.jwt_refresh_token_ttl,
@@ -267,6 +297,8 @@ def mint(
         "exp": now + int(ttl),
         "jti": token_id(issued_ms),
     }
+    if session is not None:
+        claims["sid"] = session_id(session)
     if codec.issuer is not None:
         claims["iss"] = codec.issuer
     if codec.audience is not None:

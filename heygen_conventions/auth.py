@@ -54,8 +54,8 @@ from heygen_conventions._tokens import (
     codec_from_settings,
     create_access_token,
     create_refresh_token,
-    issued_ms,
     mint,
+    session_started_ms,
 )
 from heygen_conventions.cache import CacheBackend, MemoryCache
 from heygen_conventions.errors import (
@@ -248,6 +248,7 @@ class JWTAuth:
         scopes: Iterable[str] = (),
         expires_in: timedelta | None = None,
         extra_claims: Mapping[str, Any] | None = None,
+        session: TokenClaims | None = None,
     ) -> str:
         """A signed access token for ``subject`` (``str()`` of an id, a UUID, ...).
 
@@ -256,14 +257,29 @@ class JWTAuth:
         ``scope`` when given. ``roles`` are informational: the user loader
         decides what the user may do.
 
+        Args:
+            session: When refreshing, the claims :meth:`rotate_refresh_token`
+                returned: the new token stays in that login's session (``sid``),
+                so :meth:`revoke_tokens_issued_before` refuses it with the
+                rest of the session even if it was minted after the cutoff.
+
         Raises:
             ValueError: An empty subject, ``expires_in`` under one second or over
-                ``jwt_max_token_lifetime``, a scope with spaces or quotes, or
-                ``extra_claims`` setting a registered claim.
+                ``jwt_max_token_lifetime``, a scope with spaces or quotes,
+                ``extra_claims`` setting a registered claim, or a ``session``
+                of another subject.
             TypeError: ``roles`` or ``scopes`` given as one string.
         """
         return mint(
-            self.codec, self.settings, "access", subject, roles, scopes, expires_in, extra_claims
+            self.codec,
+            self.settings,
+            "access",
+            subject,
+            roles,
+            scopes,
+            expires_in,
+            extra_claims,
+            session,
         )
 
     def create_refresh_token(
@@ -274,10 +290,23 @@ class JWTAuth:
         scopes: Iterable[str] = (),
         expires_in: timedelta | None = None,
         extra_claims: Mapping[str, Any] | None = None,
+        session: TokenClaims | None = None,
     ) -> str:
-        """A refresh token: refused wherever an access token is expected, and vice versa."""
+        """A refresh token: refused wherever an access token is expected, and vice versa.
+
+        Pass ``session=`` the claims :meth:`rotate_refresh_token` returned, as
+        for :meth:`create_access_token`.
+        """
         return mint(
-            self.codec, self.settings, "refresh", subject, roles, scopes, expires_in, extra_claims
+            self.codec,
+            self.settings,
+            "refresh",
+            subject,
+            roles,
+            scopes,
+            expires_in,
+            extra_claims,
+            session,
         )
 
     # --- verifying -----------------------------------------------------------
@@ -339,7 +368,9 @@ class JWTAuth:
         :meth:`verify_token` (``token_type="refresh"``), then its ``jti`` is
         marked spent atomically in the revocation store, so of several
         concurrent uses exactly one succeeds, on every instance sharing the
-        store. The caller then issues the new tokens.
+        store. The caller then issues the new tokens with ``session=`` the
+        returned claims, which keeps them in the login's session: a cutoff
+        made while this refresh was in flight refuses them too.
 
         Presenting a spent token again, later or concurrently, is taken as a
         sign that it leaked: every token of its subject issued up to now (and
@@ -379,7 +410,7 @@ class JWTAuth:
                 store, store.get_many([key, self._cutoff_key(claims.subject)])
             )
             cutoff_at = None if cutoff is None else _cutoff_ms(cutoff)
-            if entry is None and (cutoff_at is None or issued_ms(claims) >= cutoff_at):
+            if entry is None and (cutoff_at is None or session_started_ms(claims) >= cutoff_at):
                 now = self._clock()
                 marker = _SPENT_PREFIX + str(now).encode()
                 ttl = max(claims.expires_at + self.codec.leeway - now, 1.0)
@@ -399,7 +430,7 @@ class JWTAuth:
         if self._store_down_since is not None:
             self._store_recovered()
         spent_at = None if entry is None else _spent_at(entry)
-        cut_off = cutoff_at is not None and issued_ms(claims) < cutoff_at
+        cut_off = cutoff_at is not None and session_started_ms(claims) < cutoff_at
         if spent_at is None:
             raise self._rejected("issued_before_cutoff" if cut_off else "revoked")
         if not cut_off:
@@ -473,7 +504,7 @@ class JWTAuth:
                 self._store_recovered()
         if revoked is not None:
             raise self._rejected("revoked")
-        if cutoff_at is not None and issued_ms(claims) < cutoff_at:
+        if cutoff_at is not None and session_started_ms(claims) < cutoff_at:
             raise self._rejected("issued_before_cutoff")
 
     def _store_failed(self, exc: Exception, *, refused: bool) -> None:

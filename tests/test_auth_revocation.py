@@ -14,6 +14,7 @@ import pytest
 from fastapi import FastAPI
 
 from heygen_conventions import (
+    AuthenticationError,
     CacheBackend,
     JWTAuth,
     MemoryCache,
@@ -111,6 +112,42 @@ async def test_cutoff_counts_milliseconds_within_the_second(cache_backend: Cache
     assert (await get(app, stolen)).status_code == 401
     assert (await get(app, fresh)).status_code == 200
     assert (await get(app, later)).status_code == 200
+
+
+async def test_a_refreshed_token_is_cut_off_with_the_login_it_continues(
+    cache_backend: CacheBackend,
+) -> None:
+    """The cutoff lands while a refresh is in flight: the pair that refresh mints
+    after it is refused with the rest of the session; a new login is not."""
+    clock_now = float(int(time.time()))
+    app, auth, _ = build_app(revocation_store=cache_backend, clock=lambda: clock_now)
+    refresh = auth.create_refresh_token("alice")
+    clock_now += 60
+    claims = await auth.rotate_refresh_token(refresh)  # the thief's refresh, in flight...
+    await auth.revoke_tokens_issued_before("alice")  # ...when alice logs out everywhere
+    clock_now += 0.5
+    access = auth.create_access_token("alice", session=claims)  # ...mints after the cutoff
+    next_refresh = auth.create_refresh_token("alice", session=claims)
+    assert (await get(app, access)).status_code == 401
+    with pytest.raises(AuthenticationError):
+        await auth.rotate_refresh_token(next_refresh)
+    # Without session= the pair would have outlived the logout.
+    assert (await get(app, auth.create_access_token("alice"))).status_code == 200
+    fresh_claims = await auth.rotate_refresh_token(auth.create_refresh_token("alice"))
+    continued = auth.create_access_token("alice", session=fresh_claims)
+    assert (await get(app, continued)).status_code == 200  # a session begun after the cutoff
+
+
+async def test_the_session_passes_from_refresh_to_refresh() -> None:
+    _, auth, _ = build_app()
+    first = await auth.rotate_refresh_token(auth.create_refresh_token("alice"))
+    second = await auth.rotate_refresh_token(auth.create_refresh_token("alice", session=first))
+    third = auth._verified_claims(auth.create_access_token("alice", session=second))
+    assert third.claims["sid"] == first.jti
+    with pytest.raises(ValueError, match="same subject"):
+        auth.create_access_token("bob", session=first)
+    with pytest.raises(ValueError, match="registered claims"):
+        auth.create_access_token("alice", extra_claims={"sid": first.jti})
 
 
 async def test_a_token_without_a_timed_id_counts_from_the_start_of_its_second(

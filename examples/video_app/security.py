@@ -13,7 +13,7 @@ from pwdlib import PasswordHash
 from examples.video_app.models import User
 from examples.video_app.repositories import UserRepository
 from examples.video_app.schemas import TokenPair
-from heygen_conventions import Database, JWTAuth
+from heygen_conventions import Database, JWTAuth, TokenClaims
 
 _hasher = PasswordHash.recommended()
 # Verified when the email is unknown, so that a login takes as long whether
@@ -37,12 +37,12 @@ async def verify_password(password: str, hashed: str | None) -> tuple[bool, str 
     return await to_thread.run_sync(_hasher.verify_and_update, password, hashed)
 
 
-def issue_tokens(auth: JWTAuth, user: User) -> TokenPair:
-    """A fresh access and refresh token for ``user``."""
+def issue_tokens(auth: JWTAuth, user: User, session: TokenClaims | None = None) -> TokenPair:
+    """A fresh access and refresh token for ``user``; ``session``: the refresh token spent."""
     roles = [user.role.value]
     return TokenPair(
-        access_token=auth.create_access_token(user.id, roles=roles),
-        refresh_token=auth.create_refresh_token(user.id),
+        access_token=auth.create_access_token(user.id, roles=roles, session=session),
+        refresh_token=auth.create_refresh_token(user.id, session=session),
         expires_in=int(auth.settings.jwt_access_token_ttl.total_seconds()),
     )
 

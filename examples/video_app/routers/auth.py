@@ -101,7 +101,7 @@ async def refresh_tokens(body: RefreshRequest, auth: AuthDep) -> TokenResponse:
     """Spend a refresh token for a new pair."""
     claims = await auth.rotate_refresh_token(body.refresh_token)
     user = await auth.load_user(claims)
-    return TokenResponse.issue(issue_tokens(auth, user), "Tokens refreshed")
+    return TokenResponse.issue(issue_tokens(auth, user, session=claims), "Tokens refreshed")
 
 
 @router.post(
