@@ -126,7 +126,7 @@ class PageParams:
     def depends(
         cls,
         *,
-        sort_fields: Sequence[str] = (),
+        sort_fields: Sequence[str] | None = (),
         default_sort: str | None = None,
         default_order: SortOrder = "asc",
         default_per_page: int = DEFAULT_PER_PAGE,
@@ -137,7 +137,8 @@ class PageParams:
 
         Args:
             sort_fields: The fields ``sort_by`` may name; published as an enum.
-                Empty means the endpoint has no ``sort_by`` parameter.
+                Pass the repository's (``VideoRepository.sortable_fields``) to
+                keep one list. Empty or None: the endpoint has no ``sort_by``.
             default_sort: Sort used when the client gives none (one of
                 ``sort_fields``); None leaves the repository's default.
             default_order: Direction used when the client gives none.
@@ -148,7 +149,7 @@ class PageParams:
         Raises:
             ValueError: The configuration contradicts itself.
         """
-        fields = tuple(dict.fromkeys(sort_fields))
+        fields = tuple(dict.fromkeys(sort_fields or ()))
         if default_sort is not None and default_sort not in fields:
             raise ValueError(f"default_sort {default_sort!r} is not one of {fields}")
         if not 1 <= default_per_page <= max_per_page:

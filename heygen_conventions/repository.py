@@ -80,7 +80,7 @@ ModelT = TypeVar("ModelT")
 #: What ``load=`` takes: a relationship name (``"owner"``, ``"owner.team"``) or attribute.
 Load = str | QueryableAttribute[Any]
 #: What ``order_by=`` takes: ``"title"``, ``"-created_at"`` (descending), or SQL.
-Sort = str | ColumnElement[Any]
+Sort = str | ColumnElement[Any] | QueryableAttribute[Any]
 Data = BaseModel | Mapping[str, Any]
 
 
@@ -132,13 +132,22 @@ def _stale_version() -> ConflictError:
     )
 
 
+# Sortable when a repository names no sortable_fields: they tell no more than
+# the default order (UUIDv7 keys are creation-ordered) or the response itself.
+_TIMESTAMP_FIELDS = ("created_at", "updated_at")
+
+
 class BaseRepository(Generic[ModelT]):
     """Data access for one model; subclass it as ``BaseRepository[Video]``.
 
     Class attributes a subclass may set:
 
     - ``model``: taken from the generic argument when omitted.
-    - ``sortable_fields``: fields clients may sort by (None: every column).
+    - ``sortable_fields``: fields clients may sort by. None (the default)
+      allows only the primary key and ``created_at``/``updated_at``: sorting
+      by a column reveals its order (a salary ranking, say) even when the
+      response leaves it out, and a keyset cursor carries the sort values of
+      the page's last row, signed but readable.
     - ``searchable_fields``: text columns ``search`` matches (case-insensitive
       substring; ``%`` and ``_`` in the search text match themselves).
     - ``default_sort``: sort spec when none is given (default: primary key).
@@ -290,19 +299,25 @@ class BaseRepository(Generic[ModelT]):
         )
 
     def _sort_keys(self, sort: Sequence[str] | str | None) -> builtins.list[SortKey]:
+        # Names may come from a client: held to sortable_fields. default_sort is
+        # the repository's own (any column); code sorts by others with columns
+        # (order_by=Video.slug).
+        chosen = bool(sort)
         if not sort:
             sort = self.default_sort or ()
         specs = [sort] if isinstance(sort, str) else list(sort)
-        allowed = (
-            list(self.sortable_fields)
-            if self.sortable_fields is not None
-            else list(self._mapper.column_attrs.keys())
-        )
+        columns = self._mapper.column_attrs
+        allowed = self._sortable() if chosen else list(columns.keys())
         keys: builtins.list[SortKey] = []
         for spec in specs:
             descending = spec.startswith("-")
             name = spec[1:] if descending else spec
-            if name not in allowed or name not in self._mapper.column_attrs:
+            if name not in allowed or name not in columns:
+                if not chosen:
+                    raise TypeError(
+                        f"cannot sort {type(self).__name__} by {name!r}: "
+                        f"not a column of {self.model.__name__}"
+                    )
                 raise unknown_sort_field(name, allowed)
             keys.append(self._sort_key(name, descending))
         # The primary key makes the order total (and every keyset cursor unique).
@@ -315,6 +330,13 @@ class BaseRepository(Generic[ModelT]):
         )
         return keys
 
+    def _sortable(self) -> builtins.list[str]:
+        if self.sortable_fields is not None:
+            return builtins.list(self.sortable_fields)
+        columns = self._mapper.column_attrs
+        safe = [attribute.key for attribute in self._pk_attributes()]
+        return [*safe, *(name for name in _TIMESTAMP_FIELDS if name in columns)]
+
     def _sort_key(self, name: str, descending: bool) -> SortKey:
         column = self._column(name)
         return SortKey(
@@ -325,7 +347,12 @@ class BaseRepository(Generic[ModelT]):
         )
 
     def _order_by(self, order_by: Sequence[Sort] | Sort | None) -> builtins.list[Any]:
-        items = [order_by] if isinstance(order_by, str | ColumnElement) else list(order_by or ())
+        if order_by is None:
+            items: builtins.list[Any] = []
+        elif isinstance(order_by, builtins.list | tuple):
+            items = builtins.list(order_by)
+        else:  # one name, column or SQL expression (Video.title, Video.title.desc())
+            items = [order_by]
         if all(isinstance(item, str) for item in items):
             return order_clauses(self._sort_keys(cast("list[str]", items)))
         # Hand-written SQL ordering, made total with the primary key.

@@ -19,6 +19,7 @@ from heygen_conventions import (
     Database,
     InvalidInputError,
     NotFoundError,
+    PageParams,
     _bulk,
 )
 from heygen_conventions.db import NAMING_CONVENTION, uuid7
@@ -169,6 +170,44 @@ async def test_unknown_filter_or_sort_field_is_invalid_input(session: AsyncSessi
         await repo.list(order_by="slug")
     with pytest.raises(InvalidInputError):
         await repo.list(order_by="-__class__")
+
+
+async def test_without_sortable_fields_clients_sort_by_key_and_timestamps_only(
+    sample_db: Database,
+) -> None:
+    """Sorting by a column reveals its order even when responses leave it out."""
+
+    class Unlisted(BaseRepository[Video]):
+        default_sort = "-duration"  # the repository's own choice: any column
+
+    async with sample_db.session() as session:
+        repo = Unlisted(session)
+        await repo.create_many(
+            [{"title": f"t{n}", "slug": f"s{n}", "duration": n} for n in range(3)]
+        )
+        assert [v.duration for v in await repo.list()] == [2, 1, 0]
+        for allowed in ("id", "-created_at", "updated_at"):
+            assert len((await repo.paginate(PageParams(sort_by=allowed))).data) == 3
+        with pytest.raises(
+            InvalidInputError, match="allowed: id, created_at, updated_at"
+        ) as caught:
+            await repo.paginate(PageParams(sort_by="duration"))
+        assert caught.value.details[0].field == "sort_by"
+        with pytest.raises(InvalidInputError):
+            await repo.paginate_cursor(sort="-duration")
+        # Code sorts by any column with the column itself.
+        listed = await repo.list(order_by=Video.duration.desc())
+        assert [v.duration for v in listed] == [2, 1, 0]
+
+
+async def test_a_default_sort_naming_no_column_is_a_programming_error(
+    session: AsyncSession,
+) -> None:
+    class Broken(BaseRepository[Video]):
+        default_sort = "nope"
+
+    with pytest.raises(TypeError, match="'nope': not a column of Video"):
+        await Broken(session).list()
 
 
 async def test_wrong_value_type_in_a_filter_is_invalid_input(session: AsyncSession) -> None:
@@ -419,7 +458,7 @@ async def test_create_many_reads_back_server_defaults(database: Database) -> Non
         assert await session.get(Ticket, tickets[0].id) is tickets[0]
         await session.commit()
     async with database.session() as session:
-        stored = await TicketRepository(session).list(order_by="code")
+        stored = await TicketRepository(session).list(order_by=Ticket.code)
         assert [(t.code, t.state, t.note) for t in stored] == [
             ("a", "open", None),
             ("b", "closed", "n"),
