@@ -56,38 +56,48 @@ class Settings(BaseSettings):
         env_file=None,
         extra="ignore",
         validate_default=True,
+        # A refused setting must not print the environment: URLs carry
+        # passwords, and the JWT secret is one.
+        hide_input_in_errors=True,
     )
 
-    app_name: str = Field("heygen-app", description="Service name, used in logs and cache keys.")
+    app_name: str = Field(
+        default="heygen-app", description="Service name, used in logs and cache keys."
+    )
     environment: Environment = Field(
-        "development",
+        default="development",
         description="`production` refuses a missing, public or short JWT secret.",
     )
     debug: bool = Field(
-        False, description="For the application's own use; error responses never change with it."
+        default=False,
+        description="For the application's own use; error responses never change with it.",
     )
 
     database_url: str = Field(
-        "sqlite+aiosqlite:///./heygen.db",
+        default="sqlite+aiosqlite:///./heygen.db",
         description="SQLAlchemy async URL: sqlite+aiosqlite://... or postgresql+asyncpg://...",
     )
-    database_pool_size: int = Field(5, ge=1, description="Pool size (PostgreSQL).")
-    database_max_overflow: int = Field(10, ge=0, description="Extra connections over the pool.")
-    database_pool_timeout: float = Field(
-        10.0, gt=0, description="Seconds to wait for a connection."
+    database_pool_size: int = Field(default=5, ge=1, description="Pool size (PostgreSQL).")
+    database_max_overflow: int = Field(
+        default=10, ge=0, description="Extra connections over the pool."
     )
-    database_echo: bool = Field(False, description="Log every SQL statement.")
+    database_pool_timeout: float = Field(
+        default=10.0, gt=0, description="Seconds to wait for a connection."
+    )
+    database_echo: bool = Field(default=False, description="Log every SQL statement.")
 
     redis_url: str | None = Field(
-        None, description="redis://... enables Redis; unset uses the in-process cache."
+        default=None, description="redis://... enables Redis; unset uses the in-process cache."
     )
-    cache_ttl: timedelta = Field(timedelta(minutes=5), description="Default cache lifetime.")
+    cache_ttl: timedelta = Field(
+        default=timedelta(minutes=5), description="Default cache lifetime."
+    )
 
     jwt_secret: SecretStr | None = Field(
-        None, description="HMAC secret (HS256/384/512), at least 32 bytes."
+        default=None, description="HMAC secret (HS256/384/512), at least 32 bytes."
     )
     jwt_private_key: SecretStr | None = Field(
-        None, description="PEM private key for RS*/ES*/EdDSA signing."
+        default=None, description="PEM private key for RS*/ES*/EdDSA signing."
     )
     jwt_public_keys: dict[str, str] = Field(
         default_factory=dict,
@@ -98,35 +108,40 @@ class Settings(BaseSettings):
         description="Older HMAC secrets by `kid`, accepted for verification only (rotation).",
     )
     jwt_signing_kid: str | None = Field(
-        None, description="`kid` header of the tokens this service signs (key rotation)."
+        default=None, description="`kid` header of the tokens this service signs (key rotation)."
     )
-    jwt_algorithm: str = Field("HS256", description="Signing algorithm.")
+    jwt_algorithm: str = Field(default="HS256", description="Signing algorithm.")
     jwt_algorithms: Annotated[list[str], NoDecode] = Field(
         default_factory=list,
         description="Accepted algorithms, comma-separated (`HS256,HS512`); defaults to "
         "[jwt_algorithm]. Never read from a token.",
     )
-    jwt_access_token_ttl: timedelta = Field(timedelta(minutes=15), description="Access lifetime.")
-    jwt_refresh_token_ttl: timedelta = Field(timedelta(days=7), description="Refresh lifetime.")
-    jwt_max_token_lifetime: timedelta = Field(
-        timedelta(days=30), description="Tokens whose exp - iat exceeds this are refused."
+    jwt_access_token_ttl: timedelta = Field(
+        default=timedelta(minutes=15), description="Access lifetime."
     )
-    jwt_issuer: str | None = Field(None, description="`iss` to set and require.")
-    jwt_audience: str | None = Field(None, description="`aud` to set and require.")
-    jwt_leeway: timedelta = Field(timedelta(seconds=0), description="Clock skew allowed.")
+    jwt_refresh_token_ttl: timedelta = Field(
+        default=timedelta(days=7), description="Refresh lifetime."
+    )
+    jwt_max_token_lifetime: timedelta = Field(
+        default=timedelta(days=30), description="Tokens whose exp - iat exceeds this are refused."
+    )
+    jwt_issuer: str | None = Field(default=None, description="`iss` to set and require.")
+    jwt_audience: str | None = Field(default=None, description="`aud` to set and require.")
+    jwt_leeway: timedelta = Field(default=timedelta(seconds=0), description="Clock skew allowed.")
     jwt_max_token_bytes: int = Field(
-        8192, ge=512, description="Longer tokens are refused before any parsing."
+        default=8192, ge=512, description="Longer tokens are refused before any parsing."
     )
 
     cursor_secret: SecretStr | None = Field(
-        None,
+        default=None,
         description="Signs keyset-pagination cursors; defaults to jwt_secret. Set it when tokens "
         "use asymmetric keys, so every instance accepts the others' cursors.",
     )
 
-    log_level: LogLevel = Field("INFO", description="Minimum level logged.")
+    log_level: LogLevel = Field(default="INFO", description="Minimum level logged.")
     log_format: LogFormat = Field(
-        "auto", description="`json`, `console`, or `auto` (JSON unless stderr is a terminal)."
+        default="auto",
+        description="`json`, `console`, or `auto` (JSON unless stderr is a terminal).",
     )
 
     @field_validator("log_level", mode="before")

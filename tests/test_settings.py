@@ -136,6 +136,23 @@ def test_servers_without_an_explicit_environment_need_a_secret(
     assert secret.get_secret_value() == STRONG
 
 
+def test_a_refused_configuration_never_prints_the_secrets_it_was_given(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("HEYGEN_DATABASE_URL", "postgresql+asyncpg://app:S3cretPassw0rd@db/app")
+    with pytest.raises(ValidationError) as missing_secret:
+        Settings()
+    monkeypatch.setenv("HEYGEN_ENVIRONMENT", "production")
+    monkeypatch.setenv("HEYGEN_JWT_SECRET", "tooShortButReal")
+    with pytest.raises(ValidationError) as short_secret:
+        Settings()
+    for caught in (missing_secret, short_secret):
+        text = str(caught.value)
+        assert "S3cretPassw0rd" not in text
+        assert "tooShortButReal" not in text
+    assert "HEYGEN_JWT_SECRET is 15 bytes" in str(short_secret.value)  # the reason stays
+
+
 def test_the_embedded_stack_keeps_the_development_secret() -> None:
     secret = Settings(database_url="sqlite+aiosqlite:///./x.db").jwt_secret
     assert secret is not None
