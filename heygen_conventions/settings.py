@@ -77,6 +77,11 @@ class Settings(BaseSettings):
         10.0, gt=0, description="Seconds to wait for a connection."
     )
     database_echo: bool = Field(False, description="Log every SQL statement.")
+    database_hide_parameters: bool = Field(
+        True,
+        description="Keep bound parameters out of SQL error messages and logged statements; "
+        "turn off only to debug locally.",
+    )
 
     redis_url: str | None = Field(
         None, description="redis://... enables Redis; unset uses the in-process cache."
