@@ -8,6 +8,9 @@ Redis Cluster, so the keys of one namespace share a hash slot)::
     videos:v<version>:<schema>:<key>    b"V" + generation + JSON, or b"N" + generation
     videos:l:v<version>:<schema>:<key>  cross-process load lock
 
+``<key>`` is :func:`key_text`: ``user:7`` for ``("user", 7)``, or ``#`` and a
+hash when the key is long, unusual or has a ``:`` inside a part.
+
 An entry is served only while the generation written into it is still the
 key's current one. Invalidating renews the generation token, so a fill that
 started before the invalidation (and still carries the old token) is never
@@ -59,15 +62,36 @@ REPLAY_MAX_DELAY = 1.0
 
 
 def key_text(key: CacheKey) -> str:
-    """The key as written in Redis: as is when short and plain, else ``#`` + its hash."""
+    """The key as written in Redis: readable when short and plain, else ``#`` + a hash.
+
+    A tuple's parts are joined with ``:`` (``("user", 7)`` reads ``user:7``)
+    only while no part holds a ``:`` of its own; otherwise ``("acme", "q3:plan")``,
+    ``("acme:q3", "plan")`` and ``"acme:q3:plan"`` would all be one entry and
+    one tenant could be served another's value. A part is compared by its text,
+    as it always was: ``7`` and ``"7"``, a UUID and its string, ``"x"`` and
+    ``("x",)`` are the same key.
+    """
     if isinstance(key, str):
-        text = key
+        if ":" not in key:
+            return _readable_or_hashed(key)
+        parts: tuple[str, ...] = (key,)
     elif isinstance(key, UUID | int):
-        text = str(key)
+        return _readable_or_hashed(str(key))  # never holds a ":"
     elif isinstance(key, tuple):
-        text = ":".join(str(part) for part in key)
+        parts = tuple(str(part) for part in key)
+        if parts and all(":" not in part for part in parts):
+            # Splitting on ":" gives the parts back, so the joined text is unambiguous.
+            return _readable_or_hashed(":".join(parts))
     else:
         raise TypeError(f"cache keys are str, int, UUID or tuples of them, got {type(key)!r}")
+    # Length-prefixed parts after a 0xFF byte, which no UTF-8 text holds: equal
+    # neither to another tuple's encoding nor to any joined text.
+    encoded = [part.encode("utf-8", "surrogatepass") for part in parts]
+    data = b"\xff" + b"".join(b"%d:%b" % (len(part), part) for part in encoded)
+    return "#" + hashlib.blake2b(data, digest_size=16).hexdigest()
+
+
+def _readable_or_hashed(text: str) -> str:
     if _PLAIN_KEY.fullmatch(text):
         return text
     digest = hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=16)

@@ -85,6 +85,8 @@ NAMING_CONVENTION: dict[str, str] = {
 
 _STATE_KEY = "heygen_database"
 _CURSOR_KEY_INFO = "heygen_cursor_key"
+# Engines with echo on log as ``sqlalchemy.engine.Engine.echo``; see Database.
+_ECHO_LOGGING_NAME = "echo"
 
 
 # --- UUIDv7 -----------------------------------------------------------------
@@ -275,7 +277,13 @@ class Database:
 
     Args:
         url: SQLAlchemy async URL.
-        echo: Log every statement.
+        echo: Log every statement, at INFO, through the application's logging
+            (the ``sqlalchemy.engine.Engine.echo`` logger), with its bound
+            parameters hidden unless ``hide_parameters`` is off.
+        hide_parameters: Leave bound parameters (passwords, tokens, personal
+            data) out of error messages, so out of the "Unhandled exception"
+            log line, and out of echoed statements. Turn it off only to debug
+            locally.
         pool_size: Connections kept open (PostgreSQL).
         max_overflow: Extra connections allowed under load (PostgreSQL).
         pool_timeout: Seconds to wait for a free connection before failing
@@ -297,6 +305,7 @@ class Database:
         url: str | URL,
         *,
         echo: bool = False,
+        hide_parameters: bool = True,
         pool_size: int | None = None,
         max_overflow: int | None = None,
         pool_timeout: float | None = None,
@@ -308,7 +317,17 @@ class Database:
         **engine_options: Any,
     ) -> None:
         self.url = make_url(url)
-        options: dict[str, Any] = {"echo": echo, "pool_pre_ping": pool_pre_ping, **engine_options}
+        options: dict[str, Any] = {
+            "hide_parameters": hide_parameters,
+            "pool_pre_ping": pool_pre_ping,
+            **engine_options,
+        }
+        if echo:
+            # Not SQLAlchemy's echo=True: it adds its own stdout handler, so every
+            # statement was written twice, once raw outside the log pipeline. A
+            # logger of echoing engines' own, set to INFO, reaches the
+            # application's handlers once and leaves other engines quiet.
+            options.setdefault("logging_name", _ECHO_LOGGING_NAME)
         if connect_args:
             options["connect_args"] = dict(connect_args)
         is_sqlite = self.url.get_backend_name() == "sqlite"
@@ -321,6 +340,10 @@ class Database:
             }
             options.update({k: v for k, v in pooled.items() if v is not None})
         self.engine: AsyncEngine = create_async_engine(self.url, **options)
+        self.echo = echo
+        statements = self.engine.sync_engine.logger  # a plain Logger: SQLAlchemy's echo is off
+        if echo and isinstance(statements, logging.Logger):
+            statements.setLevel(min(statements.getEffectiveLevel(), logging.INFO))
         if is_sqlite:
             in_memory = self.url.database in (None, "", ":memory:")
             event.listen(
@@ -344,6 +367,7 @@ class Database:
         """
         options: dict[str, Any] = {
             "echo": settings.database_echo,
+            "hide_parameters": settings.database_hide_parameters,
             "pool_size": settings.database_pool_size,
             "max_overflow": settings.database_max_overflow,
             "pool_timeout": settings.database_pool_timeout,

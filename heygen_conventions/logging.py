@@ -70,6 +70,14 @@ __all__ = [
 
 _UVICORN_LOGGERS = ("uvicorn", "uvicorn.error", "uvicorn.asgi")
 _UVICORN_ACCESS = "uvicorn.access"
+# aiosqlite's debug lines repr every call it hands its thread: each statement
+# with its bound parameters (passwords, tokens), which SQLAlchemy's
+# hide_parameters does not reach. DEBUG is for the application's own lines, so
+# this logger is held at INFO, unless its level was set by someone else (that
+# choice is kept). SQLAlchemy's loggers need nothing: it sets its own to WARNING.
+_PARAMETER_LOGGERS = ("aiosqlite",)
+# The level configure_logging() gave each of them, to tell it from a level set by the user.
+_HELD_LEVELS: dict[str, int] = {}
 
 
 def _level_number(level: int | str) -> int:
@@ -133,6 +141,10 @@ def configure_logging(
         stream: Where lines go; standard error by default.
         uvicorn_access: Keep uvicorn's own access line. Off by default:
             :class:`RequestContextMiddleware` writes a richer one.
+
+    At ``DEBUG`` the ``aiosqlite`` logger stays at ``INFO``: its debug lines
+    carry every statement's parameters. Set that logger's level yourself
+    (``logging.getLogger("aiosqlite").setLevel(logging.DEBUG)``) to see them.
     """
     number = _level_number(level)
     output = Output(sys.stderr if stream is None else stream)
@@ -174,6 +186,12 @@ def _install(pipeline: Pipeline, *, uvicorn_access: bool) -> None:
     access.handlers.clear()
     # uvicorn skips its access line entirely when the logger has no handler.
     access.propagate = uvicorn_access
+    for name in _PARAMETER_LOGGERS:
+        held = logging.getLogger(name)
+        if held.level in (logging.NOTSET, _HELD_LEVELS.get(name)):
+            # Never below the pipeline's level: a logger's own level overrides the root's.
+            _HELD_LEVELS[name] = max(logging.INFO, pipeline.level)
+            held.setLevel(_HELD_LEVELS[name])
     _STATE = pipeline
     _rebuild_loggers()
 
@@ -340,6 +358,8 @@ def _snapshot() -> Callable[[], None]:
         for name in (*_UVICORN_LOGGERS, _UVICORN_ACCESS)
         for lg in [logging.getLogger(name)]
     }
+    levels = {name: logging.getLogger(name).level for name in _PARAMETER_LOGGERS}
+    held_levels = dict(_HELD_LEVELS)
     config = structlog.get_config()
     ours = config["processors"] is _PROCESSORS
     config["processors"] = list(config["processors"])
@@ -356,6 +376,10 @@ def _snapshot() -> Callable[[], None]:
             lg = logging.getLogger(name)
             lg.handlers[:] = handlers
             lg.propagate = propagate
+        for name, level in levels.items():
+            logging.getLogger(name).setLevel(level)
+        _HELD_LEVELS.clear()
+        _HELD_LEVELS.update(held_levels)
         active = previous or _DEFAULT
         _PROCESSORS[:] = active.processors
         _SINK.retarget(active)
@@ -375,6 +399,11 @@ def _unconfigure() -> None:
     for handler in list(root.handlers):
         if getattr(handler, HANDLER_MARK, False):
             root.removeHandler(handler)
+    for name, level in list(_HELD_LEVELS.items()):
+        held = logging.getLogger(name)
+        if held.level == level:
+            held.setLevel(logging.NOTSET)
+        del _HELD_LEVELS[name]
     _STATE = None
     _PROCESSORS[:] = _DEFAULT.processors
     _SINK.retarget(_DEFAULT)

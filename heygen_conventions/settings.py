@@ -85,6 +85,11 @@ class Settings(BaseSettings):
         default=10.0, gt=0, description="Seconds to wait for a connection."
     )
     database_echo: bool = Field(default=False, description="Log every SQL statement.")
+    database_hide_parameters: bool = Field(
+        default=True,
+        description="Keep bound parameters out of SQL error messages and logged statements; "
+        "turn off only to debug locally.",
+    )
 
     redis_url: str | None = Field(
         default=None, description="redis://... enables Redis; unset uses the in-process cache."

@@ -306,6 +306,91 @@ async def test_uuid_int_and_tuple_keys(cache_backend: CacheBackend) -> None:
         await service.cached(1.5, load, model=VideoResponse)  # type: ignore[arg-type]
 
 
+# Keys whose parts hold a ":" and join to the same text: each pair must stay two entries.
+COLLIDING_KEYS = [
+    (("acme", "q3:plan"), ("acme:q3", "plan")),
+    (("a", "b"), "a:b"),
+    (("a", "b:c"), ("a", "b", "c")),
+    (("x" * 100, "y:z" * 20), ("x" * 100 + ":y", "z" + "y:z" * 19)),  # both long: hashed
+    (("", ""), ":"),
+    ((), ""),
+]
+
+
+@pytest.mark.parametrize(
+    ("first", "second"),
+    COLLIDING_KEYS,
+    ids=["tenant-slug", "tuple-vs-str", "two-vs-three-parts", "long", "empty-parts", "empty"],
+)
+async def test_keys_that_join_alike_are_distinct_entries(
+    cache_backend: CacheBackend, first: Any, second: Any
+) -> None:
+    service = VideoService(cache_backend, FakeDB())
+
+    def loader_for(title: str) -> Callable[[], Awaitable[VideoResponse]]:
+        async def load() -> VideoResponse:
+            return VideoResponse(id=1, title=title)
+
+        return load
+
+    got_first = await service.cached(first, loader_for("first"), model=VideoResponse)
+    got_second = await service.cached(second, loader_for("second"), model=VideoResponse)
+    assert got_first is not None
+    assert got_second is not None
+    assert (got_first.title, got_second.title) == ("first", "second")
+    # Both stay cached and apart: neither reload runs, nor does one evict the other.
+    again_first = await service.cached(first, loader_for("reloaded"), model=VideoResponse)
+    again_second = await service.cached(second, loader_for("reloaded"), model=VideoResponse)
+    assert again_first is not None
+    assert again_second is not None
+    assert (again_first.title, again_second.title) == ("first", "second")
+    # Invalidating one leaves the other cached.
+    await service.invalidate(first)
+    after = await service.cached(second, loader_for("reloaded"), model=VideoResponse)
+    assert after is not None
+    assert after.title == "second"
+
+
+async def test_a_part_with_a_colon_hashes_and_plain_tuples_stay_readable(
+    cache_backend: CacheBackend,
+) -> None:
+    service = VideoService(cache_backend, FakeDB())
+
+    async def load() -> VideoResponse:
+        return VideoResponse(id=1, title="t")
+
+    await service.cached(("acme", "q3-plan", 7), load, model=VideoResponse)
+    await service.cached(("acme", "q3:plan"), load, model=VideoResponse)
+    entries = [k for k in await cache_keys(cache_backend) if k.startswith("videos:v")]
+    assert len(entries) == 2, entries
+    assert any(k.endswith(":acme:q3-plan:7") for k in entries), entries
+    assert not any("acme" in k for k in entries if not k.endswith(":acme:q3-plan:7")), entries
+    assert any(re.search(r":#[0-9a-f]{32}$", k) for k in entries), entries
+
+
+async def test_a_part_keeps_its_text_identity(cache_backend: CacheBackend) -> None:
+    # An int or UUID and its text were always one key: invalidate(str(id))
+    # reaches cached(id), and ("x",) is "x". Hashed keys keep that too.
+    service = VideoService(cache_backend, FakeDB())
+    ident = UUID("12345678-1234-5678-1234-567812345678")
+    calls: list[str] = []
+
+    async def load() -> VideoResponse:
+        calls.append("load")
+        return VideoResponse(id=1, title="t")
+
+    pairs: list[tuple[Any, Any]] = [
+        (("org:1", 7, ident), ("org:1", "7", str(ident))),
+        (("a:b",), "a:b"),
+        (("x",), "x"),
+    ]
+    for first, second in pairs:
+        calls.clear()
+        await service.cached(first, load, model=VideoResponse)
+        await service.cached(second, load, model=VideoResponse)
+        assert calls == ["load"], (first, second)
+
+
 async def test_garbage_bytes_are_deleted_and_reloaded(
     cache_backend: CacheBackend, db: FakeDB, caplog: pytest.LogCaptureFixture
 ) -> None:

@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import threading
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
+import orjson
 import pytest
 from fastapi import Depends, FastAPI
 from sqlalchemy import (
@@ -52,7 +54,10 @@ from heygen_conventions import (
     uuid7,
 )
 from heygen_conventions.db import NAMING_CONVENTION
-from tests.fixtures.db import asgi_client
+from heygen_conventions.testing import isolated_database
+from tests.conftest import TEST_DATABASE_URL
+from tests.fixtures.db import DATABASE_BACKENDS, asgi_client
+from tests.fixtures.logging import LogOutput
 
 
 class Model(DeclarativeBase):
@@ -484,13 +489,17 @@ async def test_ping_answers(db: Database) -> None:
     await db.ping()
 
 
-def test_from_settings_uses_the_settings() -> None:
+def test_from_settings_uses_the_settings(echo_logger: logging.Logger) -> None:
     settings = Settings(database_url="sqlite+aiosqlite:///:memory:", database_echo=True)
     db = Database.from_settings(settings)
     assert db.dialect_name == "sqlite"
-    assert db.engine.echo is True
+    assert db.echo is True
+    assert db.engine.sync_engine.logger is echo_logger
+    assert db.engine.sync_engine.hide_parameters is True
     assert "heygen_cursor_key" in db.session().info
     assert "sqlite+aiosqlite" in repr(db)
+    shown = Settings(database_url="sqlite+aiosqlite://", database_hide_parameters=False)
+    assert Database.from_settings(shown).engine.sync_engine.hide_parameters is False
 
 
 def test_pool_settings_reach_postgresql_engines() -> None:
@@ -504,6 +513,106 @@ def test_pool_settings_reach_postgresql_engines() -> None:
 def test_translate_db_errors_leaves_other_errors_alone() -> None:
     with pytest.raises(KeyError), translate_db_errors():
         raise KeyError("x")
+
+
+# --- Bound parameters stay out of the logs ---------------------------------------
+
+SECRET = "sk_live_51HxTOPSECRETvalue0123456789"
+
+
+class NeverCreated(UUIDPrimaryKeyMixin, Model):
+    # Schema drift: the table is missing (42P01 / "no such table"), an error
+    # the library does not translate, so it is answered 500 and logged.
+    __tablename__ = "integrations_never_created"
+    name: Mapped[str] = mapped_column(String(50))
+    api_token: Mapped[str] = mapped_column(String(100))
+
+
+@pytest.fixture
+def echo_logger() -> Iterator[logging.Logger]:
+    """The logger of engines with echo on; its level is put back after the test."""
+    statements = logging.getLogger("sqlalchemy.engine.Engine.echo")
+    level = statements.level
+    yield statements
+    statements.setLevel(level)
+
+
+async def test_an_untranslated_error_logs_no_parameter_value(
+    database: Database, log_output: LogOutput
+) -> None:
+    app = FastAPI()
+    install_exception_handlers(app)
+    install_database(app, database)
+
+    @app.post("/integrations")
+    async def create(session: DBSession) -> str:
+        session.add(NeverCreated(name="stripe", api_token=SECRET))
+        await session.flush()
+        return "unreachable"
+
+    async with asgi_client(app) as client:
+        response = await client.post("/integrations")
+    assert response.status_code == 500, response.text
+    (line,) = log_output.find(event="Unhandled exception")
+    # SQLAlchemy's message is logged, with the statement but not its values.
+    assert "integrations_never_created" in orjson.dumps(line).decode()
+    assert "[SQL parameters hidden due to hide_parameters=True]" in orjson.dumps(line).decode()
+    assert SECRET not in log_output.text
+
+
+@pytest.mark.parametrize("backend", DATABASE_BACKENDS)
+async def test_opting_out_shows_the_parameters_in_errors(backend: str) -> None:
+    url = TEST_DATABASE_URL if backend == "postgresql" else None
+    async with isolated_database(url, hide_parameters=False) as db:
+        with pytest.raises(Exception, match=SECRET) as caught:
+            async with db.transaction() as session:
+                session.add(NeverCreated(name="stripe", api_token=SECRET))
+        assert not isinstance(caught.value, AppError)
+
+
+async def echo_one_statement(database: Database) -> None:
+    async with database.engine.connect() as connection:
+        await connection.execute(text("SELECT :token AS echoed"), {"token": SECRET})
+
+
+@pytest.mark.parametrize("backend", DATABASE_BACKENDS)
+async def test_echo_logs_each_statement_once_through_the_pipeline_with_parameters_hidden(
+    backend: str, log_output: LogOutput, echo_logger: logging.Logger
+) -> None:
+    url = TEST_DATABASE_URL if backend == "postgresql" else None
+    log_output.configure(level="WARNING")  # echo shows statements whatever the level
+    async with isolated_database(url, echo=True) as db:
+        await echo_one_statement(db)
+    statements = [line for line in log_output.lines() if "echoed" in line["event"]]
+    assert len(statements) == 1, log_output.text
+    assert statements[0]["logger"] == "sqlalchemy.engine.Engine.echo"
+    assert log_output.find(logger="sqlalchemy.engine.Engine.echo", level="info"), log_output.text
+    assert "[SQL parameters hidden due to hide_parameters=True]" in log_output.text
+    assert SECRET not in log_output.text
+    # No handler of SQLAlchemy's own (its echo=True writes a raw copy to stdout):
+    # the pipeline's root handler is the only one the records reach.
+    chain: logging.Logger | None = echo_logger
+    while chain is not None and chain is not logging.getLogger():
+        assert chain.handlers == [], chain.name
+        chain = chain.parent
+
+
+async def test_echo_shows_parameters_when_asked(
+    log_output: LogOutput, echo_logger: logging.Logger
+) -> None:
+    async with isolated_database(echo=True, hide_parameters=False) as db:
+        await echo_one_statement(db)
+    assert SECRET in log_output.text
+
+
+async def test_engines_without_echo_stay_quiet(
+    log_output: LogOutput, echo_logger: logging.Logger
+) -> None:
+    async with isolated_database(echo=True) as echoing, isolated_database() as quiet:
+        await echo_one_statement(quiet)
+        assert not [line for line in log_output.lines() if "echoed" in line["event"]]
+        await echo_one_statement(echoing)
+        assert [line for line in log_output.lines() if "echoed" in line["event"]]
 
 
 # --- Mixins ------------------------------------------------------------------

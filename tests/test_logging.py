@@ -192,6 +192,38 @@ async def test_sqlalchemy_statements_are_logged_through_the_pipeline(
     assert statements[0]["request_id"] == "r-sql"
 
 
+async def run_sqlite_statement_with(value: str) -> None:
+    engine = create_async_engine("sqlite+aiosqlite:///:memory:")
+    try:
+        async with engine.connect() as connection:
+            await connection.execute(text("SELECT :value"), {"value": value})
+    finally:
+        await engine.dispose()
+
+
+async def test_debug_keeps_aiosqlite_statement_parameters_out(log_output: LogOutput) -> None:
+    secret = "sk_live_aiosqlite_parameter"
+    await run_sqlite_statement_with(secret)
+    get_logger("app").debug("still at debug")
+    assert log_output.one(event="still at debug")
+    assert secret not in log_output.text
+    # A later configuration at another level keeps holding it.
+    log_output.configure(level="WARNING")
+    log_output.configure(level="DEBUG")
+    await run_sqlite_statement_with(secret)
+    assert secret not in log_output.text
+
+
+async def test_aiosqlite_debug_lines_appear_when_its_level_is_set(log_output: LogOutput) -> None:
+    secret = "sk_live_aiosqlite_parameter"
+    logging.getLogger("aiosqlite").setLevel(logging.DEBUG)
+    log_output.configure(level="DEBUG")  # a level set by the user is kept
+    await run_sqlite_statement_with(secret)
+    assert any(
+        line["logger"] == "aiosqlite" and secret in line["event"] for line in log_output.lines()
+    ), log_output.text
+
+
 class Terminal(io.StringIO):
     def isatty(self) -> bool:
         return True
