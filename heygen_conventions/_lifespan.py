@@ -26,3 +26,20 @@ def close_after_lifespan(app: FastAPI, close: Callable[[], Awaitable[object]]) -
             await close()
 
     app.router.lifespan_context = lifespan
+
+
+def check_at_startup(app: FastAPI, check: Callable[[FastAPI], None]) -> None:
+    """Run ``check(app)`` when the app starts, before its own startup code.
+
+    For mistakes only visible once every route is added (after setup): the
+    server then refuses to start instead of failing requests.
+    """
+    inner = app.router.lifespan_context
+
+    @asynccontextmanager
+    async def lifespan(app_: Any) -> AsyncIterator[Any]:
+        check(app)
+        async with inner(app_) as state:
+            yield state
+
+    app.router.lifespan_context = lifespan

@@ -15,7 +15,8 @@ from fastapi import FastAPI
 
 from heygen_conventions._context import DEFAULT_REQUEST_ID_HEADER
 from heygen_conventions._handlers import ErrorFormat, install_exception_handlers
-from heygen_conventions.auth import JWTAuth, UserLoader, install_auth
+from heygen_conventions._lifespan import check_at_startup
+from heygen_conventions.auth import JWTAuth, UserLoader, check_auth_installed, install_auth
 from heygen_conventions.cache import CacheBackend, cache_from_settings, install_cache
 from heygen_conventions.db import Database, install_database
 from heygen_conventions.logging import RequestContextMiddleware, configure_logging_from_settings
@@ -104,6 +105,7 @@ def setup_app(
     app.add_middleware(
         RequestContextMiddleware, header=request_id_header, trust_incoming=trust_request_id
     )
+    check_at_startup(app, check_auth_installed)
     components = AppComponents(settings=settings, database=database, cache=cache, auth=auth)
     setattr(app.state, _STATE_KEY, components)
     return components

@@ -895,3 +895,42 @@ def ensure_owner_or_admin(user: Any, owner_id: object, *, admin_role: str = ADMI
     if admin_role in _user_roles(user):
         return
     raise PermissionDeniedError("Only the owner or an admin can do this")
+
+
+def routes_needing_auth(app: FastAPI) -> list[str]:
+    """The routes of ``app`` with an auth dependency (``"GET /me"``), at any depth."""
+
+    def uses_auth(dependant: Any) -> bool:
+        for dependency in dependant.dependencies:
+            if dependency.call is bearer_token or dependency.call is get_auth:
+                return True
+            if uses_auth(dependency):
+                return True
+        return False
+
+    found = []
+    for route in app.routes:
+        dependant = getattr(route, "dependant", None)
+        if dependant is not None and uses_auth(dependant):
+            methods = sorted(getattr(route, "methods", None) or ["WEBSOCKET"])
+            found.append(f"{','.join(methods)} {getattr(route, 'path', '?')}")
+    return found
+
+
+def check_auth_installed(app: FastAPI) -> None:
+    """Refuse to start an app whose routes need auth that was never installed.
+
+    Without it each such route would answer 500 at its first request.
+
+    Raises:
+        RuntimeError: Naming the routes and how to install auth.
+    """
+    if isinstance(getattr(app.state, STATE_KEY, None), JWTAuth):
+        return
+    routes = routes_needing_auth(app)
+    if routes:
+        shown = ", ".join(routes[:5]) + (f" and {len(routes) - 5} more" if len(routes) > 5 else "")
+        raise RuntimeError(
+            f"These routes need JWT auth, which is not installed: {shown}. Pass "
+            "user_loader= to setup_app(), or call install_auth(app, user_loader=...)"
+        )

@@ -26,6 +26,7 @@ from heygen_conventions import (
     get_components,
     get_current_user,
     get_db_session,
+    install_auth,
     require_admin_role,
     setup_app,
 )
@@ -214,6 +215,51 @@ async def test_calling_twice_is_an_error(database: Database) -> None:
     setup_app(app, Settings(environment="test"), database=database)
     with pytest.raises(RuntimeError, match="setup_app\\(\\) was already called"):
         setup_app(app, Settings(environment="test"), database=database)
+
+
+async def test_an_app_with_protected_routes_and_no_user_loader_refuses_to_start(
+    database: Database,
+) -> None:
+    app = FastAPI()
+    setup_app(app, Settings(environment="test"), database=database)  # no user_loader=
+
+    @app.get("/open")
+    async def open_route() -> dict[str, bool]:
+        return {"ok": True}
+
+    @app.get("/me")
+    async def me(user: Annotated[Any, Depends(get_current_user)]) -> dict[str, str]:
+        return {"id": str(user)}
+
+    @app.delete("/videos/{video_id}", dependencies=[Depends(require_admin_role)])
+    async def delete(video_id: int) -> None:
+        return None
+
+    with pytest.raises(RuntimeError, match="user_loader=") as refused:
+        async with app_client(app):
+            pass
+    assert "GET /me" in str(refused.value)
+    assert "DELETE /videos/{video_id}" in str(refused.value)
+    assert "/open" not in str(refused.value)
+
+
+async def test_auth_installed_after_setup_app_is_enough(database: Database) -> None:
+    app = FastAPI()
+    setup_app(app, Settings(environment="test"), database=database)
+    install_auth(app, user_loader=_load_user, settings=Settings(environment="test"))
+
+    @app.get("/me")
+    async def me(user: Annotated[Any, Depends(get_current_user)]) -> dict[str, str]:
+        return {"id": str(user)}
+
+    async with app_client(app) as client:
+        response = await client.get("/me", headers=auth_headers(make_token(app, "ann")))
+    assert response.status_code == 200, response.text
+    assert response.json() == {"id": "ann"}
+
+
+async def _load_user(subject: str) -> str:
+    return subject
 
 
 def test_get_components_without_setup_is_an_error() -> None:
