@@ -122,6 +122,19 @@ def _uuid7_fallback() -> uuid.UUID:
     return made
 
 
+def _uuid7_after_fork() -> None:
+    # A forked worker (gunicorn --preload, Celery prefork) would otherwise hand
+    # out its parent's buffered random bytes: the same ids as its siblings.
+    global _random_pool, _uuid7_lock
+    _random_pool = bytearray()
+    _uuid7_last[0] = _uuid7_last[1] = 0
+    _uuid7_lock = threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):  # pragma: no branch - absent only on Windows
+    os.register_at_fork(after_in_child=_uuid7_after_fork)
+
+
 def uuid7() -> uuid.UUID:
     """A time-ordered UUID (version 7): new rows land at the right edge of the index."""
     return _stdlib_uuid7() if _stdlib_uuid7 is not None else _uuid7_fallback()
@@ -353,8 +366,15 @@ class Database:
             )
             event.listen(self.engine.sync_engine, "savepoint", _begin_before_savepoint)
         info = {_CURSOR_KEY_INFO: _cursor_key(cursor_secret)} if cursor_secret else {}
+        # close_resets_only=False: a closed session (the request's, used from a
+        # background task after the response) raises instead of silently
+        # opening a transaction nobody will commit.
         self.sessionmaker: async_sessionmaker[AsyncSession] = async_sessionmaker(
-            self.engine, class_=_AsyncSession, expire_on_commit=False, info=info
+            self.engine,
+            class_=_AsyncSession,
+            expire_on_commit=False,
+            close_resets_only=False,
+            info=info,
         )
 
     @classmethod

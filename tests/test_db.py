@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import threading
 import time
 import uuid
@@ -29,7 +30,7 @@ from sqlalchemy import (
     text,
     update,
 )
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import IntegrityError, InvalidRequestError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -695,6 +696,35 @@ def test_uuid7_is_version_7_and_time_ordered() -> None:
     assert len(set(ids)) == len(ids)
     millis = ids[0].int >> 80
     assert abs(millis - datetime.now(UTC).timestamp() * 1000) < 60_000
+
+
+def test_uuid7_in_forked_workers_never_repeats_the_parent_s_randomness() -> None:
+    from heygen_conventions import db as db_module
+
+    db_module._uuid7_fallback()  # the parent has random bytes buffered
+    made = []
+    for _ in range(2):
+        reader, writer = os.pipe()
+        pid = os.fork()
+        if pid == 0:  # pragma: no cover - runs in the child
+            os.close(reader)
+            os.write(writer, db_module._uuid7_fallback().bytes)
+            os._exit(0)
+        os.close(writer)
+        made.append(uuid.UUID(bytes=os.read(reader, 16)))
+        os.close(reader)
+        os.waitpid(pid, 0)
+    random_bits = [value.int & ((1 << 62) - 1) for value in made]
+    assert random_bits[0] != random_bits[1]
+
+
+async def test_a_session_used_after_it_closed_raises(db: Database) -> None:
+    """A background task holding the request's session fails loudly instead of
+    opening a transaction that nobody commits."""
+    async with db.transaction() as session:
+        await session.execute(select(1))
+    with pytest.raises(InvalidRequestError, match="permanently closed"):
+        await session.execute(select(1))
 
 
 def test_base_carries_the_naming_convention() -> None:
