@@ -53,6 +53,7 @@ from heygen_conventions import (
 )
 from heygen_conventions.db import NAMING_CONVENTION
 from tests.fixtures.db import asgi_client
+from tests.typecheck import mypy_strict
 
 
 class Model(DeclarativeBase):
@@ -686,3 +687,33 @@ async def test_an_apps_yield_dependency_can_use_the_session(db: Database) -> Non
         duplicate = await client.post("/service/a")
     assert duplicate.status_code == 409, duplicate.text
     assert await count_clips(db) == 1
+
+
+async def test_create_all_takes_models_tables(
+    database: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    await database.create_all(Model.metadata, tables=[Owner.__table__])
+    async with database.engine.connect() as connection:
+        names = await connection.run_sync(lambda sync: inspect(sync).get_table_names())
+    assert "owners" in names
+    assert "clips" not in names
+    # SQLAlchemy types __table__ as a FromClause: the README's call type-checks as written.
+    report = mypy_strict(
+        """
+        from sqlalchemy import String
+        from sqlalchemy.orm import Mapped, mapped_column
+
+        from heygen_conventions import Base, Database, UUIDPrimaryKeyMixin
+
+
+        class Episode(UUIDPrimaryKeyMixin, Base):
+            __tablename__ = "episodes"
+            title: Mapped[str] = mapped_column(String(200))
+
+
+        async def create(db: Database) -> None:
+            await db.create_all(tables=[Episode.__table__])
+        """,
+        monkeypatch,
+    )
+    assert report == ""
