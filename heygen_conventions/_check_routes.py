@@ -13,10 +13,12 @@ import inspect
 import re
 import types
 import typing
-from collections.abc import Callable, Iterable, Iterator, Sequence
+import warnings
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final
 
+from fastapi import FastAPI
 from fastapi import routing as fastapi_routing
 from fastapi.dependencies.models import Dependant
 from fastapi.security.base import SecurityBase
@@ -31,6 +33,7 @@ __all__ = [
     "Param",
     "RouteFacts",
     "RouteInspector",
+    "is_fastapi_validation_error",
     "iter_api_routes",
     "strip_optional",
 ]
@@ -41,6 +44,7 @@ its bytecode is not read. For shared plumbing whose errors are not the route's
 to document (a session that turns a commit conflict into 409)."""
 
 _MISSING: Final = object()
+_VALIDATION_ERROR_REF: Final = "#/components/schemas/HTTPValidationError"
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,16 +67,68 @@ class RouteFacts:
     scoped: bool = False
     raises: set[int] = field(default_factory=set)
     has_inputs: bool = False
+    validation_documented: bool = False  # the app's OpenAPI documents its 422 (not FastAPI's)
     body_types: list[Any] = field(default_factory=list)
     ignored: dict[str, str] = field(default_factory=dict)  # rule id -> reason
 
 
-def iter_api_routes(app: Any) -> Iterator[tuple[str, Any]]:
-    """(path prefix, route) for every route FastAPI serves, through included routers and mounts."""
-    yield from _walk_routes(getattr(app, "routes", []), "")
+def iter_api_routes(app: Any) -> Iterator[tuple[str, Any, bool]]:
+    """(path prefix, route, 422 documented) for every route FastAPI serves.
+
+    Walks included routers and mounts. The flag tells whether the OpenAPI
+    document of the application serving the route gives its automatic 422 a
+    body other than FastAPI's ``HTTPValidationError``, which is not what the
+    library's handlers send (:func:`install_exception_handlers` documents
+    theirs). A router checked alone has no document.
+    """
+    yield from _walk_routes(getattr(app, "routes", []), "", _validation_documented(app))
 
 
-def _walk_routes(routes: Sequence[BaseRoute], prefix: str) -> Iterator[tuple[str, Any]]:
+def _validation_documented(app: Any) -> frozenset[tuple[str, str]]:
+    """(path, method) of the operations whose 422 the app documents with its own body."""
+    if not isinstance(app, FastAPI):
+        return frozenset()
+    cached = app.openapi_schema
+    try:
+        with warnings.catch_warnings():
+            # FastAPI's own warnings (duplicate operation ids) are for /docs to raise.
+            warnings.simplefilter("ignore")
+            document = app.openapi()
+    finally:
+        if cached is None:
+            # Older FastAPI versions never regenerate a cached document: leave
+            # none behind for routes added after the check.
+            app.openapi_schema = None
+    return frozenset(
+        (path, method.upper())
+        for path, path_item in (document.get("paths") or {}).items()
+        for method, operation in path_item.items()
+        if isinstance(operation, dict)
+        and "422" in (operation.get("responses") or {})
+        and not is_fastapi_validation_error(operation["responses"]["422"])
+    )
+
+
+def is_fastapi_validation_error(response: Any) -> bool:
+    """Whether a documented response is FastAPI's ``HTTPValidationError`` body.
+
+    FastAPI documents it for the 422 of every route with inputs; it is not
+    the body the library's handlers send.
+    """
+    if not isinstance(response, Mapping):
+        return False
+    if getattr(response.get("model"), "__name__", None) == "HTTPValidationError":
+        return True
+    content = response.get("content")
+    return isinstance(content, Mapping) and any(
+        isinstance(body, Mapping) and body.get("schema") == {"$ref": _VALIDATION_ERROR_REF}
+        for body in content.values()
+    )
+
+
+def _walk_routes(
+    routes: Sequence[BaseRoute], prefix: str, validation_documented: frozenset[tuple[str, str]]
+) -> Iterator[tuple[str, Any, bool]]:
     iter_contexts = getattr(fastapi_routing, "iter_route_contexts", None)
     # FastAPI >= 0.160 keeps included routers as nodes and resolves each route's
     # effective path, dependencies and responses lazily; older versions copy the
@@ -81,10 +137,21 @@ def _walk_routes(routes: Sequence[BaseRoute], prefix: str) -> Iterator[tuple[str
     for item in items:
         original = getattr(item, "original_route", item)
         if isinstance(original, fastapi_routing.APIRoute):
-            yield prefix, item
+            documented = all(
+                (item.path_format, method) in validation_documented for method in item.methods
+            )
+            yield prefix, item, documented
         elif isinstance(original, Mount):
-            # A mounted sub-application is served under the mount's path.
-            yield from _walk_routes(getattr(item, "routes", None) or [], prefix + item.path)
+            # A mounted sub-application is served under the mount's path and
+            # documents its routes in its own OpenAPI document.
+            mounted = original.app
+            yield from _walk_routes(
+                getattr(item, "routes", None) or [],
+                prefix + item.path,
+                _validation_documented(mounted)
+                if isinstance(mounted, FastAPI)
+                else validation_documented,
+            )
 
 
 def _unwrap_call(call: Any) -> Any:
@@ -231,13 +298,16 @@ class RouteInspector:
             found |= cached
         return found
 
-    def route(self, index: int, prefix: str, api_route: Any) -> RouteFacts:
+    def route(
+        self, index: int, prefix: str, api_route: Any, *, validation_documented: bool = False
+    ) -> RouteFacts:
         info = RouteFacts(
             index=index,
             route=api_route,
             path=prefix + api_route.path_format,
             methods=sorted(api_route.methods),
             endpoint=api_route.endpoint,
+            validation_documented=validation_documented,
         )
         for dependant in _dependants(api_route.dependant):
             info.query.extend(_query_params(dependant.query_params))

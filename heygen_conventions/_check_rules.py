@@ -22,7 +22,11 @@ from pydantic import BaseModel
 from pydantic.fields import FieldInfo
 from starlette.responses import JSONResponse, Response
 
-from heygen_conventions._check_routes import RouteFacts, strip_optional
+from heygen_conventions._check_routes import (
+    RouteFacts,
+    is_fastapi_validation_error,
+    strip_optional,
+)
 from heygen_conventions._naming import (
     CRUD_VERBS,
     is_kebab_or_snake,
@@ -415,7 +419,11 @@ def response_findings(route: RouteFacts, method: str) -> Iterator[Finding]:
 
 
 def _documented(route: RouteFacts, status: int) -> bool:
-    keys = {str(key).upper() for key in route.route.responses}
+    keys = {
+        str(key).upper()
+        for key, response in route.route.responses.items()
+        if not is_fastapi_validation_error(response)
+    }
     return bool({str(status), f"{status // 100}XX", "DEFAULT"} & keys)
 
 
@@ -445,7 +453,7 @@ def doc_findings(route: RouteFacts) -> Iterator[Finding]:
         yield (
             "HC404",
             f"is protected ({schemes} in its dependencies) but does not document 401",
-            'responses={401: {"model": ..., "description": "Not authenticated"}}',
+            'responses=error_responses({401: "Not authenticated"})',
         )
     possible = set(route.raises)
     if "{" in route.path:
@@ -455,14 +463,23 @@ def doc_findings(route: RouteFacts) -> Iterator[Finding]:
     if route.security_schemes:
         possible.discard(401)  # HC404's finding
     if route.has_inputs:
-        possible.discard(422)  # FastAPI documents validation errors itself
+        if route.validation_documented:
+            possible.discard(422)  # install_exception_handlers documents the automatic 422
+        else:
+            possible.add(422)  # FastAPI's HTTPValidationError is not the body clients get
     missing = sorted(status for status in possible if not _documented(route, status))
     if missing:
         listed = ", ".join(map(str, missing))
+        fix = "responses=error_responses({" + ", ".join(f'{s}: "..."' for s in missing) + "})"
+        if 422 in missing and route.has_inputs:
+            fix += (
+                "; setup_app() or install_exception_handlers() on the app checked "
+                "documents the 422 of every route with inputs"
+            )
         yield (
             "HC405",
             f"can answer {listed} but does not document {'it' if len(missing) == 1 else 'them'}",
-            "responses={" + ", ".join(f'{s}: {{"description": "..."}}' for s in missing) + "}",
+            fix,
         )
 
 

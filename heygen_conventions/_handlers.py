@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from http import HTTPStatus
 from typing import Any, Literal
 
 import orjson
 from fastapi import FastAPI
 from fastapi.exceptions import RequestValidationError
+from pydantic import BaseModel, Field
+from pydantic.json_schema import models_json_schema
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import Request
 from starlette.responses import Response
@@ -155,9 +157,10 @@ def error_responses(
             responses=error_responses({401: "Not authenticated", 404: "Video not found"}),
         )
 
-    Documenting 422 this way also replaces FastAPI's default
-    ``HTTPValidationError`` schema, which does not describe what the handlers
-    send. 401 entries document the ``WWW-Authenticate`` header.
+    The automatic 422 of a route with inputs is documented by
+    :func:`install_exception_handlers` already; a 422 entry here gives the
+    route its own example. 401 entries document the ``WWW-Authenticate``
+    header.
 
     Args:
         errors: Status to the message of the example; an :class:`ErrorDetail`
@@ -246,6 +249,139 @@ def _location(loc: Iterable[int | str]) -> str:
     return ".".join(str(part) for part in loc)
 
 
+def _field(error: Mapping[str, Any]) -> str | None:
+    loc = tuple(error.get("loc", ()))
+    if error.get("type") == "json_invalid":
+        # FastAPI puts the character offset of the syntax error after "body"; it is no field.
+        loc = loc[:1]
+    return _location(loc) or None
+
+
+class ProblemDetails(BaseModel):
+    """An RFC 9457 problem+json error body, as OpenAPI documents it."""
+
+    type: str = Field("about:blank", description="Problem type URI; `about:blank` here.")
+    title: str = Field(..., description="The status's reason phrase.")
+    status: int = Field(..., description="The HTTP status code.")
+    detail: str = Field(..., description="Human-readable summary of what went wrong.")
+    instance: str | None = Field(None, description="The request path.")
+    code: str = Field(..., description="Stable machine-readable error code.")
+    errors: list[ErrorDetail] = Field(..., description="One entry per problem found.")
+    request_id: str = Field(..., description="To quote when reporting the error.")
+
+
+_REF_PREFIX = "#/components/schemas/"
+_VALIDATION_ERROR_REF = _REF_PREFIX + "HTTPValidationError"
+_DOCUMENTED_MODELS = {
+    model.__name__: model for model in (ErrorDetail, ErrorResponse, ProblemDetails)
+}
+
+
+def _without_nulls(value: Any) -> Any:
+    # FastAPI leaves null members out of the document it generates; do the same.
+    if isinstance(value, dict):
+        return {k: _without_nulls(v) for k, v in value.items() if v is not None}
+    if isinstance(value, list):
+        return [_without_nulls(v) for v in value]
+    return value
+
+
+def _component(document: dict[str, Any], model: type[BaseModel]) -> str:
+    """A ``$ref`` to ``model`` in ``document``, adding its schema (and its fields' models)."""
+    _, top = models_json_schema([(model, "serialization")], ref_template=_REF_PREFIX + "{model}")
+    definitions: dict[str, Any] = _without_nulls(top["$defs"])
+    schemas = document.setdefault("components", {}).setdefault("schemas", {})
+    name = model.__name__
+    while clashing := {
+        key
+        for key, schema in definitions.items()
+        if key in _DOCUMENTED_MODELS and schemas.get(key, schema) != schema
+    }:
+        # Another model of that name is documented: take the long name FastAPI gives then.
+        text = orjson.dumps(definitions).decode()
+        long_names = {
+            key: f"{_DOCUMENTED_MODELS[key].__module__}__{key}".replace(".", "__")
+            for key in clashing
+        }
+        for key, long_name in long_names.items():
+            text = text.replace(f'"{_REF_PREFIX}{key}"', f'"{_REF_PREFIX}{long_name}"')
+        definitions = {long_names.get(key, key): v for key, v in orjson.loads(text).items()}
+        name = long_names.get(name, name)
+    for key, schema in definitions.items():
+        schemas.setdefault(key, schema)
+    return _REF_PREFIX + name
+
+
+def _is_fastapi_validation_body(response: Any) -> bool:
+    content = response.get("content") if isinstance(response, dict) else None
+    return isinstance(content, dict) and any(
+        isinstance(body, dict) and body.get("schema") == {"$ref": _VALIDATION_ERROR_REF}
+        for body in content.values()
+    )
+
+
+def _refs(value: Any, skipped: tuple[Any, ...]) -> Iterator[str]:
+    """Every ``$ref`` in ``value``, except inside the objects in ``skipped``."""
+    if any(value is skip for skip in skipped):
+        return
+    if isinstance(value, dict):
+        ref = value.get("$ref")
+        if isinstance(ref, str):
+            yield ref
+        for item in value.values():
+            yield from _refs(item, skipped)
+    elif isinstance(value, list):
+        for item in value:
+            yield from _refs(item, skipped)
+
+
+def _document_validation_errors(document: dict[str, Any], format: ErrorFormat) -> None:
+    """Replace FastAPI's automatic 422 (``HTTPValidationError``) with the body the handler sends."""
+    operations = [
+        operation
+        for path_item in (document.get("paths") or {}).values()
+        for operation in path_item.values()
+        if isinstance(operation, dict)
+        and _is_fastapi_validation_body((operation.get("responses") or {}).get("422"))
+    ]
+    if not operations:
+        return
+    if format == "problem":
+        media_type, ref = "application/problem+json", _component(document, ProblemDetails)
+    else:
+        media_type, ref = "application/json", _component(document, ErrorResponse)
+    for operation in operations:
+        operation["responses"]["422"] = {
+            "description": _VALIDATION_MESSAGE,
+            "content": {media_type: {"schema": {"$ref": ref}}},
+        }
+    # FastAPI's two schemas go too, unless something else (a webhook) still names them.
+    schemas = document["components"]["schemas"]
+    fastapi_schemas = (schemas.get("HTTPValidationError"), schemas.get("ValidationError"))
+    named = set(_refs(document, fastapi_schemas))
+    if _VALIDATION_ERROR_REF not in named:
+        schemas.pop("HTTPValidationError", None)
+        if _REF_PREFIX + "ValidationError" not in named:
+            schemas.pop("ValidationError", None)
+
+
+def _wrap_openapi(app: FastAPI, format: ErrorFormat) -> None:
+    generate = app.openapi
+    documented: dict[str, Any] | None = None
+
+    def openapi() -> dict[str, Any]:
+        # The wrapped function caches (FastAPI's regenerates when routes are added):
+        # rewrite each document it generates once, and keep it where FastAPI does.
+        nonlocal documented
+        document = generate()
+        if document is not documented:
+            _document_validation_errors(document, format)
+            documented = app.openapi_schema = document
+        return document
+
+    app.openapi = openapi  # type: ignore[method-assign]
+
+
 class _UnhandledErrorMiddleware:
     """Answers an unexpected exception with the generic 500 body and logs it once.
 
@@ -308,6 +444,12 @@ def install_exception_handlers(app: FastAPI, *, format: ErrorFormat = "envelope"
     message; the traceback goes to the ``heygen_conventions.errors`` logger,
     once).
 
+    The OpenAPI document says so too: the 422 FastAPI adds to every route
+    with inputs names this body (``ErrorResponse``, or ``ProblemDetails``
+    for problem+json) instead of FastAPI's ``HTTPValidationError``. The
+    app's ``openapi`` method is wrapped, so a customised one set before this
+    call is kept; one set afterwards should call the one it replaces.
+
     Args:
         app: The application.
         format: ``"envelope"`` for :class:`APIResponse`-shaped bodies or
@@ -344,7 +486,7 @@ def install_exception_handlers(app: FastAPI, *, format: ErrorFormat = "envelope"
             ErrorDetail(
                 code=str(err.get("type", "invalid")),
                 message=str(err.get("msg", "")),
-                field=_location(err.get("loc", ())) or None,
+                field=_field(err),
             )
             for err in exc.errors()
         ]
@@ -391,6 +533,7 @@ def install_exception_handlers(app: FastAPI, *, format: ErrorFormat = "envelope"
             format=format,
         )
 
+    _wrap_openapi(app, format)
     app.add_exception_handler(AppError, handle_app_error)
     app.add_exception_handler(RequestValidationError, handle_validation_error)
     app.add_exception_handler(StarletteHTTPException, handle_http_exception)

@@ -24,7 +24,7 @@ import uuid
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, cast
 
 from fastapi import Depends, FastAPI
 from pydantic import SecretStr
@@ -32,6 +32,7 @@ from sqlalchemy import (
     URL,
     DateTime,
     Dialect,
+    FromClause,
     Integer,
     MetaData,
     Table,
@@ -416,15 +417,16 @@ class Database:
             yield session
 
     async def create_all(
-        self, metadata: MetaData | None = None, *, tables: Sequence[Table] | None = None
+        self, metadata: MetaData | None = None, *, tables: Sequence[FromClause] | None = None
     ) -> None:
         """Create missing tables of ``metadata`` (default: :class:`Base`'s), or just ``tables``.
 
+        ``tables`` takes models' ``__table__`` (typed ``FromClause`` by SQLAlchemy).
         For demos and tests; applications migrate with Alembic.
         """
         target = metadata or Base.metadata
         async with self.engine.begin() as connection:
-            await connection.run_sync(target.create_all, tables)
+            await connection.run_sync(target.create_all, cast("Sequence[Table] | None", tables))
 
     async def drop_all(self, metadata: MetaData | None = None) -> None:
         async with self.engine.begin() as connection:

@@ -29,6 +29,7 @@ import hashlib
 import hmac
 import inspect
 import logging
+import re
 import secrets
 import time
 import uuid
@@ -40,6 +41,7 @@ from typing import Annotated, Any, Literal
 
 import orjson
 from fastapi import Query
+from pydantic import AfterValidator
 from sqlalchemy import ColumnElement, and_, false, or_, tuple_
 from sqlalchemy.orm import QueryableAttribute
 
@@ -59,6 +61,25 @@ MAX_PAGE = 10**15
 DEFAULT_PER_PAGE = 20
 DEFAULT_MAX_PER_PAGE = 100
 MAX_SEARCH_LENGTH = 200
+
+# C0 control characters but tab. PostgreSQL text cannot hold NUL (the query
+# fails) while SQLite ends the pattern there and matches every row: refused
+# up front, both databases answer the same 422.
+_CONTROL_CHARACTERS = re.compile(r"[\x00-\x08\x0a-\x1f]")
+
+
+def _check_search(search: str | None) -> str | None:
+    if search is not None and _CONTROL_CHARACTERS.search(search):
+        raise ValueError("must not contain control characters (tab excepted)")
+    return search
+
+
+# The ``search`` query parameter: bounded, without control characters.
+_SearchQuery = Annotated[
+    str | None,
+    Query(max_length=MAX_SEARCH_LENGTH, description="Text to search for."),
+    AfterValidator(_check_search),
+]
 
 
 class PageParams:
@@ -82,9 +103,7 @@ class PageParams:
             str | None, Query(max_length=64, description="Field to sort by.")
         ] = None,
         sort_order: Annotated[SortOrder, Query(description="Sort direction.")] = "asc",
-        search: Annotated[
-            str | None, Query(max_length=MAX_SEARCH_LENGTH, description="Text to search for.")
-        ] = None,
+        search: _SearchQuery = None,
     ) -> None:
         if not 1 <= page <= MAX_PAGE:
             raise ValueError(f"page must be between 1 and {MAX_PAGE}, got {page}")
@@ -96,6 +115,7 @@ class PageParams:
         self.per_page = per_page
         self.sort_by = sort_by
         self.sort_order: SortOrder = sort_order
+        _check_search(search)
         self.search = (search.strip() or None) if search is not None else None
 
     @property
@@ -200,10 +220,7 @@ class PageParams:
                     "search",
                     inspect.Parameter.KEYWORD_ONLY,
                     default=None,
-                    annotation=Annotated[
-                        str | None,
-                        Query(max_length=MAX_SEARCH_LENGTH, description="Text to search for."),
-                    ],
+                    annotation=_SearchQuery,
                 )
             )
 

@@ -6,7 +6,7 @@ pytest fixtures built on them live in :mod:`heygen_conventions.pytest_plugin`
 
     async def test_get_video(video_app):
         async with app_client(video_app) as client:
-            token = make_token(video_app, "user-1", roles=["admin"])
+            token = make_token(video_app, "user-1")
             response = await client.get("/api/v1/videos/x", headers=auth_headers(token))
         assert_error(response, status=422, code="validation_error")
 """
@@ -18,10 +18,11 @@ import tempfile
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping
 from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import httpx
 from fastapi import FastAPI
+from pydantic import BaseModel
 from sqlalchemy import MetaData, make_url, text
 from sqlalchemy.ext.asyncio import create_async_engine
 
@@ -29,8 +30,10 @@ from heygen_conventions.auth import STATE_KEY as _AUTH_STATE_KEY
 from heygen_conventions.auth import JWTAuth
 from heygen_conventions.db import Database
 from heygen_conventions.logging import _capture_events
+from heygen_conventions.responses import CursorPage, PaginatedResponse
 
 __all__ = [
+    "ResponseLike",
     "app_client",
     "assert_error",
     "assert_ok",
@@ -109,6 +112,10 @@ def make_token(
     Signed with the app's own keys and rules, so it goes through the same
     verification as a real client's. ``options`` go to
     :meth:`JWTAuth.create_access_token` (``expires_in``, ``extra_claims``).
+
+    ``roles`` only go into the token's claims: authorization reads the roles
+    of the user the loader returns, so make a test user an admin through
+    that user (:func:`override_users` with a user whose ``roles`` hold it).
     """
     auth = _auth_of(app)
     create = auth.create_refresh_token if refresh else auth.create_access_token
@@ -189,8 +196,27 @@ async def isolated_database(
         await admin.dispose()
 
 
+class ResponseLike(Protocol):
+    """What the assertions read of a response.
+
+    ``httpx.Response`` (from :func:`app_client`) and the responses of
+    Starlette's ``TestClient`` (``httpx2.Response``) both qualify.
+    """
+
+    @property
+    def status_code(self) -> int: ...
+
+    @property
+    def headers(self) -> Mapping[str, str]: ...
+
+    @property
+    def text(self) -> str: ...
+
+    def json(self) -> Any: ...
+
+
 def assert_error(
-    response: httpx.Response,
+    response: ResponseLike,
     *,
     status: int,
     code: str | None = None,
@@ -223,11 +249,40 @@ def assert_error(
     return body
 
 
-def assert_ok(response: httpx.Response, *, status: int = 200) -> Any:
-    """Assert ``response`` is a success envelope with this status; returns its ``data``."""
+def _required_fields(*models: type[BaseModel]) -> list[frozenset[str]]:
+    return [
+        frozenset(name for name, field in model.model_fields.items() if field.is_required())
+        for model in models
+    ]
+
+
+# What a page always carries: PaginatedResponse's and CursorPage's required fields.
+_PAGE_SHAPES = _required_fields(PaginatedResponse, CursorPage)
+
+
+def _is_page(body: object) -> bool:
+    return (
+        isinstance(body, dict)
+        and "success" not in body
+        and isinstance(body.get("data"), list)
+        and any(shape <= body.keys() for shape in _PAGE_SHAPES)
+    )
+
+
+def assert_ok(response: ResponseLike, *, status: int = 200) -> Any:
+    """Assert ``response`` is a success with this status; returns its ``data``.
+
+    A success is an :class:`APIResponse` envelope with ``success`` true, or a
+    page (:class:`PaginatedResponse`, :class:`CursorPage`), which has no
+    ``success`` member. For a page, ``data`` is its items; the page's other
+    fields are in ``response.json()``.
+    """
     assert response.status_code == status, (
         f"expected {status}, got {response.status_code}: {response.text}"
     )
     body = response.json()
-    assert body.get("success") is True, f"not a success envelope: {response.text}"
+    if _is_page(body):
+        return body.get("data")
+    envelope = isinstance(body, dict) and body.get("success") is True
+    assert envelope, f"not a success envelope nor a page: {response.text}"
     return body.get("data")

@@ -285,6 +285,29 @@ async def test_problem_format_and_untrusted_request_ids(database: Database) -> N
     assert body["request_id"] == response.headers["x-correlation-id"]
 
 
+@pytest.mark.parametrize(
+    ("error_format", "media_type"),
+    [("envelope", "application/json"), ("problem", "application/problem+json")],
+)
+async def test_openapi_documents_the_422_in_the_chosen_format(
+    database: Database, cache_backend: CacheBackend, error_format: str, media_type: str
+) -> None:
+    # With auth's password flow, whose own OpenAPI rewrite wraps the handlers' one.
+    app, _ = build(database, cache_backend, error_format=error_format, token_url="/auth/token")
+    async with app_client(app) as client:
+        document = (await client.get("/openapi.json")).json()
+        refused = await client.get(
+            "/notes/not-a-number", headers=auth_headers(make_token(app, "bob"))
+        )
+    validation = document["paths"]["/notes/{note_id}"]["get"]["responses"]["422"]
+    assert list(validation["content"]) == [media_type]
+    assert refused.headers["content-type"] == media_type
+    ref = validation["content"][media_type]["schema"]["$ref"].rsplit("/", 1)[-1]
+    assert set(refused.json()) == set(document["components"]["schemas"][ref]["properties"])
+    assert "HTTPValidationError" not in document["components"]["schemas"]
+    assert document["components"]["securitySchemes"]["BearerAuth"]["type"] == "oauth2"
+
+
 async def test_defaults_come_from_settings(tmp_path: Any) -> None:
     app = FastAPI()
     url = f"sqlite+aiosqlite:///{tmp_path / 'app.db'}"

@@ -22,6 +22,7 @@ from heygen_conventions import (
     assert_follows_conventions,
     check_app,
     ignore_conventions,
+    install_exception_handlers,
 )
 from heygen_conventions.checks import IGNORE_MARKER, RULES, format_report
 from tests.fixtures.checks import build_clean_app
@@ -46,6 +47,7 @@ class Loose(BaseModel):
 
 def singular_me_app(**route_options: Any) -> FastAPI:
     app = FastAPI()
+    install_exception_handlers(app)
     router = APIRouter(prefix="/api/v1", tags=["users"])
 
     @router.get(

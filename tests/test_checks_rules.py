@@ -8,6 +8,7 @@ from uuid import UUID
 
 import pytest
 from fastapi import APIRouter, Depends, FastAPI, HTTPException, Query, Security, status
+from fastapi.openapi.utils import get_openapi
 from fastapi.responses import FileResponse, HTMLResponse, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer, OAuth2PasswordBearer
 from pydantic import BaseModel, ConfigDict, Field
@@ -21,6 +22,8 @@ from heygen_conventions import (
     PaginatedResponse,
     PermissionDeniedError,
     check_app,
+    error_responses,
+    install_exception_handlers,
 )
 from tests.fixtures.checks import VideoResponse, build_clean_app, current_user
 
@@ -31,7 +34,10 @@ def found(app: Any, rule: str) -> list[str]:
 
 
 def api() -> tuple[FastAPI, APIRouter]:
-    return FastAPI(), APIRouter(prefix="/api/v1", tags=["videos"])
+    """An app with the library's error handlers, which document every route's 422."""
+    app = FastAPI()
+    install_exception_handlers(app)
+    return app, APIRouter(prefix="/api/v1", tags=["videos"])
 
 
 def test_the_well_written_app_has_no_violations() -> None:
@@ -497,6 +503,7 @@ def test_protected_routes_document_401() -> None:
     assert [v.where for v in violations] == ["GET /api/v1/a", "GET /api/v1/b", "GET /api/v1/f"]
     assert "HTTPBearer" in violations[0].message
     assert "OAuth2PasswordBearer" in violations[1].message
+    assert violations[0].fix == 'responses=error_responses({401: "Not authenticated"})'
 
 
 def test_the_library_auth_dependencies_are_seen_as_protected() -> None:
@@ -574,7 +581,7 @@ def test_error_responses_a_route_can_produce_are_documented() -> None:
         raise HTTPException(status_code=409)
 
     @router.get("/i")
-    async def validation_is_documented_by_fastapi(page: int = 1) -> None:
+    async def validation_is_documented_by_the_handlers(page: int = 1) -> None:
         raise InvalidInputError()
 
     @router.get("/j")
@@ -592,6 +599,89 @@ def test_error_responses_a_route_can_produce_are_documented() -> None:
         "GET /api/v1/f": "can answer 403 but does not document it",
         "GET /api/v1/g": "can answer 422 but does not document it",
     }
+
+
+def test_fastapis_validation_error_does_not_document_422() -> None:
+    """FastAPI documents every route's 422 as HTTPValidationError; clients never get that body."""
+    plain = FastAPI()
+    router = APIRouter(prefix="/api/v1", tags=["videos"])
+
+    @router.get("/a")
+    async def with_inputs(page: int = 1) -> None:
+        """Has a query parameter, so FastAPI's validation can answer 422."""
+
+    @router.get("/b", responses=error_responses({422: "Request validation failed"}))
+    async def documented(page: int = 1) -> None:
+        """Documents the body the handlers send."""
+
+    @router.get("/c", responses={422: {"description": "Invalid", "content": FASTAPI_422}})
+    async def fastapi_body(page: int = 1) -> None:
+        """Documents FastAPI's body by hand."""
+
+    @router.get("/d")
+    async def no_inputs() -> None:
+        """Nothing to validate."""
+
+    @router.get("/e/{clip_id}")
+    async def not_found_too(clip_id: int) -> None:
+        """Can also answer 404."""
+
+    plain.include_router(router)
+    violations = check_app(plain, select=["HC405"])
+    assert {v.where: v.message for v in violations} == {
+        "GET /api/v1/a": "can answer 422 but does not document it",
+        "GET /api/v1/c": "can answer 422 but does not document it",
+        "GET /api/v1/e/{clip_id}": "can answer 404, 422 but does not document them",
+    }
+    fixes = {v.where: v.fix for v in violations}
+    assert fixes["GET /api/v1/e/{clip_id}"] == (
+        'responses=error_responses({404: "...", 422: "..."}); setup_app() or '
+        "install_exception_handlers() on the app checked documents the 422 of every route "
+        "with inputs"
+    )
+    # The same routes on an app whose handlers document the 422 they send.
+    app = FastAPI()
+    install_exception_handlers(app)
+    app.include_router(router)
+    assert {v.where: v.fix for v in check_app(app, select=["HC405"])} == {
+        "GET /api/v1/e/{clip_id}": 'responses=error_responses({404: "..."})'
+    }
+    assert app.openapi_schema is None  # the check leaves no cached document behind
+    # A router checked alone has no document: its routes' 422 is not documented.
+    assert [v.where for v in check_app(router, select=["HC405"])] == [
+        "GET /api/v1/a",
+        "GET /api/v1/c",
+        "GET /api/v1/e/{clip_id}",
+    ]
+
+
+FASTAPI_422 = {"application/json": {"schema": {"$ref": "#/components/schemas/HTTPValidationError"}}}
+
+
+def test_the_422_is_read_from_the_document_each_app_serves() -> None:
+    def versioned_app(*, handlers: bool) -> FastAPI:
+        app = FastAPI()
+        if handlers:
+            install_exception_handlers(app)
+        app.add_api_route(
+            "/api/v1/clips/{clip_id}", get_clip, responses=error_responses({404: "?"})
+        )
+        return app
+
+    async def get_clip(clip_id: int) -> None:
+        """One clip."""
+
+    parent = versioned_app(handlers=False)
+    parent.mount("/mounted", versioned_app(handlers=True))
+    assert [v.where for v in check_app(parent, select=["HC405"])] == ["GET /api/v1/clips/{clip_id}"]
+    # An app that replaces its document after the handlers, with FastAPI's own generator.
+    replaced = versioned_app(handlers=True)
+    replaced.openapi = lambda: get_openapi(  # type: ignore[method-assign]
+        title="replaced", version="1", routes=replaced.routes
+    )
+    assert [v.where for v in check_app(replaced, select=["HC405"])] == [
+        "GET /api/v1/clips/{clip_id}"
+    ]
 
 
 # --- models ------------------------------------------------------------------------

@@ -59,6 +59,7 @@ from heygen_conventions.testing import isolated_database
 from tests.conftest import TEST_DATABASE_URL
 from tests.fixtures.db import DATABASE_BACKENDS, asgi_client
 from tests.fixtures.logging import LogOutput
+from tests.typecheck import mypy_strict
 
 
 class Model(DeclarativeBase):
@@ -825,3 +826,33 @@ async def test_an_apps_yield_dependency_can_use_the_session(db: Database) -> Non
         duplicate = await client.post("/service/a")
     assert duplicate.status_code == 409, duplicate.text
     assert await count_clips(db) == 1
+
+
+async def test_create_all_takes_models_tables(
+    database: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    await database.create_all(Model.metadata, tables=[Owner.__table__])
+    async with database.engine.connect() as connection:
+        names = await connection.run_sync(lambda sync: inspect(sync).get_table_names())
+    assert "owners" in names
+    assert "clips" not in names
+    # SQLAlchemy types __table__ as a FromClause: the README's call type-checks as written.
+    report = mypy_strict(
+        """
+        from sqlalchemy import String
+        from sqlalchemy.orm import Mapped, mapped_column
+
+        from heygen_conventions import Base, Database, UUIDPrimaryKeyMixin
+
+
+        class Episode(UUIDPrimaryKeyMixin, Base):
+            __tablename__ = "episodes"
+            title: Mapped[str] = mapped_column(String(200))
+
+
+        async def create(db: Database) -> None:
+            await db.create_all(tables=[Episode.__table__])
+        """,
+        monkeypatch,
+    )
+    assert report == ""

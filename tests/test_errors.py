@@ -1,12 +1,14 @@
 from __future__ import annotations
 
+import json
 import logging
+import re
 from typing import Annotated, Any
 
 import pytest
 from fastapi import APIRouter, FastAPI, HTTPException, Query, Response
 from fastapi.testclient import TestClient
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, create_model
 
 from heygen_conventions import (
     AppError,
@@ -15,6 +17,7 @@ from heygen_conventions import (
     ConflictError,
     ErrorDetail,
     ErrorFormat,
+    ErrorResponse,
     InvalidInputError,
     NotFoundError,
     PermissionDeniedError,
@@ -195,12 +198,15 @@ def test_missing_body_field(client: TestClient) -> None:
     ]
 
 
-def test_malformed_json_body(client: TestClient) -> None:
-    response = client.post(
+@pytest.mark.parametrize("format", ["envelope", "problem"])
+def test_malformed_json_body_names_the_body_not_a_character_offset(format: ErrorFormat) -> None:
+    response = TestClient(make_app(format)).post(
         "/videos", content=b'{"title": ', headers={"content-type": "application/json"}
     )
-    assert response.status_code == 422
-    assert response.json()["errors"][0]["code"] == "json_invalid"
+    assert response.status_code == 422, response.text
+    assert response.json()["errors"] == [
+        {"code": "json_invalid", "message": "JSON decode error", "field": "body"}
+    ]
 
 
 def test_query_and_path_parameter_errors(client: TestClient) -> None:
@@ -432,3 +438,140 @@ def test_error_responses_as_problem_details() -> None:
         "Reload",
     )
     assert "model" not in documented[409]
+
+
+# --- the 422 in the OpenAPI document ------------------------------------------------
+
+
+def resolve(document: dict[str, Any], ref: str) -> dict[str, Any]:
+    prefix = "#/components/schemas/"
+    assert ref.startswith(prefix), ref
+    schema: dict[str, Any] = document["components"]["schemas"][ref.removeprefix(prefix)]
+    return schema
+
+
+def dangling_refs(document: dict[str, Any]) -> list[str]:
+    text = json.dumps(document)
+    refs = set(re.findall(r'"\$ref": "#/components/schemas/([^"]+)"', text))
+    return sorted(refs - document.get("components", {}).get("schemas", {}).keys())
+
+
+def test_openapi_documents_the_422_body_clients_receive() -> None:
+    app = make_app()
+    document = app.openapi()
+    validation = document["paths"]["/videos"]["post"]["responses"]["422"]
+    assert validation["description"] == "Request validation failed"
+    schema_ref = validation["content"]["application/json"]["schema"]["$ref"]
+    assert schema_ref == "#/components/schemas/ErrorResponse"
+    for path, method in [("/items/{item_id}", "get"), ("/raise/{name}", "get")]:
+        assert document["paths"][path][method]["responses"]["422"] == validation
+    # Routes without inputs have no automatic 422.
+    assert "422" not in document["paths"]["/boom"]["get"]["responses"]
+    assert "HTTPValidationError" not in document["components"]["schemas"]
+    assert "ValidationError" not in document["components"]["schemas"]
+    assert dangling_refs(document) == []
+    # The documented schema describes what the handler really sends.
+    sent = TestClient(app).post("/videos", json={"title": ""}).json()
+    schema = resolve(document, schema_ref)
+    assert set(sent) == set(schema["properties"])
+    assert set(schema["required"]) <= set(sent)
+    ErrorResponse.model_validate(sent)
+
+
+def test_openapi_documents_the_422_as_problem_details() -> None:
+    app = make_app("problem")
+    document = app.openapi()
+    validation = document["paths"]["/videos"]["post"]["responses"]["422"]
+    assert list(validation["content"]) == ["application/problem+json"]
+    schema = resolve(document, validation["content"]["application/problem+json"]["schema"]["$ref"])
+    sent = TestClient(app).post("/videos", json={}).json()
+    assert set(sent) == set(schema["properties"])
+    assert set(schema["required"]) <= set(sent)
+    assert "HTTPValidationError" not in document["components"]["schemas"]
+    assert dangling_refs(document) == []
+
+
+def test_openapi_is_cached_and_follows_routes_added_later() -> None:
+    app = make_app()
+    first = app.openapi()
+    assert app.openapi() is first
+    assert app.openapi_schema is first
+
+    @app.get("/later/{later_id}")
+    async def later(later_id: int) -> dict[str, int]:
+        return {"later_id": later_id}
+
+    document = app.openapi()
+    validation = document["paths"]["/later/{later_id}"]["get"]["responses"]["422"]
+    assert validation["content"]["application/json"]["schema"]["$ref"].endswith("/ErrorResponse")
+    assert "HTTPValidationError" not in document["components"]["schemas"]
+
+
+def test_an_openapi_customised_before_the_handlers_is_kept() -> None:
+    app = FastAPI()
+    generate = app.openapi
+    calls = []
+
+    def custom_openapi() -> dict[str, Any]:
+        calls.append(1)
+        document = generate()
+        document["info"]["x-logo"] = {"url": "https://example.com/logo.png"}
+        return document
+
+    app.openapi = custom_openapi  # type: ignore[method-assign]
+    install_exception_handlers(app)
+
+    @app.get("/items/{item_id}")
+    async def item(item_id: int) -> dict[str, int]:
+        return {"item_id": item_id}
+
+    document = app.openapi()
+    assert document["info"]["x-logo"] == {"url": "https://example.com/logo.png"}
+    validation = document["paths"]["/items/{item_id}"]["get"]["responses"]["422"]
+    assert validation["content"]["application/json"]["schema"]["$ref"].endswith("/ErrorResponse")
+    assert app.openapi() is document
+
+
+def test_route_documented_422_and_fastapis_schemas_still_named_elsewhere_are_kept() -> None:
+    app = FastAPI()
+    install_exception_handlers(app)
+    invalid = ErrorDetail(code="uuid_parsing", message="Not a UUID", field="path.video_id")
+
+    @app.get("/videos/{video_id}", responses=error_responses({422: invalid}))
+    async def get_video(video_id: int) -> dict[str, int]:
+        return {"video_id": video_id}
+
+    @app.webhooks.post("video-rendered")
+    def video_rendered(body: VideoCreate) -> None:
+        """Sent to subscribers; their answers are not this app's handlers' to document."""
+
+    document = app.openapi()
+    own = document["paths"]["/videos/{video_id}"]["get"]["responses"]["422"]
+    assert own["content"]["application/json"]["example"]["errors"] == [invalid.model_dump()]
+    hook = document["webhooks"]["video-rendered"]["post"]["responses"]["422"]
+    assert hook["content"]["application/json"]["schema"]["$ref"].endswith("/HTTPValidationError")
+    assert {"HTTPValidationError", "ValidationError"} <= document["components"]["schemas"].keys()
+    assert dangling_refs(document) == []
+
+
+# An application model that happens to share the library's model name.
+AppErrorDetail = create_model("ErrorDetail", reason=(str, ...))
+
+
+def test_an_app_model_of_the_same_name_is_not_overwritten() -> None:
+    app = FastAPI()
+    install_exception_handlers(app)
+
+    @app.post("/reports")
+    async def report(body: AppErrorDetail) -> dict[str, str]:  # type: ignore[valid-type]
+        return {}
+
+    document = app.openapi()
+    schemas = document["components"]["schemas"]
+    assert "reason" in schemas["ErrorDetail"]["properties"]
+    ref = document["paths"]["/reports"]["post"]["responses"]["422"]["content"]["application/json"]
+    envelope = resolve(document, ref["schema"]["$ref"])
+    item_ref = envelope["properties"]["errors"]["items"]["$ref"]
+    assert "field" in resolve(document, item_ref)["properties"]
+    assert item_ref != "#/components/schemas/ErrorDetail"
+    assert dangling_refs(document) == []

@@ -162,6 +162,32 @@ async def test_bad_page_parameters_are_422_in_the_standard_body(sample_db: Datab
         assert "allowed: created_at, title, duration, status" in slug.text
 
 
+async def test_control_characters_in_search_are_422_on_every_database(
+    sample_db: Database,
+) -> None:
+    async with sample_db.session() as session:
+        await seed(session, 3)
+    async with asgi_client(make_app(sample_db)) as client:
+        # SQLite would end the pattern at NUL and match every row; PostgreSQL refuses NUL.
+        for text in ("\x00", "Video\x00", "a\nb", "\x1b[31m", "\r"):
+            for path in ("/videos", "/plain"):
+                response = await client.get(path, params={"search": text})
+                assert response.status_code == 422, (path, text, response.text)
+                assert response.json()["errors"] == [
+                    {
+                        "code": "value_error",
+                        "message": "Value error, must not contain control characters "
+                        "(tab excepted)",
+                        "field": "query.search",
+                    }
+                ]
+        tab = await client.get("/videos", params={"search": "Video\t"})
+        assert tab.status_code == 200, tab.text
+        assert tab.json()["total_count"] == 3  # the tab is stripped like other whitespace
+    with pytest.raises(ValueError, match="control characters"):
+        PageParams(search="\x00")
+
+
 async def test_openapi_lists_the_allowed_sort_fields(sample_db: Database) -> None:
     async with asgi_client(make_app(sample_db)) as client:
         schema = (await client.get("/openapi.json")).json()

@@ -6,11 +6,14 @@ from typing import Annotated
 import httpx
 import pytest
 from fastapi import Depends, FastAPI
+from fastapi.testclient import TestClient
 from sqlalchemy import text
 
 from heygen_conventions import (
     APIResponse,
+    CursorPage,
     NotFoundError,
+    PaginatedResponse,
     Settings,
     get_current_user,
     install_auth,
@@ -26,6 +29,7 @@ from heygen_conventions.testing import (
     override_users,
 )
 from tests.conftest import TEST_DATABASE_URL
+from tests.typecheck import mypy_strict
 
 DATABASE_URLS = [None, *([TEST_DATABASE_URL] if TEST_DATABASE_URL else [])]
 
@@ -107,6 +111,61 @@ def test_assert_ok_checks_status_and_envelope() -> None:
         assert_ok(ok, status=201)
     with pytest.raises(AssertionError, match="not a success envelope"):
         assert_ok(httpx.Response(200, json={"data": [1]}))
+    with pytest.raises(AssertionError, match="not a success envelope"):
+        assert_ok(httpx.Response(200, json=[1]))
+
+
+@pytest.mark.parametrize("format", ["envelope", "problem"])
+def test_assert_ok_accepts_pages_and_returns_their_items(format: str) -> None:
+    app = make_app(format)
+
+    @app.get("/pages", response_model=PaginatedResponse[int])
+    async def pages() -> PaginatedResponse[int]:
+        return PaginatedResponse[int].create([1, 2], page=1, per_page=2, total_count=3)
+
+    @app.get("/uncounted", response_model=PaginatedResponse[int])
+    async def uncounted() -> PaginatedResponse[int]:
+        return PaginatedResponse[int].create([1, 2, 3], page=1, per_page=2, total_count=None)
+
+    @app.get("/feed", response_model=CursorPage[int])
+    async def feed() -> CursorPage[int]:
+        return CursorPage[int](data=[4], next_cursor="c2", has_more=True)
+
+    @app.get("/wrapped", response_model=APIResponse[PaginatedResponse[int]])
+    async def wrapped() -> APIResponse[PaginatedResponse[int]]:
+        page = PaginatedResponse[int].create([5], page=1, per_page=2, total_count=1)
+        return APIResponse[PaginatedResponse[int]].ok(page)
+
+    client = TestClient(app)  # Starlette's client: httpx2 responses
+    assert assert_ok(client.get("/pages")) == [1, 2]
+    assert assert_ok(client.get("/uncounted")) == [1, 2]
+    assert assert_ok(client.get("/feed")) == [4]
+    assert assert_ok(client.get("/wrapped"))["total_count"] == 1
+    not_found = client.get("/items/1")
+    with pytest.raises(AssertionError, match="not a success envelope nor a page"):
+        assert_ok(not_found, status=404)
+
+
+def test_the_assertions_type_check_with_both_test_clients(monkeypatch: pytest.MonkeyPatch) -> None:
+    report = mypy_strict(
+        """
+        from fastapi import FastAPI
+        from fastapi.testclient import TestClient
+
+        from heygen_conventions.testing import app_client, assert_error, assert_ok
+
+
+        async def check(app: FastAPI) -> None:
+            client = TestClient(app)  # httpx2 responses
+            assert_error(client.get("/missing"), status=404, code="not_found")
+            assert_ok(client.get("/"))
+            async with app_client(app) as async_client:  # httpx responses
+                assert_error(await async_client.get("/missing"), status=404)
+                assert_ok(await async_client.get("/"))
+        """,
+        monkeypatch,
+    )
+    assert report == ""
 
 
 @pytest.mark.parametrize("url", DATABASE_URLS, ids=["sqlite", "postgresql"][: len(DATABASE_URLS)])
