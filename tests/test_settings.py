@@ -8,6 +8,7 @@ from pydantic_settings import SettingsConfigDict
 
 from heygen_conventions import Settings
 from heygen_conventions.settings import DEVELOPMENT_JWT_SECRET
+from tests.typecheck import mypy_strict
 
 STRONG = "k" * 48
 
@@ -190,3 +191,18 @@ def test_cursor_secret_signs_cursors_for_every_instance() -> None:
     )
     keys = [Database.from_settings(settings).sessionmaker.kw["info"] for _ in range(2)]
     assert keys[0][_CURSOR_KEY_INFO] == keys[1][_CURSOR_KEY_INFO]
+
+
+def test_settings_type_check_without_pydantic_s_plugin(monkeypatch: pytest.MonkeyPatch) -> None:
+    report = mypy_strict(
+        """
+        from datetime import timedelta
+
+        from heygen_conventions import Settings
+
+        settings = Settings(app_name="videos", jwt_access_token_ttl=timedelta(minutes=5))
+        ttl: timedelta = settings.jwt_access_token_ttl
+        """,
+        monkeypatch,
+    )
+    assert report == ""
