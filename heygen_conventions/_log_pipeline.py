@@ -210,6 +210,12 @@ class Finish:
 
 # C0 and C1 control characters (ANSI escapes, newlines) shown escaped on a terminal.
 _CONTROL_ESCAPES = {code: f"\\x{code:02x}" for code in (*range(0x20), *range(0x7F, 0xA0))}
+# A traceback is lines of text: its newlines and indentation stay, while the
+# rest (``\r``, ANSI escapes from an exception message quoting input) cannot
+# rewrite what the terminal already shows.
+_TRACEBACK_ESCAPES = {
+    code: escape for code, escape in _CONTROL_ESCAPES.items() if chr(code) not in "\n\t"
+}
 
 
 def escape_controls(logger: WrappedLogger, method_name: str, event_dict: EventDict) -> EventDict:
@@ -277,12 +283,12 @@ def json_safe(value: Any, default: Callable[[Any], Any], depth: int) -> Any:
 
 
 def scrubbed_traceback(redactor: Redactor) -> Callable[[Any, Any], None]:
-    """Console tracebacks: structlog's plain text (never locals), scrubbed."""
+    """Console tracebacks: structlog's plain text (never locals), scrubbed, controls escaped."""
 
     def write_traceback(sio: Any, exc_info: Any) -> None:
         buffer = io.StringIO()
         plain_traceback(buffer, exc_info)
-        sio.write(redactor.scrub(buffer.getvalue()))
+        sio.write(redactor.scrub(buffer.getvalue()).translate(_TRACEBACK_ESCAPES))
 
     return write_traceback
 

@@ -178,13 +178,36 @@ _UNWALKED_KEYS = frozenset({"exc_info"})
 _BEARER = re.compile(r"(?i)\b(bearer)\s+[A-Za-z0-9\-._~+/]++=*+(?![\w=])")
 _BASIC = re.compile(r"(?i)\b(basic)[ \t]+([A-Za-z0-9+/]{4,}={0,2})(?![\w+/=])")
 _JWT = re.compile(r"\beyJ[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+(?:\.[A-Za-z0-9_-]*)?")
-# Scheme and authority up to its last ``@`` (as browsers read ``user:p@ss@host``).
-_URL_USERINFO = re.compile(
-    r"(?i)(?<![a-z0-9+.-])([a-z][a-z0-9+.-]*+://)([^\s/?#@\"'<>]*+(?:@[^\s/?#@\"'<>]*+)*)@"
-)
-# ``name=value``, ``name: value``, ``"name": "value"``; the value is read by hand.
-_PAIR_KEY = re.compile(r"(?<![\w.-])(-*[A-Za-z_][\w.-]*+)([\"']?[ \t]*[:=][ \t]*)")
+# ``scheme://user:`` or ``scheme://user@``: where a URL's userinfo may start.
+_URL_USERINFO = re.compile(r"(?i)(?<![a-z0-9+.-])[a-z][a-z0-9+.-]*+://([^\s/?#@:\"'<>]*+)[:@]")
+# A userinfo without a password, up to the last ``@`` before the host
+# (``user@host``, ``ghp_...@github.com``; ``a@b:pw@host`` as browsers read it).
+_URL_USER_ONLY = re.compile(r"[^\s/?#@\"'<>]*+(?:@[^\s/?#@\"'<>]*+)*@")
+# More ``@`` where the host would start: ``user:p@ss@db`` holds one password.
+_URL_HOST_AT = re.compile(r"(?:[^\s/?#@\"'<>]*+@)*")
+_URL_AT_OR_LINE_END = re.compile(r"[@\r\n]")
+# ``host:8080/path ... ann@example.com``: a port, not a password, before a later ``@``.
+_URL_PORT = re.compile(r"\d{1,5}(?!\w)")
+_WHITESPACE = re.compile(r"\s")
+# ``name=value``, ``name: value``, ``"name": "value"`` and, in JSON held in a
+# JSON string, ``\\"name\\": \\"value\\"``; the value is read by hand.
+_PAIR_KEY = re.compile(r"(?<![\w.-])(-*[A-Za-z_][\w.-]*+)(\\*[\"']?[ \t]*[:=][ \t]*)")
+_BACKSLASHES = re.compile(r"\\*")
 _PLAIN_VALUE = re.compile(r"[^\s\"'&,;]+")
+# A multipart/form-data part (raw, or escaped as in a bytes repr): the field
+# name in its header, the blank line before its value, the line starting the
+# next part.
+_FORM_FIELD = re.compile(
+    r"(?i)content-disposition:[ \t]*form-data\b[^\r\n\\]*?\bname=\\*\"?([^\"\\;\r\n]*)"
+)
+_FORM_VALUE_START = re.compile(r"\r?\n\r?\n|(?:\\r)?\\n(?:\\r)?\\n")
+_FORM_VALUE_END = re.compile(r"(?:\r?\n|(?:\\r)?\\n)--")
+# A pydantic ValidationError entry: the field's location alone on a line, then
+# ``  <message> [type=..., input_value=<repr>, input_type=...]``.
+_VALIDATION_INPUT = re.compile(
+    r"(?m)^([^\s][^\r\n]*+)\r?\n[ \t]+[^\r\n]*?\[type=[\w-]*+, input_value="
+)
+_VALIDATION_INPUT_END = ", input_type="
 _LINE_END = re.compile(r"[\r\n]")
 _CAMEL = re.compile(r"(?<=[a-z0-9])(?=[A-Z])|(?<=[A-Z])(?=[A-Z][a-z])")
 _NOT_WORD = re.compile(r"[^a-z0-9]+")
@@ -268,14 +291,85 @@ def _token_like(text: str) -> bool:
     return len(text) >= 16 and any(c.isdigit() for c in text)
 
 
-def _mask_url_userinfo(match: re.Match[str]) -> str:
-    scheme, userinfo = match.group(1), match.group(2)
-    user, colon, _ = userinfo.partition(":")
-    if _token_like(user):
-        user = REDACTED
-    if colon:
-        return f"{scheme}{user}:{REDACTED}@"
-    return f"{scheme}{user}@"
+def _mask_urls(text: str) -> str:
+    """``text`` with the password (and a token used as user) of each URL masked.
+
+    The password runs from ``user:`` to the ``@`` before the host, whatever it
+    holds: SQLAlchemy reads ``postgresql://app:pa/ss#w?rd@db`` and
+    ``app:s3cr3t p4ss@db`` as passwords, and generated passwords hold ``/``
+    and ``+``. A raw ``@`` in it (``app:p@ss@db``) is read to the last ``@``
+    in front of the host. In free text the colon may instead start a port
+    (``http://api:8080 for ann@example.com``), so a candidate is left alone
+    when it holds another URL, or spans words and starts with a space or a
+    port number.
+    """
+    parts: list[str] = []
+    done = 0  # text[:done] is in parts
+    # The next ``@`` or line end, and the next ``://``, after the latest colon:
+    # found once for all the URLs before them, so hostile text stays linear.
+    at = next_url = -1
+    for match in _URL_USERINFO.finditer(text):
+        after, user_end = match.span(1)
+        if after < done:
+            continue  # inside a userinfo already masked
+        mark = text[user_end]
+        if mark == ":":
+            if at <= user_end:
+                found = _URL_AT_OR_LINE_END.search(text, user_end + 1)
+                at = found.start() if found is not None else len(text)
+            if at == len(text) or text[at] != "@":
+                continue  # host:port
+            if next_url <= user_end:
+                next_url = text.find("://", user_end)
+                next_url = len(text) if next_url < 0 else next_url
+            if next_url < at:
+                continue  # ``http://a:1 and postgresql://...@``: the @ is another URL's
+            password = text[user_end + 1 : at]
+            if _WHITESPACE.search(password) is not None and (
+                password[0].isspace() or _URL_PORT.match(password) is not None
+            ):
+                continue
+            user, has_password = text[after:user_end], True
+            end = _URL_HOST_AT.match(text, at + 1).end()  # type: ignore[union-attr]
+        else:
+            end = _URL_USER_ONLY.match(text, after).end()  # type: ignore[union-attr]
+            user, colon, _ = text[after : end - 1].partition(":")
+            has_password = bool(colon)
+            if not has_password and not _token_like(user):
+                continue  # ``git@github.com``, ``postgres@localhost``
+        if _token_like(user):
+            user = REDACTED
+        parts.append(text[done:after])
+        parts.append(f"{user}:{REDACTED}@" if has_password else f"{user}@")
+        done = end
+    if not parts:
+        return text
+    parts.append(text[done:])
+    return "".join(parts)
+
+
+def _closing_quote(text: str, start: int, limit: int, quote: str, escapes: int) -> int:
+    """Where a quoted value starting at ``start`` ends: at its closing quote, else at ``limit``.
+
+    ``escapes`` is the number of backslashes before the opening quote: 0 in
+    ``"password": "..."``, 1 in JSON held in a JSON string
+    (``\\"password\\": \\"...\\"``), 3 a level deeper. A quote inside the
+    value is escaped at one more level than the delimiter (``\\"`` at level
+    0, ``\\\\\\"`` at level 1): its backslash count ends, in binary, in at
+    least one more 1 than ``escapes`` does. Any other quote closes the value.
+    """
+    ones = (~escapes & (escapes + 1)).bit_length()  # trailing 1 bits of escapes, plus one
+    inner = (1 << ones) - 1
+    position = start
+    while (close := text.find(quote, position, limit)) >= 0:
+        run = close
+        while run > start and text[run - 1] == "\\":
+            run -= 1
+        backslashes = close - run
+        if backslashes & inner != inner:
+            return close - min(backslashes, escapes)
+        position = close + 1
+    return limit
 
 
 def _mask_basic(match: re.Match[str]) -> str:
@@ -305,7 +399,9 @@ class Redactor:
     never mutated). Every string is scrubbed of bearer and basic credentials,
     JWTs, URL passwords and ``key=value`` / ``key: value`` pairs whose key is
     secret (header lines such as ``Authorization: Digest ...`` and
-    ``Cookie: a=1; b=2`` to the end of the line).
+    ``Cookie: a=1; b=2`` to the end of the line), multipart form fields with
+    a secret name and the ``input_value`` of pydantic validation errors for a
+    secret field.
     """
 
     def __init__(self, keys: Iterable[str] = DEFAULT_REDACTED_KEYS) -> None:
@@ -345,33 +441,93 @@ class Redactor:
         if "asic" in text or "ASIC" in text:
             text = _BASIC.sub(_mask_basic, text)
         if "://" in text and "@" in text:
-            text = _URL_USERINFO.sub(_mask_url_userinfo, text)
+            text = _mask_urls(text)
         if ("=" in text or ":" in text) and self._stems:
             lowered = text.lower()
             for stem in self._stems:
                 if stem in lowered:
-                    return self._mask_pairs(text)
+                    return self._mask_fields(text, lowered)
         return text
+
+    def _mask_fields(self, text: str, lowered: str) -> str:
+        """``text`` with the value of each field, form part or pair naming a secret masked."""
+        if "form-data" in lowered:
+            text = self._mask_form_parts(text)
+        if "input_value=" in text:
+            text = self._mask_validation_inputs(text)
+        return self._mask_pairs(text)
+
+    def _mask_form_parts(self, text: str) -> str:
+        """``text`` with the value of each multipart/form-data field whose name is secret masked.
+
+        A value runs from the blank line after its part's headers to the line
+        starting the next part (``--boundary``), or to the end of a truncated body.
+        """
+        parts: list[str] = []
+        done = position = 0
+        while (field := _FORM_FIELD.search(text, position)) is not None:
+            position = field.end()
+            if not self.is_secret_key(field.group(1)):
+                continue
+            blank = _FORM_VALUE_START.search(text, position)
+            if blank is None:
+                break
+            start = blank.end()
+            next_part = _FORM_VALUE_END.search(text, start)
+            end = next_part.start() if next_part is not None else len(text)
+            if end > start:
+                parts.append(text[done:start])
+                parts.append(REDACTED)
+                done = end
+            position = max(end, position)
+        if not parts:
+            return text
+        parts.append(text[done:])
+        return "".join(parts)
+
+    def _mask_validation_inputs(self, text: str) -> str:
+        """``text`` with the ``input_value`` of each ValidationError entry for a secret field."""
+        parts: list[str] = []
+        done = position = 0
+        while (entry := _VALIDATION_INPUT.search(text, position)) is not None:
+            start = entry.end()
+            line = _LINE_END.search(text, start)
+            line_end = line.start() if line is not None else len(text)
+            position = line_end
+            if not self.is_secret_key(entry.group(1).strip()):
+                continue
+            end = text.rfind(_VALIDATION_INPUT_END, start, line_end)
+            parts.append(text[done:start])
+            parts.append(REDACTED)
+            done = end if end >= 0 else line_end
+        if not parts:
+            return text
+        parts.append(text[done:])
+        return "".join(parts)
 
     def _mask_pairs(self, text: str) -> str:
         """``text`` with the value of each ``key=value`` / ``key: value`` naming a secret masked."""
         parts: list[str] = []
         done = 0  # text[:done] is in parts
         position = 0
+        # Found once per line, not per pair: a long line of pairs stays linear.
+        line_end = -1
         while (pair := _PAIR_KEY.search(text, position)) is not None:
             key = pair.group(1)
             if not self.is_secret_key(key):
                 position = pair.end(1)  # the value may itself be a pair: a=password=x
                 continue
             start = pair.end()
-            quote = text[start : start + 1]
+            escapes = _BACKSLASHES.match(text, start).end() - start  # type: ignore[union-attr]
+            quote = text[start + escapes : start + escapes + 1]
             if quote in ('"', "'"):
-                close = text.find(quote, start + 1)
-                line = _LINE_END.search(text, start + 1)
-                if close < 0 or (line is not None and line.start() < close):
-                    close = line.start() if line is not None else len(text)
-                parts.append(text[done : start + 1])
-                parts.append(_masked(text[start + 1 : close]))
+                opened = start + escapes + 1
+                if line_end < opened:
+                    line = _LINE_END.search(text, opened)
+                    line_end = line.start() if line is not None else len(text)
+                close = _closing_quote(text, opened, line_end, quote, escapes)
+                parts.append(text[done:opened])
+                parts.append(_masked(text[opened:close]))
                 done = position = close
                 continue
             if _SCHEME.match(text, start) is not None or key_words(key)[-1:] in _LINE_VALUED:

@@ -36,7 +36,10 @@ LogFormat = Literal["auto", "json", "console"]
 LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
 
 _HMAC_ALGORITHMS = frozenset({"HS256", "HS384", "HS512"})
-_URL_PASSWORD = re.compile(r"(://[^:/?#@\s]*:)[^@/\s]*@")
+# SQLAlchemy's URL grammar (``name://user:password@host``, the password being
+# anything up to an ``@``: ``/?#``, quotes and spaces included), extended over
+# further ``@`` before the host, so ``user:p@ss@db`` hides ``p@ss`` whole.
+_URL_PASSWORD = re.compile(r"\A(\s*[\w+.-]+://[^:/]*:)[^@]*@(?:[^/?#@]*@)*")
 
 
 def _without_password(url: str) -> str:

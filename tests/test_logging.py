@@ -257,6 +257,29 @@ def test_console_output_is_readable_and_escapes_control_characters() -> None:
     assert "abc.def" not in traceback
 
 
+def test_console_tracebacks_escape_control_characters_from_exception_messages() -> None:
+    # An exception message quoting input must not move the cursor, erase or
+    # recolour what the terminal shows; line breaks and tabs are the
+    # traceback's own layout and stay.
+    restore = _snapshot()
+    stream = io.StringIO()
+    message = "unknown item x\r\x1b[2K\x1b]0;title\x07\x9b31m\x00forged\tcol\nnext line"
+    try:
+        configure_logging(json=False, stream=stream)
+        try:
+            raise ValueError(message)
+        except ValueError:
+            get_logger("console").exception("structlog failure")
+            logging.getLogger("console").exception("stdlib failure")
+    finally:
+        restore()
+    output = stream.getvalue()
+    escaped = r"unknown item x\x0d\x1b[2K\x1b]0;title\x07\x9b31m\x00forged" + "\tcol\nnext line"
+    assert output.count(f"ValueError: {escaped}") == 2, output
+    assert not any(c in output for c in "\r\x1b\x07\x9b\x00"), output
+    assert output.count("Traceback (most recent call last):\n") == 2
+
+
 def test_json_none_picks_console_on_a_terminal_and_json_otherwise() -> None:
     restore = _snapshot()
     terminal, pipe = Terminal(), io.StringIO()

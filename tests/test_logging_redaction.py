@@ -5,13 +5,16 @@ from __future__ import annotations
 import dataclasses
 import datetime
 import enum
+import json
 import logging
 import uuid
 from decimal import Decimal
 from typing import Any
 
+import httpx
 import pytest
-from pydantic import BaseModel
+from pydantic import BaseModel, Field, ValidationError
+from sqlalchemy.engine import make_url
 
 from heygen_conventions import get_logger
 from heygen_conventions._redact import DEFAULT_REDACTED_KEYS, REDACTED, Redactor
@@ -454,6 +457,14 @@ GITHUB_PAT = "ghp_16C7e42F292c6912E7710c838347Ae178B4a"
         ),
         (f"postgresql://app:p@ss{SECRET}@db/app", "postgresql://app:[REDACTED]@db/app"),
         (
+            f"postgresql://app:{SECRET}@db/app failed; mail ops@example.com",
+            "postgresql://app:[REDACTED]@db/app failed; mail ops@example.com",
+        ),
+        (
+            f"from http://proxy:3128 to postgresql://app:{SECRET}@db/app",
+            "from http://proxy:3128 to postgresql://app:[REDACTED]@db/app",
+        ),
+        (
             f"cloning https://{GITHUB_PAT}@github.com/o/r",
             "cloning https://[REDACTED]@github.com/o/r",
         ),
@@ -500,6 +511,11 @@ def test_credentials_in_header_lines_and_urls_are_masked_and_the_rest_kept(
         "max_tokens=4096 tokens_used: 12",
         "basic AAAA (no user:password inside)",
         "password=; nothing to mask",
+        "see https://example.com/a@b for details",
+        "mail ann@example.com via https://example.com/contact",
+        "redis://cache:6379/0 is down, paging ops@example.com",
+        "GET https://api.example.com:443/v1 for ann@example.com",
+        "https://example.com: ask ann@example.com",
     ],
 )
 def test_text_that_only_resembles_credentials_is_kept(log_output: LogOutput, text: str) -> None:
@@ -512,6 +528,131 @@ def test_scrubbing_hostile_text_stays_linear() -> None:
     redactor = Redactor()
     dashes = "a-" * 50_000 + "token"
     dots = "redis://" + "a." * 50_000 + "@"
+    colons = "a://b:" * 50_000 + "@"
     assert redactor.scrub(dashes) == dashes
     assert redactor.scrub(dots) == dots
+    assert redactor.scrub(colons).count(REDACTED) == 1
     assert redactor.scrub("token: " * 10_000).count(REDACTED) == 5_000
+    assert redactor.scrub('"password": "x" ' * 20_000).count(REDACTED) == 20_000
+    assert redactor.scrub('password: "' + '\\"' * 50_000) == f'password: "{REDACTED}'
+    form = "Content-Disposition: form-data; name=password\n\nx\n--b\n" * 10_000
+    assert redactor.scrub(form).count(REDACTED) == 10_000
+    errors = "password\n  bad [type=x, input_value='x', input_type=str]\n" * 10_000
+    assert redactor.scrub(errors).count(REDACTED) == 10_000
+
+
+@pytest.mark.parametrize(
+    "password", ["k3J/9xQ+Zt", "Tr0ub4dor?x", "hunter#22x", "s3cr3t p4ss", "it's\"<ok>"]
+)
+def test_url_passwords_are_masked_whatever_they_hold_as_sqlalchemy_reads_them(
+    log_output: LogOutput, password: str
+) -> None:
+    url = f"postgresql+asyncpg://app:{password}@db.internal:5432/app"
+    assert make_url(url).password == password  # a URL SQLAlchemy connects with
+    expected = make_url(url).render_as_string(hide_password=True).replace("***", REDACTED)
+    get_logger("r").info(f"connecting to {url}", url=url)
+    logging.getLogger("r").warning("DB down: %s", url, extra={"detail": {"dsn": url}})
+    assert password not in log_output.text
+    structlog_line, stdlib_line = log_output.lines()
+    assert structlog_line["event"] == f"connecting to {expected}"
+    assert structlog_line["url"] == expected
+    assert stdlib_line["event"] == f"DB down: {expected}"
+    assert stdlib_line["detail"] == {"dsn": expected}
+
+
+def multipart_body(fields: dict[str, str]) -> str:
+    """A multipart/form-data body as httpx sends it (real boundary, CRLF lines)."""
+    request = httpx.Request("POST", "http://api/login", data=fields, files={"avatar": b"PNG"})
+    return request.read().decode()
+
+
+FORM = multipart_body({"username": "ann", "password": f"{SECRET}\r\nsecond line"})
+
+
+@pytest.mark.parametrize(
+    ("message", "logged"),
+    [
+        (
+            json.dumps({"password": f'ab"{SECRET}', "n": 1}),
+            '{"password": "[REDACTED]", "n": 1}',
+        ),
+        (
+            json.dumps({"password": f"{SECRET}\\", "n": 1}),
+            '{"password": "[REDACTED]", "n": 1}',
+        ),
+        (
+            repr({"password": f'it\'s "{SECRET}"', "n": 1}),
+            "{'password': '[REDACTED]', 'n': 1}",
+        ),
+        (
+            json.dumps(json.dumps({"password": f'x"{SECRET}', "n": 1})),
+            json.dumps(json.dumps({"password": REDACTED, "n": 1})),
+        ),
+        (
+            json.dumps(json.dumps(json.dumps({"api_key": f'x"{SECRET}', "n": 1}))),
+            json.dumps(json.dumps(json.dumps({"api_key": REDACTED, "n": 1}))),
+        ),
+        (
+            f'--b\r\nContent-Disposition: form-data; name="password"\r\n\r\n{SECRET}\r\n--b--',
+            '--b\r\nContent-Disposition: form-data; name="password"\r\n\r\n[REDACTED]\r\n--b--',
+        ),
+        (
+            repr(f'--b\r\nContent-Disposition: form-data; name="token"\r\n\r\n{SECRET}\r\n--b--'),
+            repr('--b\r\nContent-Disposition: form-data; name="token"\r\n\r\n[REDACTED]\r\n--b--'),
+        ),
+        (
+            FORM,
+            FORM.replace(f"{SECRET}\r\nsecond line", REDACTED),
+        ),
+        (
+            "2 validation errors for Login\npassword\n  String should have at most 8 characters"
+            f" [type=string_too_long, input_value='{SECRET}', input_type=str]\n"
+            "    For further information visit https://errors.pydantic.dev/2/v/string_too_long\n"
+            "email\n  Field required [type=missing, input_value='ann', input_type=str]",
+            "2 validation errors for Login\npassword\n  String should have at most 8 characters"
+            " [type=string_too_long, input_value=[REDACTED], input_type=str]\n"
+            "    For further information visit https://errors.pydantic.dev/2/v/string_too_long\n"
+            "email\n  Field required [type=missing, input_value='ann', input_type=str]",
+        ),
+    ],
+)
+def test_secret_fields_in_bodies_and_validation_errors_are_masked(
+    log_output: LogOutput, message: str, logged: str
+) -> None:
+    get_logger("r").warning("upstream rejected request", body=message)
+    logging.getLogger("r").warning("%s", message, extra={"detail": [message]})
+    assert SECRET not in log_output.text
+    structlog_line, stdlib_line = log_output.lines()
+    assert structlog_line["body"] == logged
+    assert stdlib_line["event"] == logged
+    assert stdlib_line["detail"] == [logged]
+
+
+def test_multipart_fields_that_are_not_secret_stay_readable(log_output: LogOutput) -> None:
+    get_logger("r").info("form", body=FORM)
+    body = log_output.one(event="form")["body"]
+    assert 'name="username"\r\n\r\nann\r\n' in body
+    assert 'name="password"\r\n\r\n[REDACTED]\r\n--' in body
+    assert 'filename="upload"' in body
+    assert "\r\n\r\nPNG\r\n" in body
+
+
+def test_validation_errors_for_secret_fields_are_masked_in_exceptions(
+    log_output: LogOutput,
+) -> None:
+    class Login(BaseModel):
+        email: str
+        password: str = Field(max_length=8)
+
+    try:
+        Login.model_validate({"email": ["not", "a", "string"], "password": SECRET})
+    except ValidationError as exc:
+        get_logger("r").exception("structlog failure", error=str(exc))
+        logging.getLogger("r").exception("stdlib failure")
+    assert SECRET not in log_output.text
+    for event in ("structlog failure", "stdlib failure"):
+        line = log_output.one(event=event)
+        (stack,) = line["exception"]
+        assert "input_value=[REDACTED], input_type=str]" in stack["exc_value"]
+        assert "input_value=['not', 'a', 'string'], input_type=list]" in stack["exc_value"]
+    assert "input_value=[REDACTED]" in log_output.one(event="structlog failure")["error"]

@@ -5,6 +5,7 @@ from datetime import timedelta
 import pytest
 from pydantic import ValidationError
 from pydantic_settings import SettingsConfigDict
+from sqlalchemy.engine import make_url
 
 from heygen_conventions import Settings
 from heygen_conventions.settings import DEVELOPMENT_JWT_SECRET
@@ -171,6 +172,27 @@ def test_urls_show_no_password_in_repr() -> None:
     assert "redispass" not in shown
     assert "postgresql+asyncpg://app:***@db/app" in shown
     assert settings.database_url == "postgresql+asyncpg://app:hunter2@db/app"
+
+
+@pytest.mark.parametrize(
+    "password", ["k3J/9xQ+Zt", "Tr0ub4dor?x", "hunter#22x", "s3cr3t p4ss", "it's\"<ok>"]
+)
+def test_url_passwords_holding_any_character_show_as_sqlalchemy_hides_them(password: str) -> None:
+    database_url = f"postgresql+asyncpg://app:{password}@db.internal:5432/app"
+    redis_url = f"redis://default:{password}@cache:6379/0"
+    settings = Settings(environment="test", database_url=database_url, redis_url=redis_url)
+    shown = repr(settings)
+    assert password not in shown
+    assert make_url(database_url).password == password
+    assert f"database_url='{make_url(database_url).render_as_string(hide_password=True)}'" in shown
+    assert "redis_url='redis://default:***@cache:6379/0'" in shown
+
+
+def test_a_raw_at_sign_in_a_url_password_is_hidden_whole() -> None:
+    # SQLAlchemy stops the password at the first ``@`` (``p``); what was meant
+    # (``p@ss``) must not show either.
+    settings = Settings(environment="test", database_url="postgresql://app:p@ss@db/app")
+    assert "database_url='postgresql://app:***@db/app'" in repr(settings)
 
 
 def test_algorithms_are_comma_separated_in_the_environment(
