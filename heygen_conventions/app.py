@@ -72,7 +72,11 @@ def setup_app(
         database: Use this instead of ``Database.from_settings(settings)``.
         cache: Use this instead of the Redis or in-process cache the
             settings select.
-        configure_logs: False leaves logging to the application.
+        configure_logs: False leaves logging to the application. Until it
+            calls :func:`configure_logging`, the library's structured lines
+            (``get_logger()`` and the access line) still go to standard error
+            as JSON, outside the application's handlers; only records of the
+            standard library's loggers take the application's setup.
         request_id_header: Header carrying the request id in and out.
         trust_request_id: False always generates a fresh id.
         token_url: Publish an OAuth2 password flow posting to this URL in
