@@ -12,14 +12,20 @@ columns an upsert kept) are read back, as plain tuples. Building an object
 and putting it in the session's identity map costs a few microseconds;
 loading it from a row costs several times that, as much as the insert itself
 for large batches.
+
+Filters on many values (``id=[...]``) are bulk input too: past
+``IN_LIST_MAX`` values they bind as one parameter (an array on PostgreSQL,
+a JSON array read with ``json_each`` on SQLite), never one per value.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import orjson
 from sqlalchemy import (
     ARRAY,
     Boolean,
@@ -32,8 +38,10 @@ from sqlalchemy import (
     Select,
     String,
     Table,
+    Text,
     Time,
     Uuid,
+    any_,
     bindparam,
     func,
     insert,
@@ -43,15 +51,22 @@ from sqlalchemy import (
 from sqlalchemy import Enum as SAEnum
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-from sqlalchemy.orm import Mapper, Session
+from sqlalchemy.engine import Dialect
+from sqlalchemy.orm import Mapper, QueryableAttribute, Session
 from sqlalchemy.orm.attributes import instance_state, set_committed_value
 from sqlalchemy.sql.elements import ColumnElement
 from sqlalchemy.sql.schema import Column
 from sqlalchemy.types import TypeDecorator, TypeEngine
 
+from heygen_conventions.errors import InvalidInputError
+from heygen_conventions.responses import ErrorDetail
+
 # Bound parameters per statement stay under both PostgreSQL's (32767) and
 # SQLite's (32766) limits.
 MAX_PARAMETERS = 30_000
+# Values an IN filter sends one parameter each; a longer list is one parameter,
+# so that several lists and the other filters of a statement stay under the limits.
+IN_LIST_MAX = 1_000
 
 # Types PostgreSQL takes as arrays in one unnest(); a batch with others is sent as VALUES.
 _ARRAY_SAFE_TYPES = (Boolean, Date, DateTime, Float, Integer, Interval, Numeric, String, Time, Uuid)
@@ -270,8 +285,7 @@ def persist(session: Session, plan: BulkPlan, rows: Iterable[Mapping[str, Any]])
 
 
 def _array_safe(type_: TypeEngine[Any]) -> bool:
-    while isinstance(type_, TypeDecorator):
-        type_ = type_.impl_instance
+    type_ = _unwrapped(type_)
     return isinstance(type_, _ARRAY_SAFE_TYPES) and not isinstance(type_, SAEnum | ARRAY)
 
 
@@ -342,7 +356,8 @@ def upsert_statement(
         update_columns: Column keys to overwrite; None for every given column
             but the conflict key, the primary key and ``created_at``.
         report_inserted: Also return whether each row was inserted
-            (PostgreSQL's ``xmax = 0``), for keys the database makes.
+            (PostgreSQL's ``xmax = 0``): neither the key sent nor the key
+            returned tells, when the caller gives the row's key.
         objects: Also return what the rows' objects need beyond the values
             sent: every column an existing row may keep (or the database
             fills in). Else only the primary key and the conflict key.
@@ -388,3 +403,81 @@ def upsert_statement(
         # xmax is 0 on a row version this statement inserted (constant SQL, no input).
         columns.append(literal_column("(xmax = 0)", Boolean))
     return statement.returning(*columns), tuple(returned)
+
+
+class _JSONList(TypeDecorator[list[Any]]):
+    """A list bound as one JSON array, each value first bound as ``item_type`` would bind it."""
+
+    impl = Text
+    cache_ok = True
+
+    def __init__(self, item_type: TypeEngine[Any]) -> None:
+        super().__init__()
+        self.item_type = item_type
+
+    def process_bind_param(self, value: list[Any] | None, dialect: Dialect) -> str | None:
+        if value is None:  # pragma: no cover - in_values() always binds a list
+            return None
+        bind = self.item_type.dialect_impl(dialect).bind_processor(dialect)
+        items = [bind(item) for item in value] if bind is not None else value
+        # Array-safe types bind on SQLite as text, integers, floats or NULL;
+        # anything else is a value the column cannot take (422), as is what
+        # JSON cannot carry (an int past 64 bits, a lone surrogate: orjson
+        # raises TypeError).
+        return orjson.dumps([_json_scalar(item) for item in items]).decode()
+
+
+def _json_scalar(value: Any) -> Any:
+    if isinstance(value, float):
+        # What sqlite3 binds for the floats JSON has no number for: NaN is
+        # NULL, and SQLite reads 9e999 as infinity.
+        if math.isfinite(value):
+            return value
+        if math.isnan(value):
+            return None
+        return orjson.Fragment(b"9e999" if value > 0 else b"-9e999")
+    if value is None or isinstance(value, str | int):
+        return value
+    raise TypeError(f"cannot bind a {type(value).__name__} in a list of values")
+
+
+def _unwrapped(type_: TypeEngine[Any]) -> TypeEngine[Any]:
+    while isinstance(type_, TypeDecorator):
+        type_ = type_.impl_instance
+    return type_
+
+
+def in_values(
+    dialect: str, attribute: QueryableAttribute[Any], values: Sequence[Any]
+) -> ColumnElement[bool]:
+    """``attribute IN values``, as one parameter when there are many values.
+
+    Up to ``IN_LIST_MAX`` values, a plain ``IN (...)``. Past it,
+    ``= ANY(:array)`` on PostgreSQL and ``IN (SELECT value FROM
+    json_each(:json))`` on SQLite: the same rows, with no limit on the
+    number of values. A column of another type than ``unnest()`` takes
+    (enums, arrays, JSON) keeps ``IN`` (its distinct values), up to
+    ``MAX_PARAMETERS`` of them, on both databases alike.
+
+    Raises:
+        InvalidInputError: Too many distinct values for such a column (422).
+    """
+    if len(values) <= IN_LIST_MAX:
+        return attribute.in_(values)
+    type_: TypeEngine[Any] = attribute.type
+    if dialect == "postgresql" and _array_safe(type_):
+        return attribute == any_(bindparam(None, list(values), type_=ARRAY(type_)))
+    if dialect == "sqlite" and _array_safe(type_):
+        source = func.json_each(bindparam(None, list(values), type_=_JSONList(type_)))
+        return attribute.in_(select(source.table_valued("value").c.value))
+    try:
+        distinct = list(dict.fromkeys(values))
+    except TypeError:  # unhashable values: sent as they are
+        distinct = list(values)
+    if len(distinct) > MAX_PARAMETERS:
+        message = f"Too many values (at most {MAX_PARAMETERS})"
+        raise InvalidInputError(
+            f"Too many values for {attribute.key!r} (at most {MAX_PARAMETERS})",
+            details=[ErrorDetail(code="too_many_values", message=message, field=attribute.key)],
+        )
+    return attribute.in_(distinct)

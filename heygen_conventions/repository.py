@@ -24,6 +24,7 @@ from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import timedelta
+from operator import itemgetter
 from typing import Any, ClassVar, Generic, TypeVar, cast, get_args, get_origin
 
 import orjson
@@ -41,6 +42,7 @@ from sqlalchemy import (
     tuple_,
 )
 from sqlalchemy import delete as sql_delete
+from sqlalchemy import inspect as sa_inspect
 from sqlalchemy import update as sql_update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.ext.compiler import compiles
@@ -122,6 +124,15 @@ def _escape_like(text: str) -> str:
 def _chunks(items: Sequence[Any], size: int) -> Iterable[Sequence[Any]]:
     for start in range(0, len(items), size):
         yield items[start : start + size]
+
+
+def _in_key_order(
+    rows: Iterable[tuple[tuple[Any, ...], dict[str, Any]]],
+) -> builtins.list[tuple[tuple[Any, ...], dict[str, Any]]]:
+    try:
+        return sorted(rows, key=itemgetter(0))
+    except TypeError:  # keys mixing types (None and str, say): any fixed order will do
+        return sorted(rows, key=lambda pair: [str(value) for value in pair[0]])
 
 
 def _stale_version() -> ConflictError:
@@ -277,7 +288,8 @@ class BaseRepository(Generic[ModelT]):
             if value is None:
                 clauses.append(attribute.is_(None))
             elif isinstance(value, list | tuple | set | frozenset):
-                clauses.append(attribute.in_(list(value)))
+                # Many values bind as one parameter: no limit on their number.
+                clauses.append(_bulk.in_values(self._dialect_name, attribute, list(value)))
             else:
                 clauses.append(attribute == value)
         if search and search.strip():
@@ -498,17 +510,17 @@ class BaseRepository(Generic[ModelT]):
 
     def _rows(self, items: Iterable[Data]) -> builtins.list[dict[str, Any]]:
         plan = _bulk.plan_for(self._mapper)
-        relationships = plan.relationships
-        rows = []
-        for item in items:
-            values = self._values(item, partial=False)
-            if not relationships.isdisjoint(values):
-                raise InvalidInputError(
-                    f"Bulk writes take column values only; "
-                    f"{sorted(relationships.intersection(values))} are relationships"
-                )
-            rows.append(_bulk.complete_row(plan, values))
-        return rows
+        return [_bulk.complete_row(plan, self._column_values(item)) for item in items]
+
+    def _column_values(self, item: Data) -> dict[str, Any]:
+        values = self._values(item, partial=False)
+        relationships = _bulk.plan_for(self._mapper).relationships
+        if not relationships.isdisjoint(values):
+            raise InvalidInputError(
+                f"Bulk writes take column values only; "
+                f"{sorted(relationships.intersection(values))} are relationships"
+            )
+        return values
 
     async def _flush(self) -> None:
         with self._guard():
@@ -636,8 +648,11 @@ class BaseRepository(Generic[ModelT]):
 
         A pydantic model contributes only the fields the client sent
         (``exclude_unset``), so omitted fields and relationships stay as they
-        are. On a versioned model (:class:`~heygen_conventions.VersionMixin`),
-        a ``version`` in ``data`` must be the row's current one.
+        are. A relationship given is replaced (a collection by the list
+        given); it is loaded first, since replacing it changes the rows it
+        held, and relationships not given are not loaded. On a versioned
+        model (:class:`~heygen_conventions.VersionMixin`), a ``version`` in
+        ``data`` must be the row's current one.
 
         Raises:
             NotFoundError: No row has that primary key (404).
@@ -645,6 +660,7 @@ class BaseRepository(Generic[ModelT]):
         """
         obj = await self._resolve(id_or_obj)
         values = self._values(data, partial=True)
+        await self._load_replaced(obj, values)
         version_column = self._mapper.version_id_col
         if version_column is not None:
             key = self._mapper.get_property_by_column(version_column).key
@@ -656,6 +672,20 @@ class BaseRepository(Generic[ModelT]):
         await self._flush()
         await self._refresh(obj, load)
         return obj
+
+    async def _load_replaced(self, obj: Any, values: Mapping[str, Any]) -> None:
+        # Assigning a relationship needs its current value (a collection's
+        # rows are unlinked, a one-to-one's row let go): relationships not
+        # loaded yet would raise, so the ones being replaced load now. (A pending
+        # object has nothing to load.)
+        state = sa_inspect(obj)
+        if not state.persistent:
+            return
+        unloaded = state.unloaded
+        names = [name for name in values if name in unloaded and name in self._mapper.relationships]
+        if names:
+            with self._guard():
+                await self.session.refresh(obj, attribute_names=names)
 
     async def _resolve(self, id_or_obj: Any) -> ModelT:
         if isinstance(id_or_obj, self.model):
@@ -753,7 +783,8 @@ class BaseRepository(Generic[ModelT]):
 
         Args:
             items: Rows as pydantic models or mappings (all fields written).
-            on: Fields of a unique constraint or index identifying a row.
+            on: Fields of a unique constraint or index identifying a row
+                (the primary key too).
             update: Fields to overwrite on an existing row; default: every
                 given field except ``on``, the primary key and ``created_at``.
                 ``updated_at`` and ``version`` move in either case.
@@ -761,12 +792,26 @@ class BaseRepository(Generic[ModelT]):
                 returns only the counts, for bulk loads (much cheaper).
 
         Rows repeating an ``on`` key are merged (the last wins): one
-        statement cannot touch a row twice.
+        statement cannot touch a row twice. Rows are written in the order of
+        their ``on`` key, so concurrent calls over the same keys lock rows in
+        the same order and never deadlock; ``items`` still follow the input.
+        ``created`` counts the rows no ``on`` key matched before the call:
+        PostgreSQL says so in the statement itself. On SQLite, when the key
+        was given rather than made here, the keys that exist are read first,
+        in the same transaction, once it holds the write lock.
         """
         conflict = [self._column(name) for name in ([on] if isinstance(on, str) else on)]
         update_columns = None if update is None else [self._column(name).key for name in update]
+        plan = _bulk.plan_for(self._mapper)
+        pk_keys, pk_made_here = plan.pk_keys, plan.pk_made_here
+        pk_attributes = [plan.attribute_of[key] for key in pk_keys]
         merged: dict[tuple[Any, ...], dict[str, Any]] = {}
-        for row in self._rows(items):
+        # Keys of rows whose primary key was made here: a new row returns that
+        # key, an existing one its own. Other rows need another witness.
+        keyed_here: set[tuple[Any, ...]] = set()
+        for item in items:
+            given = self._column_values(item)
+            row = _bulk.complete_row(plan, given)
             try:
                 key = tuple(row[column.key] for column in conflict)
             except KeyError as missing:
@@ -775,20 +820,32 @@ class BaseRepository(Generic[ModelT]):
                 ) from None
             merged.pop(key, None)  # the last one wins, in its own position
             merged[key] = row
+            if pk_made_here and not any(name in given for name in pk_attributes):
+                keyed_here.add(key)
+            else:
+                keyed_here.discard(key)
         if not merged:
             return UpsertResult([], 0, 0)
 
-        plan = _bulk.plan_for(self._mapper)
-        pk_keys, pk_made_here = plan.pk_keys, plan.pk_made_here
         dialect = self._dialect_name
+        on_postgresql = dialect == "postgresql"
         written: dict[tuple[Any, ...], dict[str, Any]] = {}
         created = 0
-        for keys, group in _bulk.by_fields(merged.items()):
+        write_locked = False
+        # Key order within a group of rows, and a fixed order of groups: the same
+        # lock order for every writer.
+        groups = sorted(_bulk.by_fields(_in_key_order(merged.items())), key=itemgetter(0))
+        for keys, group in groups:
             size = _bulk.rows_per_statement(dialect, plan.table, keys, self.batch_size)
             for batch in _chunks(group, size):
                 existing: set[tuple[Any, ...]] = set()
-                if not pk_made_here and dialect != "postgresql":
-                    existing = await self._existing_keys(conflict, [key for key, _ in batch])
+                if not on_postgresql:
+                    asked = [key for key, _ in batch if key not in keyed_here]
+                    if asked:
+                        if not write_locked:
+                            await self._hold_write_lock()
+                            write_locked = True
+                        existing = await self._existing_keys(conflict, asked)
                 statement, read = _bulk.upsert_statement(
                     dialect,
                     self.model,
@@ -797,7 +854,7 @@ class BaseRepository(Generic[ModelT]):
                     [row for _, row in batch],
                     conflict,
                     update_columns,
-                    report_inserted=not pk_made_here and dialect == "postgresql",
+                    report_inserted=on_postgresql,
                     objects=returning,
                 )
                 with self._guard():
@@ -807,18 +864,18 @@ class BaseRepository(Generic[ModelT]):
                 pk_at = [read.index(key) for key in pk_keys]
                 key_at = [read.index(column.key) for column in conflict]
                 for position, values in enumerate(returned):
-                    key = tuple([values[i] for i in key_at])
-                    if key not in sent:  # a key the column type normalised; order still holds
-                        key = batch[position][0]
+                    stored = tuple([values[i] for i in key_at])
+                    # A key the column type normalised is found by position; order still holds.
+                    key = stored if stored in sent else batch[position][0]
                     row = sent[key]
-                    if pk_made_here:
+                    if on_postgresql:
+                        is_new = bool(values[width])  # xmax = 0: this statement inserted it
+                    elif key in keyed_here:
                         is_new = tuple([values[i] for i in pk_at]) == tuple(
                             [row[k] for k in pk_keys]
                         )
-                    elif len(values) > width:
-                        is_new = bool(values[width])
                     else:
-                        is_new = key not in existing
+                        is_new = stored not in existing
                     created += is_new
                     if returning:
                         # What an existing row kept (key, created_at...) replaces what was sent;
@@ -831,6 +888,19 @@ class BaseRepository(Generic[ModelT]):
             else []
         )
         return UpsertResult(objects, created, len(merged) - created)
+
+    async def _hold_write_lock(self) -> None:
+        # SQLite: sqlite3 opens a transaction only at the first write, so a read
+        # before it sees a state another writer can change before the write.
+        # BEGIN IMMEDIATE takes the database's write lock first (waiting up to
+        # the busy timeout); a transaction already open has written, so holds it
+        # (or, opened by a savepoint, fails the write as busy rather than let a
+        # stale read through).
+        with self._guard():
+            connection = await self.session.connection()
+            raw = await connection.get_raw_connection()
+            if not raw.driver_connection.in_transaction:  # type: ignore[union-attr]
+                await connection.exec_driver_sql("BEGIN IMMEDIATE")
 
     async def _existing_keys(
         self, conflict: Sequence[Column[Any]], keys: Sequence[tuple[Any, ...]]

@@ -3,15 +3,35 @@
 from __future__ import annotations
 
 import asyncio
+import random
 import uuid
+from datetime import UTC, date, datetime, time, timedelta, timezone
+from decimal import Decimal
 from typing import Any, assert_type
 
 import pytest
 from pydantic import BaseModel
-from sqlalchemy import Column, MetaData, String, Table, Uuid, inspect, select, text, true
+from sqlalchemy import (
+    Boolean,
+    Column,
+    Date,
+    Enum,
+    Float,
+    Interval,
+    MetaData,
+    Numeric,
+    String,
+    Table,
+    Time,
+    Uuid,
+    inspect,
+    select,
+    text,
+    true,
+)
 from sqlalchemy.exc import InvalidRequestError
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.orm import DeclarativeBase, Mapped, reconstructor
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, reconstructor
 
 from heygen_conventions import (
     BaseRepository,
@@ -22,7 +42,7 @@ from heygen_conventions import (
     PageParams,
     _bulk,
 )
-from heygen_conventions.db import NAMING_CONVENTION, uuid7
+from heygen_conventions.db import NAMING_CONVENTION, UTCDateTime, uuid7
 from tests.fixtures.db import Author, Comment, Counter, Tag, Video, count_queries
 
 
@@ -40,6 +60,10 @@ class CounterRepository(BaseRepository[Counter]):
 
 
 class CommentRepository(BaseRepository[Comment]):
+    pass
+
+
+class TagRepository(BaseRepository[Tag]):
     pass
 
 
@@ -213,6 +237,122 @@ async def test_a_default_sort_naming_no_column_is_a_programming_error(
 async def test_wrong_value_type_in_a_filter_is_invalid_input(session: AsyncSession) -> None:
     with pytest.raises(InvalidInputError):
         await VideoRepository(session).get_one_or_none(id="not-a-uuid")
+
+
+# More values than a statement has parameters (32,767 on PostgreSQL, 32,766 on SQLite).
+MANY = 33_000
+
+
+async def test_filters_take_more_values_than_a_statement_has_parameters(
+    sample_db: Database,
+) -> None:
+    async with sample_db.session() as session:
+        videos = await add_videos(session, 5, duration=7)
+        kept = [v.id for v in videos[1:4]]
+        ids = [*kept, kept[0], None, *(uuid.uuid4() for _ in range(MANY))]
+        repo = VideoRepository(session)
+        with count_queries(sample_db) as log:
+            assert await repo.count(id=ids) == 3
+        # One parameter for the whole list, whatever the database's limit.
+        assert len(log.statements) == 1
+        assert ("json_each" if sample_db.dialect_name == "sqlite" else "ANY") in log.statements[0]
+        assert [v.id for v in await repo.list(id=ids, order_by="title")] == kept
+        assert await repo.exists(id=set(ids))
+        assert (await repo.paginate(PageParams(per_page=2), id=ids)).total_count == 3
+        assert len((await repo.paginate_cursor(limit=5, id=tuple(ids))).data) == 3
+        slugs = [f"video-{n:03d}" for n in (0, 4)] + [f"absent-{n}" for n in range(MANY)]
+        assert await repo.update_many({"status": "picked"}, slug=slugs) == 2
+        assert await repo.count(status="picked") == 2
+        assert await repo.count(duration=[7, *range(100, 100 + MANY)]) == 5
+        assert await repo.delete_many(ids) == 3
+        await session.commit()
+    async with sample_db.session() as session:
+        assert await VideoRepository(session).count() == 2
+
+
+async def test_a_long_list_with_a_bad_value_is_invalid_input(session: AsyncSession) -> None:
+    repo = VideoRepository(session)
+    with pytest.raises(InvalidInputError):
+        await repo.count(id=[uuid.uuid4() for _ in range(2_000)] + ["not-a-uuid"])
+    with pytest.raises(InvalidInputError):
+        await repo.count(slug=["a"] * 2_000 + [{"not": "text"}])
+
+
+class TypesBase(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+
+
+class Measure(TypesBase):
+    """A column of each type a long value list binds as one parameter, and an enum."""
+
+    __tablename__ = "sample_measures"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    ratio: Mapped[float | None] = mapped_column(Float)
+    amount: Mapped[Decimal | None] = mapped_column(Numeric(10, 2))
+    day: Mapped[date | None] = mapped_column(Date)
+    at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    flag: Mapped[bool | None] = mapped_column(Boolean)
+    span: Mapped[timedelta | None] = mapped_column(Interval)
+    clock: Mapped[time | None] = mapped_column(Time)
+    mood: Mapped[str | None] = mapped_column(Enum("calm", "busy", name="sample_mood"))
+
+
+class MeasureRepository(BaseRepository[Measure]):
+    pass
+
+
+async def test_long_value_lists_match_the_rows_short_ones_match(
+    database: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    await database.create_all(TypesBase.metadata)
+    rows: list[dict[str, Any]] = [
+        {
+            "ratio": 0.1 + 0.2,
+            "amount": Decimal("1.50"),
+            "day": date(2024, 1, 1),
+            "at": datetime(2024, 1, 1, 12, 30, 45, 123456, tzinfo=UTC),
+            "flag": True,
+            "span": timedelta(seconds=5),
+            "clock": time(1, 2, 3, 4),
+            "mood": "calm",
+        },
+        {
+            "ratio": float("inf"),
+            "amount": Decimal("2"),
+            "day": date(2024, 1, 2),
+            "at": datetime(2024, 1, 2, tzinfo=UTC),
+            "flag": False,
+            "span": timedelta(days=1),
+            "clock": time(4, 5, 6),
+            "mood": "busy",
+        },
+        {"ratio": -1.0},
+    ]
+    asked: dict[str, list[Any]] = {key: [row.get(key) for row in rows] for key in rows[0]}
+    asked["ratio"] += [float("nan"), float("-inf")]
+    asked["at"] = [  # the same instants, in another zone
+        value.astimezone(timezone(timedelta(hours=-5))) if value else None for value in asked["at"]
+    ]
+    async with database.session() as session:
+        measures = MeasureRepository(session)
+        await measures.create_many(rows)
+        short = {field: await measures.count(**{field: values}) for field, values in asked.items()}
+        monkeypatch.setattr(_bulk, "IN_LIST_MAX", 0)  # every list takes the long path
+        long = {field: await measures.count(**{field: values}) for field, values in asked.items()}
+    assert short == {**dict.fromkeys(asked, 2), "ratio": 3}
+    assert long == short
+
+
+def test_too_many_distinct_values_for_an_enum_column_is_invalid_input() -> None:
+    # Enums are not sent as one parameter: past the parameter limit they are refused.
+    values = ["calm", "busy"] * 20_000
+    for dialect in ("postgresql", "sqlite"):
+        assert _bulk.in_values(dialect, Measure.mood, values) is not None
+        with pytest.raises(InvalidInputError) as caught:
+            _bulk.in_values(
+                dialect, Measure.mood, [str(n) for n in range(_bulk.MAX_PARAMETERS + 1)]
+            )
+        assert caught.value.details[0].field == "mood"
 
 
 async def test_count_and_exists(sample_db: Database) -> None:
@@ -525,6 +665,31 @@ async def test_update_applies_only_fields_sent(session: AsyncSession) -> None:
     assert (await repo.update(updated, {"duration": None})).duration is None
 
 
+async def test_update_replaces_the_relationships_it_is_given(sample_db: Database) -> None:
+    async with sample_db.transaction() as session:
+        author = await AuthorRepository(session).create({"name": "ann"})
+        tags = [Tag(name=name) for name in ("a", "b", "c")]
+        session.add_all(tags)
+        video = await VideoRepository(session).create({"title": "t", "slug": "t", "tags": tags[:1]})
+        # An object of this session whose collection was never loaded.
+        await VideoRepository(session).update(video, {"tags": tags[:2]})
+    async with sample_db.transaction() as session:
+        repo = VideoRepository(session)
+        replaced = await TagRepository(session).list(name=["b", "c"])
+        updated = await repo.update(
+            video.id, {"tags": replaced, "author": await session.get(Author, author.id)}
+        )
+        assert sorted(t.name for t in updated.tags) == ["b", "c"]
+        assert updated.author_id == author.id
+        assert "comments" in inspect(updated).unloaded  # not given: left alone, not loaded
+    async with sample_db.session() as session:
+        stored = await VideoRepository(session).get_one(id=video.id, load=("tags", "author"))
+        assert sorted(t.name for t in stored.tags) == ["b", "c"]
+        assert stored.author is not None
+        assert stored.author.name == "ann"
+        assert await TagRepository(session).count() == 3
+
+
 async def test_update_of_a_missing_row_is_404(session: AsyncSession) -> None:
     with pytest.raises(NotFoundError):
         await VideoRepository(session).update(uuid.uuid4(), {"title": "x"})
@@ -671,6 +836,100 @@ async def test_upsert_rows_with_different_fields(session: AsyncSession) -> None:
     )
     assert [v.slug for v in result.items] == ["a", "b"]
     assert result.items[1].duration == 9
+
+
+async def test_upsert_keyed_on_the_primary_key_counts_updates(sample_db: Database) -> None:
+    ids = [uuid7() for _ in range(3)]
+    async with sample_db.transaction() as session:
+        repo = VideoRepository(session)
+        first = await repo.upsert_many(
+            [{"id": key, "title": "a", "slug": f"s{n}"} for n, key in enumerate(ids)], on="id"
+        )
+        assert (first.created, first.updated) == (3, 0)
+        counters = await CounterRepository(session).upsert_many(
+            [{"id": 7, "name": "seven"}], on="id"
+        )
+        assert (counters.created, counters.updated) == (1, 0)
+    async with sample_db.transaction() as session:
+        repo = VideoRepository(session)
+        new = uuid7()
+        rows = [{"id": key, "title": "b", "slug": f"s{n}"} for n, key in enumerate([*ids, new])]
+        with count_queries(sample_db) as log:
+            again = await repo.upsert_many(rows, on="id")
+        assert (again.created, again.updated) == (1, 3)
+        assert [v.id for v in again.items] == [*ids, new]
+        if sample_db.dialect_name == "postgresql":
+            assert log.count == 1  # the statement itself tells inserts from updates
+        video, created = await repo.upsert({"id": ids[0], "title": "c", "slug": "s0"}, on="id")
+        assert (video.title, created) == ("c", False)
+        # Keyed on another column, with the row's own key sent along.
+        video, created = await repo.upsert({"id": ids[1], "title": "d", "slug": "s1"}, on="slug")
+        assert (video.title, created) == ("d", False)
+        _, created = await repo.upsert({"id": uuid7(), "title": "e", "slug": "s9"}, on="slug")
+        assert created
+        counters = await CounterRepository(session).upsert_many(
+            [{"id": 7, "name": "seven", "value": 1}, {"id": 8, "name": "eight"}], on="id"
+        )
+        assert (counters.created, counters.updated) == (1, 1)
+    async with sample_db.session() as session:
+        assert await VideoRepository(session).count() == 5
+        assert await CounterRepository(session).count() == 2
+
+
+async def test_concurrent_upserts_over_the_same_keys_never_deadlock(sample_db: Database) -> None:
+    """Each writer sends the keys in its own order, over several statements."""
+
+    class SmallBatches(VideoRepository):
+        batch_size = 40
+
+    slugs = [f"k{n:03d}" for n in range(150)]
+    results: list[tuple[int, int]] = []
+
+    async def writer(number: int) -> None:
+        mine = slugs[:]
+        random.Random(number).shuffle(mine)  # noqa: S311 - not crypto
+        async with sample_db.transaction() as session:
+            result = await SmallBatches(session).upsert_many(
+                [{"title": f"by {number}", "slug": slug} for slug in mine],
+                on="slug",
+                returning=number % 2 == 0,
+            )
+        if number % 2 == 0:  # objects come back in the caller's order
+            assert [v.slug for v in result.items] == mine
+        results.append((result.created, result.updated))
+
+    await asyncio.gather(*(writer(number) for number in range(6)))
+    assert sum(created for created, _ in results) == len(slugs)
+    assert all(created + updated == len(slugs) for created, updated in results)
+    async with sample_db.session() as session:
+        assert await VideoRepository(session).count() == len(slugs)
+
+
+async def test_upsert_counts_hold_when_writers_race_for_new_keys(
+    sample_db: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Keys the database makes: created or updated must not depend on timing."""
+    read_keys = CounterRepository._existing_keys
+
+    async def slow_read(self: CounterRepository, conflict: Any, keys: Any) -> set[tuple[Any, ...]]:
+        found = await read_keys(self, conflict, keys)
+        await asyncio.sleep(0.05)  # another writer runs in between
+        return found
+
+    monkeypatch.setattr(CounterRepository, "_existing_keys", slow_read)
+    results: list[tuple[int, int]] = []
+
+    async def writer(value: int) -> None:
+        async with sample_db.transaction() as session:
+            result = await CounterRepository(session).upsert_many(
+                [{"name": f"c{n}", "value": value} for n in range(3)], on="name"
+            )
+        results.append((result.created, result.updated))
+
+    await asyncio.gather(writer(1), writer(2))
+    assert sorted(results) == [(0, 3), (3, 0)]
+    async with sample_db.session() as session:
+        assert await CounterRepository(session).count() == 3
 
 
 async def test_query_builds_on_the_repository_filters(session: AsyncSession) -> None:
