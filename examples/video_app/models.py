@@ -130,3 +130,11 @@ TABLES = frozenset({"users", "templates", "videos", "video_engagements"})
 def include_name(name: str | None, type_: str, parent_names: object) -> bool:
     """Alembic ``include_name`` hook: leave other applications' tables alone."""
     return type_ != "table" or name in TABLES
+
+
+def include_object(
+    obj: object, name: str | None, type_: str, reflected: bool, compare_to: object
+) -> bool:
+    """Alembic ``include_object`` hook: this application's models only, though
+    other code in the process (a library, a test) declared tables on ``Base`` too."""
+    return type_ != "table" or name in TABLES

@@ -7,7 +7,8 @@ does the same in-process.
 
 from alembic import context
 
-from examples.video_app.models import include_name  # also registers the models on Base
+# Importing the hooks also registers the models on Base.
+from examples.video_app.models import include_name, include_object
 from examples.video_app.settings import VideoAppSettings
 from heygen_conventions import Base
 from heygen_conventions.migrations import run_migrations
@@ -17,4 +18,4 @@ url = None
 if config.attributes.get("connection") is None and not config.get_main_option("sqlalchemy.url"):
     url = VideoAppSettings().database_url
 
-run_migrations(Base.metadata, url=url, include_name=include_name)
+run_migrations(Base.metadata, url=url, include_name=include_name, include_object=include_object)
