@@ -20,6 +20,7 @@ served, and entries of every schema are invalidated together.
 from __future__ import annotations
 
 import asyncio
+import functools
 import hashlib
 import logging
 import random
@@ -45,7 +46,7 @@ CacheKey = str | int | UUID | tuple[str | int | UUID, ...]
 
 _PLAIN_KEY = re.compile(r"[A-Za-z0-9._:@/+=-]{1,120}")
 _NAMESPACE = re.compile(r"[A-Za-z0-9_.-]{1,64}")
-_FORMAT = 1  # part of the schema hash: bump when the entry layout changes
+_FORMAT = 2  # part of the schema hash: bump when the entry layout changes
 NO_GENERATION = b"-" * 16
 VALUE = b"V"
 NOT_FOUND = b"N"
@@ -120,24 +121,39 @@ def version_segment(raw: bytes | None) -> str:
 
 @dataclass(slots=True)
 class Codec:
+    """How values of one type are written to the cache and read back.
+
+    Entries name fields by their Python names, never by alias: a model's
+    aliases may differ between validation and serialization, be paths or
+    choices, or be refused as input (``populate_by_name=False``), while names
+    read back in every case. Computed fields are left out (``extra="forbid"``
+    would refuse them). This is the cache's own format, not the app's JSON.
+    """
+
     adapter: TypeAdapter[Any]
     decode: Callable[[bytes], Any]
+    dump: Callable[[Any], bytes]
     schema_hash: str
     instance_of: type | None
     model: Any
-    many: TypeAdapter[list[Any]] | None = None
+    many: Callable[[bytes], list[Any]] | None = None
 
     def decode_many(self, json_array: bytes) -> list[Any]:
         """Values from a JSON array of them, validated in one call."""
         if self.many is None:
-            self.many = TypeAdapter(list[self.model])  # type: ignore[name-defined]
-        return self.many.validate_json(json_array)
+            self.many = _validate_json(TypeAdapter(list[self.model]))  # type: ignore[name-defined]
+        return self.many(json_array)
 
     def to_model(self, value: object) -> Any:
         if self.instance_of is not None and isinstance(value, self.instance_of):
             return value
         # Loaders may return ORM rows or dicts; callers always get the model type.
         return self.adapter.validate_python(value, from_attributes=True)
+
+    @property
+    def name(self) -> str:
+        model = self.model
+        return model.__qualname__ if isinstance(model, type) else repr(model)
 
 
 _CODECS: dict[Any, Codec] = {}
@@ -150,21 +166,124 @@ def codec_for(model: Any) -> Codec:
     return codec
 
 
+def _validate_json(adapter: TypeAdapter[Any]) -> Callable[[bytes], Any]:
+    return functools.partial(adapter.validator.validate_json, by_alias=False, by_name=True)
+
+
 def _build_codec(model: Any) -> Codec:
     adapter: TypeAdapter[Any] = TypeAdapter(model)
     try:
         schema: object = [
-            adapter.json_schema(mode="validation"),
-            adapter.json_schema(mode="serialization"),
+            adapter.json_schema(by_alias=False, mode="validation"),
+            adapter.json_schema(by_alias=False, mode="serialization"),
         ]
     except Exception:  # a type without a JSON schema: its name stands in
         schema = repr(model)
     digest = hashlib.blake2b(
         orjson.dumps([_FORMAT, schema], option=orjson.OPT_SORT_KEYS), digest_size=4
     ).hexdigest()
-    validate_json = getattr(model, "model_validate_json", None)
-    decode = validate_json if callable(validate_json) else adapter.validate_json
-    return Codec(adapter, decode, digest, model if isinstance(model, type) else None, model)
+    dump = functools.partial(
+        adapter.dump_json,
+        by_alias=False,
+        exclude_computed_fields=True,
+        round_trip=True,  # Json[...] fields are written as the text they were read from
+        warnings=False,  # a value off its schema is caught by the read-back check instead
+    )
+    return Codec(
+        adapter,
+        _validate_json(adapter),
+        dump,
+        digest,
+        model if isinstance(model, type) else None,
+        model,
+    )
+
+
+def encode(
+    stats: NamespaceStats, namespace: str, codec: Codec, values: Sequence[Any]
+) -> list[bytes | None]:
+    """The JSON to store for each value; None for one that would not read back equal.
+
+    A value that fails to serialize (``bytes`` that are not UTF-8), does not
+    validate from its own JSON (``inf`` written as ``null``) or validates to
+    something else (``Optional[float]`` inf read back as None, an excluded
+    field) must not be stored: the caller answers with it uncached. Each is
+    counted; the first of a model in a namespace is logged.
+    """
+    payloads: list[bytes | None] = []
+    written: list[bytes] = []
+    for value in values:
+        try:
+            payload = codec.dump(value)
+        except Exception as exc:
+            payloads.append(None)
+            record_unstorable(stats, namespace, codec, "not serializable", exc)
+        else:
+            payloads.append(payload)
+            written.append(payload)
+    if not written:
+        return payloads
+    indexes = [n for n, payload in enumerate(payloads) if payload is not None]
+    for n, back in zip(indexes, _read_back(codec, written), strict=True):
+        if isinstance(back, _Unreadable):
+            payloads[n] = None
+            record_unstorable(stats, namespace, codec, "does not read back", back.error)
+            continue
+        try:
+            same = bool(back == values[n])
+        except Exception:  # an __eq__ that raises cannot vouch for the copy
+            same = False
+        if not same:
+            payloads[n] = None
+            record_unstorable(stats, namespace, codec, "reads back unequal", None)
+    return payloads
+
+
+class _Unreadable:
+    __slots__ = ("error",)
+
+    def __init__(self, error: BaseException) -> None:
+        self.error = error
+
+
+def _read_back(codec: Codec, payloads: list[bytes]) -> list[Any]:
+    """Each payload decoded, or an :class:`_Unreadable`; one call for many when all decode."""
+    if len(payloads) > 1:
+        with suppress(Exception):
+            values = codec.decode_many(b"[" + b",".join(payloads) + b"]")
+            if len(values) == len(payloads):
+                return values
+    read: list[Any] = []
+    for payload in payloads:
+        try:
+            read.append(codec.decode(payload))
+        except Exception as exc:
+            read.append(_Unreadable(exc))
+    return read
+
+
+def record_unstorable(
+    stats: NamespaceStats, namespace: str, codec: Codec, reason: str, exc: BaseException | None
+) -> None:
+    """Count a value left uncached; log it once per model and namespace.
+
+    Such a value is a property of the data, not an outage that ends: it comes
+    back on every read of its key, so only the first is logged.
+    """
+    stats.unstorable += 1
+    if codec.schema_hash in stats.unstorable_logged:
+        return
+    stats.unstorable_logged.add(codec.schema_hash)
+    # Never the error's text: pydantic's holds the value, which may be private.
+    logger.warning(
+        "Value not cached: it does not survive the cache's JSON round trip",
+        extra={
+            "cache_namespace": namespace,
+            "cache_model": codec.name,
+            "reason": reason,
+            "error_type": None if exc is None else type(exc).__name__,
+        },
+    )
 
 
 def seconds(value: float | timedelta, name: str) -> float:
@@ -273,8 +392,10 @@ class NamespaceStats:
     loads: int = 0
     load_seconds: float = 0.0
     lock_waits: int = 0
+    unstorable: int = 0
     incident: bool = False
     incident_errors: int = 0
+    unstorable_logged: set[str] = field(default_factory=set)  # schema hashes
 
     def snapshot(self) -> dict[str, int | float]:
         return {
@@ -288,10 +409,15 @@ class NamespaceStats:
             "loads": self.loads,
             "load_seconds": round(self.load_seconds, 6),
             "lock_waits": self.lock_waits,
+            "unstorable": self.unstorable,
         }
 
 
 LocalEntry = tuple[float, int, bytes]  # expires at, namespace epoch, entry
+# A read-through's outcome for the callers sharing it: the JSON (None for "not
+# found"), whether it was a hit, and the value itself when it has no JSON (the
+# cache could not hold it).
+Outcome = tuple[bytes | None, bool, Any]
 
 
 @dataclass(slots=True)
@@ -302,8 +428,8 @@ class State:
     names: dict[str, Names] = field(default_factory=dict)
     # The namespace versions last read: raw value and its key segment.
     versions: dict[str, tuple[bytes | None, str]] = field(default_factory=dict)
-    # (namespace, key) -> schema -> the read-through in progress: (JSON or None, was a hit)
-    inflight: dict[tuple[str, str], dict[str, asyncio.Future[tuple[bytes | None, bool]]]] = field(
+    # (namespace, key) -> schema -> the read-through in progress
+    inflight: dict[tuple[str, str], dict[str, asyncio.Future[Outcome]]] = field(
         default_factory=dict
     )
     # Invalidations that failed while the backend was down, retried until they
@@ -698,10 +824,6 @@ async def _subscribe(state: State, backend: Any) -> None:
         delay = min(delay * 2, 5.0)
 
 
-def dump(codec: Codec, value: Any) -> bytes:
-    return codec.adapter.dump_json(value)
-
-
 __all__ = [
     "HEADER",
     "NOT_FOUND",
@@ -711,12 +833,14 @@ __all__ = [
     "Config",
     "Miss",
     "NamespaceStats",
+    "Outcome",
     "State",
     "ValidationError",
     "close_state",
     "codec_for",
     "config_for",
     "decode_entry",
+    "encode",
     "existing_state",
     "inspect",
     "invalidate_keys",

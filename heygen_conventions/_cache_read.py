@@ -8,6 +8,7 @@ stores. The helpers read and write many keys for ``cached_many``.
 from __future__ import annotations
 
 import asyncio
+import copy
 import secrets
 import time
 from collections.abc import Awaitable, Callable
@@ -23,6 +24,7 @@ from heygen_conventions._cache_engine import (
     Config,
     Miss,
     NamespaceStats,
+    Outcome,
     State,
 )
 
@@ -36,20 +38,15 @@ def count_hit(stats: NamespaceStats, entry: bytes) -> None:
         stats.negative_hits += 1
 
 
-async def load(
-    stats: NamespaceStats, loader: Callable[[], Awaitable[Any]], codec: Codec
-) -> tuple[Any, bytes | None]:
-    """The loader's value as the model, and its JSON (None for "not found")."""
+async def load(stats: NamespaceStats, loader: Callable[[], Awaitable[Any]], codec: Codec) -> Any:
+    """The loader's value as the model (None for "not found")."""
     started = time.perf_counter()
     try:
         loaded = await loader()
     finally:
         stats.loads += 1
         stats.load_seconds += time.perf_counter() - started
-    if loaded is None:
-        return None, None
-    value = codec.to_model(loaded)
-    return value, engine.dump(codec, value)
+    return None if loaded is None else codec.to_model(loaded)
 
 
 async def read_many(
@@ -157,25 +154,43 @@ async def release_lock(backend: CacheBackend, lock_key: str, token: bytes) -> No
 TAKE_OVER: Any = object()
 
 
-async def join(
-    leader: asyncio.Future[tuple[bytes | None, bool]], stats: NamespaceStats, codec: Codec
-) -> Any:
+def private_copy(value: Any) -> Any:
+    """A deep copy of ``value``, or ``TAKE_OVER`` when it cannot be copied."""
+    if value is TAKE_OVER:
+        return TAKE_OVER
+    try:
+        return copy.deepcopy(value)
+    except Exception:
+        return TAKE_OVER
+
+
+async def join(leader: asyncio.Future[Outcome], stats: NamespaceStats, codec: Codec) -> Any:
     """The outcome of another caller's read-through, decoded into our own instance.
 
-    ``TAKE_OVER`` when that caller was cancelled (not us): we lead instead.
+    ``TAKE_OVER`` when that caller was cancelled (not us), or loaded a value
+    the cache cannot hold and that cannot be copied either: we lead instead.
     """
     try:
-        payload, hit = await asyncio.shield(leader)
+        payload, hit, unstored = await asyncio.shield(leader)
     except asyncio.CancelledError:
         task = asyncio.current_task()
         if leader.cancelled() and not (task is not None and task.cancelling()):
             return TAKE_OVER
         raise
+    if payload is not None:
+        value = codec.decode(payload)
+    elif unstored is not None:
+        # No JSON to decode: a copy of the leader's value still spares a load.
+        value = private_copy(unstored)
+        if value is TAKE_OVER:
+            return TAKE_OVER
+    else:
+        value = None
     if hit:
         stats.hits += 1
     else:
         stats.misses += 1
-    return None if payload is None else codec.decode(payload)
+    return value
 
 
 class Flight:
@@ -220,9 +235,7 @@ class Flight:
         state, stats, codec, text = self.state, self.stats, self.codec, self.text
         slot = (self.config.namespace, text)
         schema = codec.schema_hash
-        flight: asyncio.Future[tuple[bytes | None, bool]] = (
-            asyncio.get_running_loop().create_future()
-        )
+        flight: asyncio.Future[Outcome] = asyncio.get_running_loop().create_future()
         leaders = state.inflight.get(slot)
         if leaders is None:
             state.inflight[slot] = {schema: flight}
@@ -240,7 +253,7 @@ class Flight:
                     if found[:1] == NOT_FOUND:
                         stats.negative_hits += 1
                     state.local_put(self.config, text, schema, found, self.epoch)
-                    flight.set_result((None if value is None else found[HEADER:], True))
+                    flight.set_result((None if value is None else found[HEADER:], True, None))
                     return value
             elif found is not None and found.corrupt:
                 await drop_corrupt(self.backend, stats, slot[0], [self.data_key])
@@ -254,7 +267,10 @@ class Flight:
             flight.exception()  # mark retrieved; waiters re-raise it
             raise
         else:
-            flight.set_result((payload, False))
+            # A value the cache cannot hold reaches the others as copies of a
+            # snapshot: the leader's caller may change its own instance meanwhile.
+            snapshot = private_copy(value) if payload is None and value is not None else None
+            flight.set_result((payload, False, snapshot))
             return value
         finally:
             leaders = state.inflight.get(slot)
@@ -307,7 +323,8 @@ class Flight:
     async def _fill(self) -> tuple[Any, bytes | None]:
         config, stats, backend = self.config, self.stats, self.backend
         if not self.writable:  # the backend failed: answer from the loader only
-            return await load(stats, self.loader, self.codec)
+            value = await load(stats, self.loader, self.codec)
+            return value, self._encode(value)
         token: bytes | None = None
         if config.lock:
             token = secrets.token_bytes(16)
@@ -315,7 +332,8 @@ class Flight:
                 acquired = await backend.set_if_absent(self.lock_key, token, ttl=config.lock_ttl)
             except Exception as exc:
                 engine.record_error(backend, stats, config.namespace, "lock", exc)
-                return await load(stats, self.loader, self.codec)
+                value = await load(stats, self.loader, self.codec)
+                return value, self._encode(value)
             if not acquired:
                 stats.lock_waits += 1
                 outcome = await self._wait_for_holder(token)
@@ -332,12 +350,20 @@ class Flight:
                 else:
                     self.generation = outcome.generation
         try:
-            value, payload = await load(stats, self.loader, self.codec)
-            await self._store(payload)
+            value = await load(stats, self.loader, self.codec)
+            payload = self._encode(value)
+            if payload is not None or value is None:
+                await self._store(payload)
             return value, payload
         finally:
             if token is not None:
                 await release_lock(backend, self.lock_key, token)
+
+    def _encode(self, value: Any) -> bytes | None:
+        """The JSON to store; None for "not found" and for a value the cache cannot hold."""
+        if value is None:
+            return None
+        return engine.encode(self.stats, self.config.namespace, self.codec, [value])[0]
 
     async def _store(self, payload: bytes | None) -> None:
         config = self.config

@@ -19,10 +19,11 @@ reads through the cache::
             return video
 
 Values are stored as JSON through a cached pydantic ``TypeAdapter`` (no
-pickle) and come back as the model type. One hit is one ``MGET`` of the
-namespace version, the key's generation token and the entry; an entry is
-served only while its generation is current, which closes the stale-refill
-race (see ``_cache_engine``). Keys read ``<prefix><namespace>:v<version>:
+pickle), by field name whatever the aliases, and come back as the model type;
+a value that would not read back equal is answered uncached. One hit is one
+``MGET`` of the namespace version, the key's generation token and the entry;
+an entry is served only while its generation is current, which closes the
+stale-refill race (see ``_cache_engine``). Keys read ``<prefix><namespace>:v<version>:
 <schema hash>:<key>``. Concurrent misses for one key share one load; with
 ``cache_lock`` one process loads while the others wait. Every backend error
 is logged once per incident, counted, and answered from the loader.
@@ -195,7 +196,9 @@ def cache_stats(cache: CacheBackend) -> dict[str, Any]:
     "not found"), ``misses``, ``stale`` (entries found but invalidated since
     they were written), ``corrupt`` (entries that did not decode, deleted),
     ``errors`` (failed backend calls, answered from the loader), ``loads``
-    and ``load_seconds`` (loader calls and their total time), ``lock_waits``.
+    and ``load_seconds`` (loader calls and their total time), ``lock_waits``,
+    ``unstorable`` (loaded values that would not read back equal from JSON,
+    answered uncached).
     """
     state = engine.existing_state(cache) or State()
     breaker = getattr(cache, "breaker", None)
@@ -310,7 +313,8 @@ class CachedServiceMixin:
 
         Raises:
             What ``loader`` raises (and nothing is cached). Cache failures are
-            never raised: the loader answers instead.
+            never raised: the loader answers instead, and a value that would
+            not read back equal from JSON is returned uncached.
         """
         config = self._config()
         lifetime = None if ttl is None else self._lifetime(config, ttl)
@@ -328,8 +332,7 @@ class CachedServiceMixin:
             # This transaction changed the key, or an invalidation of it has
             # not reached the backend yet: read from the loader, cache nothing.
             stats.misses += 1
-            value, _ = await load(stats, loader, codec)
-            return value  # type: ignore[no-any-return]
+            return await load(stats, loader, codec)  # type: ignore[no-any-return]
 
         epoch = state.local_epoch
         if config.local_ttl is not None:
@@ -459,6 +462,7 @@ class CachedServiceMixin:
                 stats.load_seconds += time.perf_counter() - started
             values: dict[str, bytes] = {}
             negatives: dict[str, bytes] = {}
+            to_store: list[int] = []
             for i in missing:
                 value = loaded.get(wanted[i])
                 if value is None:
@@ -469,10 +473,15 @@ class CachedServiceMixin:
                     continue
                 found[i] = codec.to_model(value)
                 if i in fills:
-                    data_key, generation = fills[i]
-                    entry = VALUE + generation + engine.dump(codec, found[i])
-                    values[data_key] = entry
-                    state.local_put(config, texts[i], codec.schema_hash, entry, epoch)
+                    to_store.append(i)
+            payloads = engine.encode(stats, namespace, codec, [found[i] for i in to_store])
+            for i, payload in zip(to_store, payloads, strict=True):
+                if payload is None:  # the cache cannot hold it: answered uncached
+                    continue
+                data_key, generation = fills[i]
+                entry = VALUE + generation + payload
+                values[data_key] = entry
+                state.local_put(config, texts[i], codec.schema_hash, entry, epoch)
             await write_spread(backend, stats, config, values, lifetime)
             if negatives and config.negative_ttl is not None:
                 await write_spread(backend, stats, config, negatives, config.negative_ttl)

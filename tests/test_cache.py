@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import re
+import threading
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import timedelta
@@ -14,7 +16,16 @@ from uuid import UUID
 import pytest
 from fastapi import Depends, FastAPI, Request
 from fastapi.testclient import TestClient
-from pydantic import BaseModel
+from pydantic import (
+    AliasChoices,
+    AliasPath,
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    computed_field,
+)
+from pydantic.alias_generators import to_camel
 
 from heygen_conventions import (
     APIResponse,
@@ -438,6 +449,301 @@ async def test_a_redis_value_of_another_type_is_replaced(
     assert cache_stats(backend)["namespaces"]["videos"]["errors"] == 0  # SET replaced the list
     assert (await service.get(1)) == VideoResponse(id=1, title="video 1")
     assert db.loads == [1, 1, 1]
+
+
+# -- what the cache can hold -------------------------------------------------------
+
+
+class CamelVideo(BaseModel):
+    """Parses an upstream camelCase API: only the aliases are accepted as input."""
+
+    model_config = ConfigDict(alias_generator=to_camel)
+    video_id: int
+    title: str
+
+
+class CamelVideoByName(BaseModel):
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True)
+    video_id: int
+    title: str
+
+
+class SplitAliases(BaseModel):
+    """Reads other names than it writes, and accepts no field name as input."""
+
+    video_id: int = Field(validation_alias="VideoID", serialization_alias="videoRef")
+    title: str = Field(validation_alias=AliasChoices("name", "heading"))
+    owner: str = Field(validation_alias=AliasPath("owner", "login"))
+
+
+class AliasedEverywhere(BaseModel):
+    """Writes by alias unless told otherwise, refuses field names, nests aliased models."""
+
+    model_config = ConfigDict(
+        serialize_by_alias=True, validate_by_name=False, validate_by_alias=True
+    )
+    video_id: int = Field(alias="ID")
+    main: CamelVideo
+    others: list[SplitAliases]
+
+
+class StrictWithComputed(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    seconds: int
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def minutes(self) -> float:
+        return self.seconds / 60
+
+
+class Base64Thumbnail(BaseModel):
+    """Binary data and infinities its own JSON can hold."""
+
+    model_config = ConfigDict(
+        ser_json_bytes="base64", val_json_bytes="base64", ser_json_inf_nan="constants"
+    )
+    png: bytes
+    ratio: float
+
+
+CAMEL = CamelVideo.model_validate({"videoId": 1, "title": "Intro"})
+SPLIT = SplitAliases.model_validate({"VideoID": 2, "heading": "Deep", "owner": {"login": "ada"}})
+ROUND_TRIPS = [
+    pytest.param(CamelVideo, CAMEL, id="alias_generator"),
+    pytest.param(CamelVideoByName, CamelVideoByName(video_id=1, title="x"), id="populate_by_name"),
+    pytest.param(SplitAliases, SPLIT, id="validation-serialization-choices-path"),
+    pytest.param(
+        AliasedEverywhere,
+        AliasedEverywhere.model_validate({"ID": 3, "main": CAMEL, "others": [SPLIT]}),
+        id="serialize_by_alias-nested",
+    ),
+    pytest.param(list[CamelVideo], [CAMEL, CAMEL], id="list"),
+    pytest.param(CamelVideo | None, CAMEL, id="optional"),
+    pytest.param(dict[str, SplitAliases], {"a": SPLIT}, id="dict"),
+    pytest.param(StrictWithComputed, StrictWithComputed(seconds=90), id="computed-extra-forbid"),
+    pytest.param(
+        Base64Thumbnail, Base64Thumbnail(png=b"\x89PNG\xff", ratio=math.inf), id="base64-inf"
+    ),
+]
+
+
+@pytest.mark.parametrize(("model", "value"), ROUND_TRIPS)
+async def test_models_with_aliases_are_cached(
+    cache_backend: CacheBackend, model: Any, value: Any
+) -> None:
+    service = VideoService(cache_backend, FakeDB())
+    loads = 0
+
+    async def load() -> Any:
+        nonlocal loads
+        loads += 1
+        return value
+
+    assert [await service.cached("k", load, model=model) for _ in range(3)] == [value] * 3
+    stats = cache_stats(cache_backend)["namespaces"]["videos"]
+    assert (loads, stats["hits"], stats["corrupt"]) == (1, 2, 0), stats
+
+
+@pytest.mark.parametrize(("model", "value"), ROUND_TRIPS[:4])
+async def test_cached_many_caches_models_with_aliases(
+    cache_backend: CacheBackend, model: Any, value: Any
+) -> None:
+    service = VideoService(cache_backend, FakeDB())
+    calls: list[list[int]] = []
+
+    async def load_many(ids: list[int]) -> dict[int, Any]:
+        calls.append(ids)
+        return dict.fromkeys(ids, value)
+
+    first = await service.cached_many([1, 2, 3], load_many, model=model)
+    second = await service.cached_many([1, 2, 3], load_many, model=model)
+    assert first == second == dict.fromkeys([1, 2, 3], value)
+    assert calls == [[1, 2, 3]]
+    stats = cache_stats(cache_backend)["namespaces"]["videos"]
+    assert (stats["hits"], stats["corrupt"]) == (3, 0), stats
+
+
+async def test_callers_joining_a_load_of_an_aliased_model_get_it(
+    cache_backend: CacheBackend,
+) -> None:
+    service = VideoService(cache_backend, FakeDB())
+    loads = 0
+    release = asyncio.Event()
+
+    async def slow() -> CamelVideo:
+        nonlocal loads
+        loads += 1
+        await release.wait()
+        return CAMEL
+
+    readers = [asyncio.create_task(service.cached(1, slow, model=CamelVideo)) for _ in range(5)]
+    await asyncio.sleep(0.05)
+    release.set()
+    assert await asyncio.gather(*readers) == [CAMEL] * 5
+    assert loads == 1
+
+
+class Thumbnail(BaseModel):
+    id: int
+    png: bytes
+
+
+class Score(BaseModel):
+    id: int
+    value: float
+
+
+class MaybeScore(BaseModel):
+    id: int
+    value: float | None
+
+
+class Account(BaseModel):
+    id: int
+    password_hash: str = Field(default="", exclude=True)
+
+
+class Tagged(BaseModel):
+    id: int
+    _etag: str = PrivateAttr(default="")
+
+
+def _tagged() -> Tagged:
+    tagged = Tagged(id=1)
+    tagged._etag = "W/1"
+    return tagged
+
+
+UNSTORABLE = [
+    # JSON text holds no such bytes: serializing fails.
+    pytest.param(Thumbnail, Thumbnail(id=1, png=b"\x89PNG\xff"), id="bytes-not-utf8"),
+    # Written as null, which a float refuses.
+    pytest.param(Score, Score(id=1, value=math.inf), id="inf-written-as-null"),
+    # Written as null, read back as None: another value.
+    pytest.param(MaybeScore, MaybeScore(id=1, value=-math.inf), id="inf-read-back-as-none"),
+    # Left out of the JSON: read back with the default.
+    pytest.param(Account, Account(id=1, password_hash="x"), id="excluded-field"),
+    pytest.param(Tagged, _tagged(), id="private-attribute"),
+]
+UNSTORABLE_WARNING = "Value not cached: it does not survive the cache's JSON round trip"
+
+
+def _unstorable_warnings(caplog: pytest.LogCaptureFixture) -> list[logging.LogRecord]:
+    return [r for r in caplog.records if r.getMessage() == UNSTORABLE_WARNING]
+
+
+@pytest.mark.parametrize("locked", [False, True], ids=["", "cache_lock"])
+@pytest.mark.parametrize(("model", "value"), UNSTORABLE)
+async def test_a_value_json_cannot_hold_is_answered_uncached(
+    cache_backend: CacheBackend,
+    caplog: pytest.LogCaptureFixture,
+    model: Any,
+    value: Any,
+    locked: bool,
+) -> None:
+    service = (LockedService if locked else VideoService)(cache_backend, FakeDB())
+    loads = 0
+
+    async def load() -> Any:
+        nonlocal loads
+        loads += 1
+        return value
+
+    with caplog.at_level(logging.WARNING, logger="heygen_conventions.cache"):
+        assert [await service.cached("k", load, model=model) for _ in range(3)] == [value] * 3
+    namespace = service.cache_namespace
+    assert namespace is not None
+    stats = cache_stats(cache_backend)["namespaces"][namespace]
+    assert (loads, stats["hits"], stats["corrupt"], stats["unstorable"]) == (3, 0, 0, 3), stats
+    assert [k for k in await cache_keys(cache_backend) if ":v0:" in k] == []
+    (warning,) = _unstorable_warnings(caplog)
+    extra = warning.__dict__
+    assert (extra["cache_namespace"], extra["cache_model"]) == (namespace, model.__qualname__)
+    assert [r.getMessage() for r in caplog.records] == [UNSTORABLE_WARNING]
+
+
+@pytest.mark.parametrize(("model", "value"), UNSTORABLE[:2])
+async def test_cached_many_answers_values_json_cannot_hold_uncached(
+    cache_backend: CacheBackend, caplog: pytest.LogCaptureFixture, model: Any, value: Any
+) -> None:
+    service = VideoService(cache_backend, FakeDB())
+    values = {1: value.model_copy(update={"id": 1}), 2: value.model_copy(update={"id": 2})}
+    values[3] = model.model_validate({"id": 3, "png": b"fine", "value": 1.5})
+    calls: list[list[int]] = []
+
+    async def load_many(ids: list[int]) -> dict[int, Any]:
+        calls.append(ids)
+        return {i: values[i] for i in ids}
+
+    with caplog.at_level(logging.WARNING, logger="heygen_conventions.cache"):
+        first = await service.cached_many([1, 2, 3], load_many, model=model)
+        second = await service.cached_many([1, 2, 3], load_many, model=model)
+    assert first == second == values
+    assert calls == [[1, 2, 3], [1, 2]]
+    stats = cache_stats(cache_backend)["namespaces"]["videos"]
+    assert (stats["hits"], stats["corrupt"], stats["unstorable"]) == (1, 0, 4), stats
+    assert len(_unstorable_warnings(caplog)) == 1
+
+
+async def test_callers_joining_a_load_share_a_value_json_cannot_hold(
+    cache_backend: CacheBackend,
+) -> None:
+    service = VideoService(cache_backend, FakeDB())
+    loads = 0
+    release = asyncio.Event()
+
+    async def slow() -> Score:
+        nonlocal loads
+        loads += 1
+        await release.wait()
+        return Score(id=1, value=math.inf)
+
+    async def read_and_change() -> Score | None:
+        score = await service.cached(1, slow, model=Score)
+        assert score is not None
+        score.value = 0.0  # before the callers that joined have resumed
+        return score
+
+    leader = asyncio.create_task(read_and_change())
+    await _until(lambda: loads == 1)
+    joined = [asyncio.create_task(service.cached(1, slow, model=Score)) for _ in range(4)]
+    await asyncio.sleep(0.05)
+    release.set()
+    values = await asyncio.gather(*joined)
+    assert values == [Score(id=1, value=math.inf)] * 4
+    assert len({id(v) for v in values}) == 4  # each caller owns its instance
+    assert (await leader) == Score(id=1, value=0.0)
+    assert loads == 1
+
+
+class Handle(BaseModel):
+    """Neither JSON nor a deep copy can hold it."""
+
+    model_config = ConfigDict(arbitrary_types_allowed=True)
+    id: int
+    lock: Any
+
+
+async def test_callers_joining_a_load_of_a_value_that_cannot_be_copied_load_it(
+    cache_backend: CacheBackend,
+) -> None:
+    service = VideoService(cache_backend, FakeDB())
+    loads = 0
+    release = asyncio.Event()
+
+    async def slow() -> Handle:
+        nonlocal loads
+        loads += 1
+        await release.wait()
+        return Handle(id=loads, lock=threading.Lock())
+
+    readers = [asyncio.create_task(service.cached(1, slow, model=Handle)) for _ in range(3)]
+    await asyncio.sleep(0.05)
+    release.set()
+    handles = await asyncio.gather(*readers)
+    assert loads == 3
+    assert sorted(h.id for h in handles if h is not None) == [1, 2, 3]
 
 
 async def test_ttls_are_jittered(cache_backend: CacheBackend) -> None:
