@@ -48,11 +48,15 @@ from sqlalchemy.ext.asyncio import (
     async_sessionmaker,
     create_async_engine,
 )
+from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.orm import DeclarativeBase, Mapped, declared_attr, mapped_column
+from sqlalchemy.sql.compiler import SQLCompiler
+from sqlalchemy.sql.functions import GenericFunction
 from sqlalchemy.types import TypeDecorator
 from starlette.requests import HTTPConnection
 
 from heygen_conventions._lifespan import close_after_lifespan
+from heygen_conventions._memory_sqlite import SharedConnectionPool
 from heygen_conventions._sql_errors import translate_db_error, translate_db_errors
 from heygen_conventions._unit_of_work import _AsyncSession, after_commit, run_after_commit
 from heygen_conventions.settings import Settings
@@ -86,6 +90,11 @@ NAMING_CONVENTION: dict[str, str] = {
 
 _STATE_KEY = "heygen_database"
 _CURSOR_KEY_INFO = "heygen_cursor_key"
+# Sessions of a SQLite Database, whose connections have _SQLITE_LOWER.
+_SQLITE_LOWER_INFO = "heygen_sqlite_lower"
+# A Unicode lower() on the connections of a SQLite Database; SQLite's
+# own lower() and LIKE fold ASCII letters only.
+_SQLITE_LOWER = "heygen_lower"
 # Engines with echo on log as ``sqlalchemy.engine.Engine.echo``; see Database.
 _ECHO_LOGGING_NAME = "echo"
 
@@ -155,7 +164,8 @@ class UTCDateTime(TypeDecorator[datetime]):
     """A timezone-aware UTC datetime on every database.
 
     Stored as ``timestamptz`` on PostgreSQL and as UTC text on SQLite (which
-    has no time zones); always read back aware, in UTC. Naive datetimes are
+    has no time zones), ``YYYY-MM-DD HH:MM:SS.ffffff``; always read back
+    aware, in UTC (text without the fraction too). Naive datetimes are
     refused instead of being guessed at.
     """
 
@@ -175,6 +185,32 @@ class UTCDateTime(TypeDecorator[datetime]):
         if value is None:
             return None
         return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+class utc_now(GenericFunction[datetime]):
+    """The database's current time, stored as :class:`UTCDateTime` stores a value.
+
+    ``now()`` on PostgreSQL. On SQLite, whose ``CURRENT_TIMESTAMP`` has no
+    fraction, the text a bound value becomes: SQLite compares the text, and
+    ``...:05`` sorts before ``...:05.000000``. Available to SQL (and to
+    migration files) as ``func.heygen.utc_now()`` once the library is imported.
+    """
+
+    type = UTCDateTime()
+    package = "heygen"
+    name = "utc_now"
+    inherit_cache = True
+
+
+@compiles(utc_now)
+def _compile_utc_now(element: utc_now, compiler: SQLCompiler, **kw: Any) -> str:
+    return compiler.process(func.now(), **kw)
+
+
+@compiles(utc_now, "sqlite")
+def _compile_utc_now_sqlite(element: utc_now, compiler: SQLCompiler, **kw: Any) -> str:
+    # %f is seconds with three decimals: padded to the six UTCDateTime binds.
+    return "strftime('%Y-%m-%d %H:%M:%f000', 'now')"
 
 
 class Base(DeclarativeBase):
@@ -204,19 +240,20 @@ class TimestampMixin:
 
     Each row gets its own time from a callable default (the seed's
     ``default=datetime.now(timezone.utc)`` stamped every row with the import
-    time), with a server default for rows inserted outside the ORM;
+    time), with a server default (:class:`utc_now`) for rows inserted outside
+    the ORM;
     ``updated_at`` changes on every UPDATE the ORM or a Core ``update()``
     issues, including the repository's bulk updates.
     """
 
     created_at: Mapped[datetime] = mapped_column(
-        UTCDateTime(), default=utcnow, server_default=func.now(), nullable=False, sort_order=90
+        UTCDateTime(), default=utcnow, server_default=utc_now(), nullable=False, sort_order=90
     )
     updated_at: Mapped[datetime] = mapped_column(
         UTCDateTime(),
         default=utcnow,
         onupdate=utcnow,
-        server_default=func.now(),
+        server_default=utc_now(),
         nullable=False,
         sort_order=91,
     )
@@ -251,8 +288,14 @@ def _cursor_key(secret: str | bytes | SecretStr) -> bytes:
     return hmac.new(secret, b"heygen-conventions/cursor/v1", hashlib.sha256).digest()
 
 
+def _unicode_lower(value: Any) -> Any:
+    # str.lower(), not casefold(): PostgreSQL's ILIKE keeps "ß" apart from "ss" too.
+    return value.lower() if isinstance(value, str) else value
+
+
 def _sqlite_on_connect(busy_timeout_ms: int, in_memory: bool) -> Callable[..., None]:
     def on_connect(dbapi_connection: Any, connection_record: Any) -> None:
+        dbapi_connection.create_function(_SQLITE_LOWER, 1, _unicode_lower, deterministic=True)
         cursor = dbapi_connection.cursor()
         try:
             # SQLite ships with foreign keys off, per connection.
@@ -289,6 +332,13 @@ class Database:
     settings given. Sessions do not expire objects on commit, so a route can
     serialise what it committed.
 
+    ``Database("sqlite+aiosqlite://")`` keeps the database in memory, in one
+    connection every session shares. Each transaction has that connection
+    to itself, from its first statement to its commit or rollback, while the
+    others, readers included, wait (``sqlite_busy_timeout``, then 503): code
+    must not await a second session while its first is mid-transaction.
+    Fine for tests and demos; a file lets readers run alongside a writer.
+
     Args:
         url: SQLAlchemy async URL.
         echo: Log every statement, at INFO, through the application's logging
@@ -308,7 +358,8 @@ class Database:
             and answered 503).
         connect_args: Passed to the driver, e.g. asyncpg's
             ``{"server_settings": {"search_path": "tenant_a"}}``.
-        sqlite_busy_timeout: Seconds a SQLite writer waits for the lock.
+        sqlite_busy_timeout: Seconds a SQLite writer waits for the lock (in
+            memory: seconds a transaction waits for the others to finish).
         cursor_secret: Signs keyset-pagination cursors; see
             :meth:`from_settings`, which uses the application's secret.
         **engine_options: Anything else :func:`create_async_engine` accepts.
@@ -345,6 +396,11 @@ class Database:
         if connect_args:
             options["connect_args"] = dict(connect_args)
         is_sqlite = self.url.get_backend_name() == "sqlite"
+        in_memory = is_sqlite and self.url.database in (None, "", ":memory:")
+        if in_memory and "poolclass" not in options and "pool" not in options:
+            # One connection holds the database: one transaction at a time on it.
+            options["poolclass"] = SharedConnectionPool
+            options["pool_timeout"] = sqlite_busy_timeout
         if not is_sqlite:
             pooled = {
                 "pool_size": pool_size,
@@ -359,14 +415,15 @@ class Database:
         if echo and isinstance(statements, logging.Logger):
             statements.setLevel(min(statements.getEffectiveLevel(), logging.INFO))
         if is_sqlite:
-            in_memory = self.url.database in (None, "", ":memory:")
             event.listen(
                 self.engine.sync_engine,
                 "connect",
                 _sqlite_on_connect(int(sqlite_busy_timeout * 1000), in_memory),
             )
             event.listen(self.engine.sync_engine, "savepoint", _begin_before_savepoint)
-        info = {_CURSOR_KEY_INFO: _cursor_key(cursor_secret)} if cursor_secret else {}
+        info: dict[str, Any] = {_SQLITE_LOWER_INFO: True} if is_sqlite else {}
+        if cursor_secret:
+            info[_CURSOR_KEY_INFO] = _cursor_key(cursor_secret)
         # close_resets_only=False: a closed session (the request's, used from a
         # background task after the response) raises instead of silently
         # opening a transaction nobody will commit.
@@ -534,3 +591,7 @@ DBSession = Annotated[AsyncSession, Depends(get_db_session)]
 def _session_cursor_key(session: AsyncSession) -> bytes | None:
     key = session.info.get(_CURSOR_KEY_INFO)
     return key if isinstance(key, bytes) else None
+
+
+def _session_has_sqlite_lower(session: AsyncSession) -> bool:
+    return session.info.get(_SQLITE_LOWER_INFO) is True

@@ -35,7 +35,7 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import Connection, MetaData, pool
 from sqlalchemy.ext.asyncio import async_engine_from_config
 
-from heygen_conventions.db import UTCDateTime
+from heygen_conventions.db import UTCDateTime, utc_now
 
 if TYPE_CHECKING:
     from alembic.config import Config
@@ -100,6 +100,11 @@ def _render_item(type_: str, obj: Any, autogen_context: Any) -> str | bool:
     # plain timezone-aware DateTime in the database.
     if type_ == "type" and isinstance(obj, UTCDateTime):
         return "sa.DateTime(timezone=True)"
+    # By its registered name, which compiles for the database migrated (the
+    # default rendering is the SQL of the database autogenerate compared with:
+    # SQLite's would not run on PostgreSQL).
+    if type_ == "server_default" and isinstance(getattr(obj, "arg", None), utc_now):
+        return "sa.func.heygen.utc_now()"
     return False
 
 

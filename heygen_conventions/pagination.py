@@ -29,21 +29,24 @@ import hashlib
 import hmac
 import inspect
 import logging
+import math
 import re
 import secrets
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
+from datetime import time as time_of_day
 from decimal import Decimal
 from typing import Annotated, Any, Literal
 
 import orjson
 from fastapi import Query
 from pydantic import AfterValidator
-from sqlalchemy import ColumnElement, and_, false, or_, tuple_
+from sqlalchemy import ColumnElement, PickleType, and_, false, literal, or_, tuple_
 from sqlalchemy.orm import QueryableAttribute
+from sqlalchemy.types import Indexable, TypeDecorator, TypeEngine
 
 from heygen_conventions.errors import BadRequestError, InvalidInputError
 from heygen_conventions.responses import ErrorDetail
@@ -267,20 +270,39 @@ def _b64decode(text: str) -> bytes:
     return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
 
 
+_MICROSECOND = timedelta(microseconds=1)
+
+#: What a cursor carries exactly (see ``_encode_value``): the Python values of
+#: the column types a keyset may sort by.
+_CURSOR_VALUE_TYPES = (
+    *(bool, int, float, str, bytes, Decimal, uuid.UUID, enum.Enum),
+    *(datetime, date, time_of_day, timedelta),
+)
+
+
 def _encode_value(value: Any) -> Any:
     # Tagged so that decoding gives back the exact type the column compares with.
-    if value is None or isinstance(value, bool | int | float | str):
+    if value is None or isinstance(value, bool | int | str):
         return value
+    if isinstance(value, float):
+        # JSON has no NaN nor infinities (orjson would write null).
+        return value if math.isfinite(value) else {"f": repr(value)}
     if isinstance(value, datetime):
         return {"dt": value.isoformat()}
     if isinstance(value, date):
         return {"d": value.isoformat()}
+    if isinstance(value, time_of_day):
+        return {"t": value.isoformat()}
+    if isinstance(value, timedelta):
+        return {"td": str(value // _MICROSECOND)}  # whole microseconds: exact, signed
     if isinstance(value, uuid.UUID):
         return {"u": value.hex}
     if isinstance(value, Decimal):
         return {"n": str(value)}
     if isinstance(value, enum.Enum):
         return {"e": value.name}
+    if isinstance(value, bytes):
+        return {"b": _b64encode(value)}
     raise TypeError(f"cannot put a {type(value).__name__} in a cursor")
 
 
@@ -296,12 +318,20 @@ def _decode_value(value: Any, enum_class: type[enum.Enum] | None) -> Any:
         return datetime.fromisoformat(raw)
     if tag == "d":
         return date.fromisoformat(raw)
+    if tag == "t":
+        return time_of_day.fromisoformat(raw)
+    if tag == "td":
+        return timedelta(microseconds=int(raw))
     if tag == "u":
         return uuid.UUID(hex=raw)
     if tag == "n":
         return Decimal(raw)
     if tag == "e" and enum_class is not None:
         return enum_class[raw]
+    if tag == "b":
+        return _b64decode(raw)
+    if tag == "f":
+        return float(raw)
     raise ValueError("bad value")
 
 
@@ -381,7 +411,7 @@ class CursorCodec:
             raise _invalid_cursor("The cursor does not match this listing")
         try:
             values = [_decode_value(v, e) for v, e in zip(keys, enum_classes, strict=True)]
-        except (ValueError, KeyError, TypeError):
+        except (ValueError, KeyError, TypeError, OverflowError):
             raise _invalid_cursor("The cursor does not match this listing") from None
         return values, bool(payload.get("b"))
 
@@ -425,20 +455,62 @@ def order_clauses(keys: Sequence[SortKey], *, reverse: bool = False) -> list[Any
     return clauses
 
 
+def _carried_by_cursors(column_type: TypeEngine[Any]) -> bool:
+    if isinstance(column_type, Indexable | PickleType):
+        # JSON, arrays, hstore, pickled objects: no order a cursor could resume from.
+        return False
+    try:
+        python_type: Any = column_type.python_type
+    except NotImplementedError:  # SQLAlchemy 2.0, for types that do not say
+        python_type = object
+    if not isinstance(python_type, type) or python_type is object:
+        if isinstance(column_type, TypeDecorator):
+            return _carried_by_cursors(column_type.impl_instance)
+        return True  # its values decide, when the cursor is made
+    return issubclass(python_type, _CURSOR_VALUE_TYPES)
+
+
+def cursor_can_hold(value: Any) -> bool:
+    """Whether a cursor carries ``value`` exactly (a custom type's values may not)."""
+    return value is None or isinstance(value, _CURSOR_VALUE_TYPES)
+
+
+def cursor_sort_refused(name: str) -> InvalidInputError:
+    """The error for a keyset sort by a column whose values no cursor can hold (JSON, arrays)."""
+    message = f"Cannot page with a cursor sorted by {name!r}; sort by another field"
+    return InvalidInputError(
+        message, details=[ErrorDetail(code="invalid_sort_field", message=message, field="sort_by")]
+    )
+
+
+def check_cursor_keys(keys: Sequence[SortKey]) -> None:
+    """Refuse, before any query, a keyset sort by a column a cursor cannot carry.
+
+    Raises:
+        InvalidInputError: Such a column is among ``keys`` (422).
+    """
+    for key in keys:
+        if not _carried_by_cursors(key.attribute.expression.type):
+            raise cursor_sort_refused(key.attribute.key)
+
+
 def keyset_after(
     keys: Sequence[SortKey], values: Sequence[Any], *, reverse: bool = False
 ) -> ColumnElement[bool]:
     """Rows after ``values`` in the order of ``keys`` (before them when ``reverse``)."""
     directions = [key.descending != reverse for key in keys]
+    # Values are bound with their column's type: what the column's own comparisons
+    # do, and what lets a boolean be compared at all (SQLAlchemy refuses `col > True`).
+    types = [key.attribute.expression.type for key in keys]
     if not any(key.nullable for key in keys) and len(set(directions)) == 1:
         # One row-value comparison, which an index on the sort columns serves.
         left = tuple_(*(key.attribute for key in keys))
-        right = tuple_(*values)
+        right = tuple_(*values, types=types)
         return left < right if directions[0] else left > right
     # Mixed directions or NULLs: (a > x) OR (a = x AND b > y) OR ...
     alternatives: list[ColumnElement[bool]] = []
     equal_so_far: list[ColumnElement[bool]] = []
-    for key, value, descending in zip(keys, values, directions, strict=True):
+    for key, value, column_type, descending in zip(keys, values, types, directions, strict=True):
         attribute = key.attribute
         nulls_first = reverse and key.nullable
         beyond: ColumnElement[bool]
@@ -447,10 +519,11 @@ def keyset_after(
             beyond = attribute.is_not(None) if nulls_first else false()
             equal = attribute.is_(None)
         else:
-            beyond = attribute < value if descending else attribute > value
+            bound = literal(value, column_type)
+            beyond = attribute < bound if descending else attribute > bound
             if key.nullable and not nulls_first:
                 beyond = or_(beyond, attribute.is_(None))
-            equal = attribute == value
+            equal = attribute == bound
         alternatives.append(and_(*equal_so_far, beyond))
         equal_so_far.append(equal)
     return or_(*alternatives)

@@ -60,13 +60,21 @@ from sqlalchemy.sql.schema import Column
 
 from heygen_conventions import _bulk
 from heygen_conventions._sql_errors import translate_db_errors
-from heygen_conventions.db import _cursor_key, _session_cursor_key
+from heygen_conventions.db import (
+    _SQLITE_LOWER,
+    _cursor_key,
+    _session_cursor_key,
+    _session_has_sqlite_lower,
+)
 from heygen_conventions.errors import ConflictError, InvalidInputError, NotFoundError
 from heygen_conventions.pagination import (
     CountStrategy,
     CursorCodec,
     PageParams,
     SortKey,
+    check_cursor_keys,
+    cursor_can_hold,
+    cursor_sort_refused,
     keyset_after,
     listing_fingerprint,
     order_clauses,
@@ -302,13 +310,15 @@ class BaseRepository(Generic[ModelT]):
                 "Search is not supported here",
                 details=[ErrorDetail(code="search_unsupported", message="No searchable fields")],
             )
-        pattern = f"%{_escape_like(text)}%"
-        return or_(
-            *(
-                self._column_attribute(name).ilike(pattern, escape="\\")
-                for name in self.searchable_fields
+        columns = [self._column_attribute(name) for name in self.searchable_fields]
+        if _session_has_sqlite_lower(self.session):
+            # SQLite's LIKE and lower() fold ASCII only: "école" would miss "École".
+            pattern = f"%{_escape_like(text.lower())}%"
+            return or_(
+                *(getattr(func, _SQLITE_LOWER)(c).like(pattern, escape="\\") for c in columns)
             )
-        )
+        pattern = f"%{_escape_like(text)}%"
+        return or_(*(column.ilike(pattern, escape="\\") for column in columns))
 
     def _sort_keys(self, sort: Sequence[str] | str | None) -> builtins.list[SortKey]:
         # Names may come from a client: held to sortable_fields. default_sort is
@@ -1027,10 +1037,13 @@ class BaseRepository(Generic[ModelT]):
         Raises:
             BadRequestError: The cursor is malformed, altered, expired or
                 issued for another sort or other filters (400).
+            InvalidInputError: The sort names a column whose values no
+                cursor can hold, such as JSON (422).
         """
         if limit < 1:
             raise ValueError(f"limit must be >= 1, got {limit}")
         keys = self._sort_keys(sort)
+        check_cursor_keys(keys)
         where = self._where(filters, equals, search)
         codec = self._cursor_codec(keys, where)
         backwards = False
@@ -1051,7 +1064,11 @@ class BaseRepository(Generic[ModelT]):
         has_previous = bool(rows) and (more if backwards else cursor is not None)
 
         def cursor_at(row: Any, *, back: bool) -> str:
-            return codec.encode([getattr(row, k.attribute.key) for k in keys], backwards=back)
+            values = [getattr(row, k.attribute.key) for k in keys]
+            for key, value in zip(keys, values, strict=True):
+                if not cursor_can_hold(value):  # a custom type not refused up front
+                    raise cursor_sort_refused(key.attribute.key)
+            return codec.encode(values, backwards=back)
 
         return CursorPage(
             data=rows,

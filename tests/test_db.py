@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import re
 import threading
 import time
 import uuid
@@ -306,6 +307,75 @@ async def test_sqlite_writers_still_wait_for_the_lock(tmp_path: Path) -> None:
             await releasing
         assert waited >= 0.2
         assert await count_clips(db) == 2
+    finally:
+        await db.dispose()
+
+
+async def test_in_memory_sqlite_keeps_concurrent_transactions_apart() -> None:
+    db = Database("sqlite+aiosqlite://")
+    try:
+        await db.create_all(Model.metadata)
+        written = asyncio.Event()
+
+        async def fails_after_writing() -> None:
+            async with db.transaction() as session:
+                session.add(Clip(slug="rolled-back"))
+                await session.flush()
+                written.set()
+                await asyncio.sleep(0.2)
+                raise RuntimeError("boom")
+
+        async def commits_meanwhile() -> None:
+            await written.wait()
+            async with db.transaction() as session:
+                session.add(Clip(slug="committed"))
+
+        both = asyncio.gather(fails_after_writing(), commits_meanwhile(), return_exceptions=True)
+        failed, committed = await asyncio.wait_for(both, 5)
+        assert isinstance(failed, RuntimeError)
+        assert committed is None
+        async with db.session() as session:
+            assert list(await session.scalars(select(Clip.slug))) == ["committed"]
+    finally:
+        await db.dispose()
+
+
+async def test_in_memory_sqlite_waits_no_longer_than_the_busy_timeout() -> None:
+    db = Database("sqlite+aiosqlite://", sqlite_busy_timeout=0.2)
+    try:
+        await db.create_all(Model.metadata)
+        async with db.session() as holder:
+            holder.add(Clip(slug="held"))
+            await holder.flush()  # its transaction holds the one connection until it ends
+            started = time.monotonic()
+            with pytest.raises(ServiceUnavailableError):
+                async with db.transaction() as other:
+                    await other.execute(select(1))
+            assert 0.15 < time.monotonic() - started < 2
+            await holder.commit()
+        assert await count_clips(db) == 1
+    finally:
+        await db.dispose()
+
+
+async def test_in_memory_sqlite_turns_pass_on_past_a_cancelled_wait() -> None:
+    db = Database("sqlite+aiosqlite://")
+    try:
+        await db.create_all(Model.metadata)
+        async with db.session() as holder:
+            holder.add(Clip(slug="held"))
+            await holder.flush()
+            cancelled = asyncio.create_task(count_clips(db))
+            queued = asyncio.create_task(count_clips(db))
+            await asyncio.sleep(0.1)
+            assert not cancelled.done()  # both wait their turn
+            assert not queued.done()
+            cancelled.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await cancelled
+            await holder.commit()
+        assert await asyncio.wait_for(queued, 2) == 1
+        assert await asyncio.wait_for(count_clips(db), 2) == 1
     finally:
         await db.dispose()
 
@@ -669,6 +739,78 @@ async def test_server_defaults_stamp_rows_inserted_outside_the_orm(db: Database)
     assert row is not None
     assert row.created_at.tzinfo is UTC
     assert abs(row.created_at - datetime.now(UTC)) < timedelta(minutes=1)
+
+
+async def test_server_default_timestamps_compare_like_bound_ones(db: Database) -> None:
+    async with db.transaction() as session:
+        await session.execute(
+            text("INSERT INTO clips (id, slug, duration) VALUES (:id, 'raw', 0)"),
+            {"id": uuid7().hex if db.dialect_name == "sqlite" else uuid7()},
+        )
+    async with db.transaction() as session:
+        raw = await session.scalar(select(Clip).where(Clip.slug == "raw"))
+        assert raw is not None
+        session.add(Clip(slug="orm", created_at=raw.created_at + timedelta(milliseconds=1)))
+    async with db.session() as session:
+
+        async def slugs(*where: Any) -> list[str]:
+            return list(await session.scalars(select(Clip.slug).where(*where).order_by(Clip.slug)))
+
+        # The value read back finds its row, and orders against ORM-stamped rows.
+        assert await slugs(Clip.created_at == raw.created_at) == ["raw"]
+        assert await slugs(Clip.updated_at == raw.updated_at) == ["raw"]
+        assert await slugs(Clip.created_at <= raw.created_at) == ["raw"]
+        assert await slugs(Clip.created_at > raw.created_at) == ["orm"]
+        if db.dialect_name == "sqlite":
+            stored = await session.scalar(text("SELECT created_at FROM clips WHERE slug = 'raw'"))
+            bound = await session.scalar(text("SELECT created_at FROM clips WHERE slug = 'orm'"))
+            pattern = r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{6}"
+            assert re.fullmatch(pattern, stored), stored
+            assert re.fullmatch(pattern, bound), bound
+
+
+async def test_sqlite_reads_timestamps_stored_by_older_server_defaults() -> None:
+    async with isolated_database(metadata=Model.metadata) as db:
+        async with db.transaction() as session:
+            await session.execute(
+                text(
+                    "INSERT INTO clips (id, slug, duration, created_at, updated_at) "
+                    "VALUES (:id, 'old', 0, '2024-01-15 10:30:00', '2024-01-15 10:30:00.250')"
+                ),
+                {"id": uuid7().hex},
+            )
+        async with db.session() as session:
+            row = await session.scalar(select(Clip))
+            assert row is not None
+            assert row.created_at == datetime(2024, 1, 15, 10, 30, tzinfo=UTC)
+            assert row.updated_at == datetime(2024, 1, 15, 10, 30, 0, 250_000, tzinfo=UTC)
+            assert row.created_at.tzinfo is UTC
+            old = select(Clip.slug).where(Clip.created_at == row.created_at)
+            assert await session.scalar(old) is None  # the text differs from a bound value's
+        # The README's migration note rewrites such rows as bound values are written.
+        async with db.transaction() as session:
+            await session.execute(
+                text(
+                    "UPDATE clips SET created_at = strftime('%Y-%m-%d %H:%M:%f000', created_at) "
+                    "WHERE length(created_at) < 26"
+                )
+            )
+            await session.execute(
+                text(
+                    "UPDATE clips SET updated_at = strftime('%Y-%m-%d %H:%M:%f000', updated_at) "
+                    "WHERE length(updated_at) < 26"
+                )
+            )
+        async with db.session() as session:
+            assert (
+                await session.scalar(
+                    select(Clip.slug).where(
+                        Clip.created_at == datetime(2024, 1, 15, 10, 30, tzinfo=UTC),
+                        Clip.updated_at == datetime(2024, 1, 15, 10, 30, 0, 250_000, tzinfo=UTC),
+                    )
+                )
+                == "old"
+            )
 
 
 async def test_datetimes_round_trip_as_utc(db: Database) -> None:

@@ -12,9 +12,9 @@ from typing import Any
 import pytest
 from alembic import command
 from alembic.config import CommandLine
-from sqlalchemy import Connection, inspect
+from sqlalchemy import Connection, inspect, text
 
-from heygen_conventions import Database
+from heygen_conventions import Database, uuid7
 from heygen_conventions.migrations import (
     FILE_TEMPLATE,
     alembic_config,
@@ -60,9 +60,16 @@ async def test_autogenerate_and_upgrade(database: Database, tmp_path: Path) -> N
         command.revision(config, message="create sample tables", autogenerate=True)
         command.upgrade(config, "head")
         inspector = inspect(connection)
+        sqlite = connection.dialect.name == "sqlite"
+        connection.execute(
+            text("INSERT INTO sample_authors (id, name) VALUES (:id, 'raw')"),
+            {"id": uuid7().hex if sqlite else uuid7()},
+        )
+        stamped = connection.scalar(text("SELECT created_at FROM sample_authors"))
         return {
             "tables": set(inspector.get_table_names()),
             "unique": inspector.get_unique_constraints("sample_videos"),
+            "stamped": stamped if sqlite else None,
         }
 
     async with database.engine.begin() as conn:
@@ -73,9 +80,14 @@ async def test_autogenerate_and_upgrade(database: Database, tmp_path: Path) -> N
     assert abs(stamp - datetime.now(UTC)) < timedelta(minutes=5)  # UTC, not local time
     source = revision.read_text(encoding="utf-8")
     assert 'op.f("uq_sample_videos_slug")' in source or "uq_sample_videos_slug" in source
+    # The same file runs on either database (no SQL of the one it was made on).
+    assert source.count("server_default=sa.func.heygen.utc_now()") >= 4
+    assert "strftime" not in source
     assert "pk_sample_videos" in source
     assert {"sample_videos", "sample_authors", "alembic_version"} <= found["tables"]
     assert [u["name"] for u in found["unique"]] == ["uq_sample_videos_slug"]
+    if found["stamped"] is not None:  # SQLite: the server default writes what values bind as
+        assert re.fullmatch(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{6}", found["stamped"])
 
 
 def test_env_py_runs_under_the_alembic_command_line(

@@ -2,18 +2,38 @@
 
 from __future__ import annotations
 
+import math
 import time
-from datetime import timedelta
+import uuid
+from datetime import UTC, date, datetime, timedelta, timezone
+from datetime import time as time_of_day
+from decimal import Decimal
 from typing import Annotated, Any
 
 import pytest
 from fastapi import Depends, FastAPI, Query
 from pydantic import BaseModel, ConfigDict
-from sqlalchemy import select
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    Date,
+    Interval,
+    LargeBinary,
+    MetaData,
+    String,
+    Time,
+    Uuid,
+    bindparam,
+    select,
+    text,
+)
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.types import TypeDecorator
 
 from heygen_conventions import (
     BadRequestError,
+    Base,
     BaseRepository,
     CursorPage,
     Database,
@@ -21,11 +41,14 @@ from heygen_conventions import (
     InvalidInputError,
     PageParams,
     PaginatedResponse,
+    TimestampMixin,
+    UUIDPrimaryKeyMixin,
     install_database,
     install_exception_handlers,
     repository,
 )
-from heygen_conventions.pagination import MAX_PAGE
+from heygen_conventions.db import NAMING_CONVENTION
+from heygen_conventions.pagination import MAX_PAGE, CursorCodec
 from heygen_conventions.repository import _plain_select
 from tests.fixtures.db import Author, Comment, Video, asgi_client, count_queries
 
@@ -523,3 +546,233 @@ async def test_limit_must_be_positive(session: AsyncSession) -> None:
 async def test_unknown_sort_in_cursor_pagination(session: AsyncSession) -> None:
     with pytest.raises(InvalidInputError, match="allowed"):
         await VideoRepository(session).paginate_cursor(sort="slug")
+
+
+# --- Keyset pagination over every kind of sort column -----------------------------
+
+
+class KeysBase(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+    type_annotation_map = Base.type_annotation_map
+
+
+class Labels(TypeDecorator[tuple[str, ...]]):
+    """Comma-separated text read back as a tuple: a type that does not say what it holds."""
+
+    impl = String(100)
+    cache_ok = True
+
+    def process_bind_param(self, value: Any, dialect: Any) -> str | None:
+        return None if value is None else ",".join(value)
+
+    def process_result_value(self, value: Any, dialect: Any) -> tuple[str, ...] | None:
+        return None if value is None else tuple(value.split(","))
+
+
+class Slot(UUIDPrimaryKeyMixin, TimestampMixin, KeysBase):
+    """A column of each type a sort may use, with ties, and NULLs where nullable."""
+
+    __tablename__ = "sample_slots"
+    active: Mapped[bool]
+    flagged: Mapped[bool | None] = mapped_column(default=None)
+    starts: Mapped[time_of_day] = mapped_column(Time())
+    ends: Mapped[time_of_day | None] = mapped_column(Time(), default=None)
+    length: Mapped[timedelta] = mapped_column(Interval())
+    day: Mapped[date]
+    score: Mapped[float | None] = mapped_column(default=None)
+    digest: Mapped[bytes] = mapped_column(LargeBinary())
+    payload: Mapped[dict[str, Any] | None] = mapped_column(JSON(), default=None)
+    labels: Mapped[tuple[str, ...] | None] = mapped_column(Labels(), default=None)
+
+
+class SlotRepository(BaseRepository[Slot]):
+    sortable_fields = (
+        "active",
+        "flagged",
+        "starts",
+        "ends",
+        "length",
+        "day",
+        "score",
+        "digest",
+        "created_at",
+        "payload",
+        "labels",
+    )
+
+
+def ordered(rows: list[Any], sort: list[str]) -> list[Any]:
+    """The ids of ``rows`` in the order a keyset walk must give: NULLs last in either
+    direction, ties broken by the primary key in the first key's direction."""
+    specs = [*sort, ("-" if sort[0].startswith("-") else "") + "id"]
+    result = list(rows)
+    for spec in reversed(specs):  # stable sorts, least significant key first
+        name = spec.lstrip("-")
+        present = [row for row in result if getattr(row, name) is not None]
+        missing = [row for row in result if getattr(row, name) is None]
+        present.sort(key=lambda row: getattr(row, name), reverse=spec.startswith("-"))
+        result = present + missing
+    return [row.id for row in result]
+
+
+async def assert_walks_both_ways(
+    repo: BaseRepository[Any], expected: list[Any], *, limit: int, sort: list[str]
+) -> None:
+    """Forward to the end, then back to the first page by previous cursors."""
+    pages: list[list[Any]] = []
+    cursors: list[str | None] = []
+    cursor = None
+    while True:
+        page = await repo.paginate_cursor(cursor=cursor, limit=limit, sort=sort)
+        pages.append([row.id for row in page.data])
+        cursors.append(page.previous_cursor)
+        if not page.has_more:
+            break
+        cursor = page.next_cursor
+    assert [i for page in pages for i in page] == expected, sort
+    assert len(pages) == -(-len(expected) // limit), sort
+    cursor = cursors[-1]
+    for expected_page in reversed(pages[:-1]):
+        page = await repo.paginate_cursor(cursor=cursor, limit=limit, sort=sort)
+        assert [row.id for row in page.data] == expected_page, sort
+        cursor = page.previous_cursor
+    assert cursor is None, sort
+
+
+async def test_cursor_walks_over_every_sortable_column_type(database: Database) -> None:
+    await database.create_all(KeysBase.metadata)
+    async with database.session() as session:
+        repo = SlotRepository(session)
+        scores = [1.5, -math.inf, math.inf, 0.25]
+        await repo.create_many(
+            {
+                "active": n % 2 == 0,
+                "flagged": None if n % 3 == 0 else n % 2 == 1,
+                "starts": time_of_day(n % 4, 30, 0, 250_000 * (n % 2)),
+                "ends": None if n % 4 == 0 else time_of_day(23, n % 3, 59, n % 2),
+                "length": timedelta(minutes=n % 3 - 1, microseconds=n % 2),
+                "day": date(2024, 2, 27 + n % 3) if n % 5 else date(1999, 12, 31),
+                "score": None if n % 5 == 0 else scores[n % 4],
+                "digest": bytes([n % 3, 0xFF - n % 2]),
+            }
+            for n in range(14)
+        )
+        await session.commit()
+        rows = list(await repo.list())
+        sorts = [
+            ["active"],
+            ["-active"],
+            ["flagged"],
+            ["-flagged"],
+            ["active", "-day"],
+            ["-active", "flagged", "-starts"],
+            ["-flagged", "starts"],
+            ["starts"],
+            ["-starts"],
+            ["ends"],
+            ["-ends", "active"],
+            ["length"],
+            ["-length", "active"],
+            ["day", "-length"],
+            ["score"],
+            ["-score", "-flagged"],
+            ["digest"],
+            ["-digest", "length"],
+        ]
+        for sort in sorts:
+            await assert_walks_both_ways(repo, ordered(rows, sort), limit=3, sort=sort)
+
+
+async def test_a_column_no_cursor_can_carry_is_refused_never_a_500(database: Database) -> None:
+    await database.create_all(KeysBase.metadata)
+    async with database.session() as session:
+        repo = SlotRepository(session)
+        await repo.create_many(
+            {
+                "active": True,
+                "starts": time_of_day(9),
+                "length": timedelta(0),
+                "day": date(2024, 1, 1),
+                "digest": b"",
+                "payload": {"n": n},
+                "labels": ("a", str(n)),
+            }
+            for n in range(3)
+        )
+        # JSON (arrays, hstore, pickles): refused before any query.
+        with count_queries(database) as log, pytest.raises(InvalidInputError) as caught:
+            await repo.paginate_cursor(limit=1, sort="payload")
+        assert log.count == 0
+        assert caught.value.details[0].field == "sort_by"
+        assert "'payload'" in caught.value.message
+        # A custom type that does not say what it holds: refused by its values.
+        with pytest.raises(InvalidInputError, match="'labels'") as caught:
+            await repo.paginate_cursor(limit=1, sort="-labels")
+        assert caught.value.details[0].code == "invalid_sort_field"
+        last = await repo.paginate_cursor(limit=5, sort="labels")  # one page: no cursor made
+        assert [row.labels for row in last.data] == [("a", "0"), ("a", "1"), ("a", "2")]
+
+
+async def test_cursor_walks_rows_stamped_by_the_server_default(database: Database) -> None:
+    await database.create_all(KeysBase.metadata)
+    # Rows inserted outside the ORM, as a migration backfill would: the database
+    # stamps created_at and updated_at.
+    insert_raw = text(
+        "INSERT INTO sample_slots (id, active, starts, length, day, digest) "
+        "VALUES (:id, :active, :starts, :length, :day, :digest)"
+    ).bindparams(
+        bindparam("id", type_=Uuid()),
+        bindparam("active", type_=Boolean()),
+        bindparam("starts", type_=Time()),
+        bindparam("length", type_=Interval()),
+        bindparam("day", type_=Date()),
+        bindparam("digest", type_=LargeBinary()),
+    )
+    async with database.engine.begin() as connection:
+        for n in range(6):
+            await connection.execute(
+                insert_raw,
+                {
+                    "id": uuid.uuid4(),
+                    "active": n % 2 == 0,
+                    "starts": time_of_day(10),
+                    "length": timedelta(minutes=n),
+                    "day": date(2024, 1, 1),
+                    "digest": b"",
+                },
+            )
+    async with database.session() as session:
+        repo = SlotRepository(session)
+        rows = list(await repo.list())
+        assert len(rows) == 6
+        for sort in (["created_at"], ["-created_at"], ["created_at", "-active"]):
+            await assert_walks_both_ways(repo, ordered(rows, sort), limit=2, sort=sort)
+        assert await repo.count(created_at=rows[0].created_at) == sum(
+            row.created_at == rows[0].created_at for row in rows
+        )
+
+
+def test_cursor_values_round_trip_exactly() -> None:
+    codec = CursorCodec(b"k" * 32, "listing", None)
+    values = [
+        time_of_day(23, 59, 59, 999_999),
+        time_of_day(7, 5, tzinfo=timezone(timedelta(hours=-3))),
+        timedelta(days=-1, microseconds=1),
+        timedelta(days=10_000, seconds=1, microseconds=999_999),
+        b"\x00\xffbytes",
+        math.inf,
+        -math.inf,
+        0.1,
+        True,
+        datetime(2024, 1, 15, 10, 30, 0, 5, tzinfo=UTC),
+        date(2024, 2, 29),
+        Decimal("12.340"),
+        uuid.UUID(int=7),
+        None,
+    ]
+    decoded, backwards = codec.decode(codec.encode(values, backwards=True), [None] * len(values))
+    assert backwards is True
+    assert decoded == values
+    assert [type(v) for v in decoded] == [type(v) for v in values]
+    (nan,), _ = codec.decode(codec.encode([math.nan], backwards=False), [None])
+    assert math.isnan(nan)

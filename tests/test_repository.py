@@ -396,6 +396,28 @@ async def test_search_escapes_like_wildcards(session: AsyncSession) -> None:
         await AuthorRepository(session).list(search="x")
 
 
+async def test_search_ignores_case_beyond_ascii_on_every_database(session: AsyncSession) -> None:
+    repo = VideoRepository(session)
+    titles = ("École", "MÜNCHEN", "Größe 100%", "größe 1000", "Ärger_Ü", "ÄrgerXü", "Ö\\ö")
+    for n, title in enumerate(titles):
+        await repo.create({"title": title, "slug": f"s-{n}"})
+
+    async def found(text: str) -> list[str]:
+        return sorted(v.title for v in await repo.list(search=text))
+
+    assert await found("école") == ["École"]
+    assert await found("ÉCOLE") == ["École"]
+    assert await found("ecole") == []  # case only: accents still count, as in PostgreSQL
+    assert await found("münchen") == ["MÜNCHEN"]
+    assert await found("gröSSe") == []  # no case folding of ß to ss, as in PostgreSQL
+    assert await found("GRÖßE") == ["Größe 100%", "größe 1000"]
+    # LIKE wildcards and the escape character still match only themselves.
+    assert await found("GRÖßE 100%") == ["Größe 100%"]
+    assert await found("ärger_ü") == ["Ärger_Ü"]
+    assert await found("ö\\Ö") == ["Ö\\ö"]
+    assert await repo.count(search="Ä") == 2
+
+
 # --- Relationship loading ---------------------------------------------------------
 
 
