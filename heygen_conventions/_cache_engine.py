@@ -444,6 +444,7 @@ class State:
     local_epoch: int = 0
     local_ready: bool = False
     local_started: bool = False
+    close_hooked: bool = False
     subscriber: asyncio.Task[None] | None = None
 
     def remember_version(self, namespace: str, raw: bytes | None) -> tuple[bytes | None, str]:
@@ -560,6 +561,7 @@ async def close_state(backend: Any) -> None:
     state.replay_now = None
     state.local_started = False
     state.local_ready = False
+    state.close_hooked = False
     state.clear_local()
 
 
@@ -715,6 +717,7 @@ def retry_failed(state: State, backend: Any) -> None:
         return
     state.replay_now = asyncio.Event()
     state.replaying = asyncio.get_running_loop().create_task(_retry(state, backend))
+    _stop_on_close(state, backend)
 
 
 def wake_retries(state: State) -> None:
@@ -773,13 +776,20 @@ def start_local(state: State, backend: Any) -> None:
         state.local_ready = True
         return
     state.subscriber = asyncio.get_running_loop().create_task(_subscribe(state, backend))
+    _stop_on_close(state, backend)
+
+
+def _stop_on_close(state: State, backend: Any) -> None:
+    """Have ``backend.close()`` stop the background tasks started for it."""
     add_hook = getattr(backend, "add_close_hook", None)
-    if callable(add_hook):
+    if state.close_hooked or not callable(add_hook):
+        return
+    state.close_hooked = True
 
-        async def stop() -> None:
-            await close_state(backend)
+    async def stop() -> None:
+        await close_state(backend)
 
-        add_hook(stop)
+    add_hook(stop)
 
 
 async def _broadcast(backend: Any, messages: list[str]) -> None:

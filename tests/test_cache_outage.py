@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import inspect
 import logging
 from typing import Any
 
@@ -270,6 +271,22 @@ async def test_closing_the_cache_stops_the_retries() -> None:
     assert state.replaying is None
 
 
+async def test_closing_the_backend_itself_stops_the_retries() -> None:
+    """Scripts and workers close the backend, not the app: no task may outlive it."""
+    flaky = _Flaky(MemoryCache())
+    service = VideoService(flaky)  # type: ignore[arg-type]
+    flaky.down = True
+    await service.invalidate(1)
+    state = engine.existing_state(flaky)
+    assert state is not None
+    retrying = state.replaying
+    assert retrying is not None
+    flaky.down = False
+    await flaky.close()
+    assert retrying.cancelled()
+    assert state.replaying is None
+
+
 async def test_retries_wait_for_the_open_breaker() -> None:
     cache = _fast_cache(f"redis://127.0.0.1:{free_port()}/0", reset_timeout=60)
     service = VideoService(cache)
@@ -313,8 +330,8 @@ class _Flaky:
 
     def __getattr__(self, name: str) -> Any:
         attribute = getattr(self.inner, name)
-        if not callable(attribute):
-            return attribute
+        if not inspect.iscoroutinefunction(attribute):
+            return attribute  # plain attributes and sync methods (add_close_hook)
 
         async def call(*args: Any, **kwargs: Any) -> Any:
             if self.down and (self.failing is None or name in self.failing):
