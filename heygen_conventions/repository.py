@@ -137,9 +137,11 @@ def _chunks(items: Sequence[Any], size: int) -> Iterable[Sequence[Any]]:
 def _in_key_order(
     rows: Iterable[tuple[tuple[Any, ...], dict[str, Any]]],
 ) -> builtins.list[tuple[tuple[Any, ...], dict[str, Any]]]:
+    # One order for every call, so that concurrent writers lock rows alike:
+    # NULLs first, then the values' own order.
     try:
-        return sorted(rows, key=itemgetter(0))
-    except TypeError:  # keys mixing types (None and str, say): any fixed order will do
+        return sorted(rows, key=lambda pair: [(value is not None, value) for value in pair[0]])
+    except TypeError:  # values of one column of unlike types: their text is a fixed order
         return sorted(rows, key=lambda pair: [str(value) for value in pair[0]])
 
 

@@ -898,6 +898,17 @@ async def test_upsert_keyed_on_the_primary_key_counts_updates(sample_db: Databas
         assert await CounterRepository(session).count() == 2
 
 
+def test_upsert_rows_are_ordered_alike_whatever_the_keys_hold() -> None:
+    """Every call orders overlapping keys the same way (NULLs first, then by
+    value), so concurrent upserts lock their rows in one order."""
+    from heygen_conventions.repository import _in_key_order
+
+    with_null = [((None,), {}), ((10,), {}), ((2,), {})]
+    without = [((10,), {}), ((2,), {})]
+    assert [key for key, _ in _in_key_order(with_null)] == [(None,), (2,), (10,)]
+    assert [key for key, _ in _in_key_order(without)] == [(2,), (10,)]
+
+
 async def test_concurrent_upserts_over_the_same_keys_never_deadlock(sample_db: Database) -> None:
     """Each writer sends the keys in its own order, over several statements."""
 
