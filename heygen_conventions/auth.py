@@ -498,7 +498,10 @@ class JWTAuth:
             # Revocations made through this instance are also kept locally,
             # so those at least still hold during the outage.
             revoked, cutoff = await self._local_store.get_many(keys)
-            cutoff_at = None if cutoff is None else round(_stored_cutoff(cutoff) * 1000)
+            try:
+                cutoff_at = None if cutoff is None else _cutoff_ms(cutoff)
+            except ValueError:  # pragma: no cover - only this library writes the local store
+                cutoff_at = None
         else:
             if self._store_down_since is not None:
                 self._store_recovered()
