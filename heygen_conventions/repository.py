@@ -522,11 +522,16 @@ class BaseRepository(Generic[ModelT]):
 
     def _rows(self, items: Iterable[Data]) -> builtins.list[dict[str, Any]]:
         plan = _bulk.plan_for(self._mapper)
-        return [_bulk.complete_row(plan, self._column_values(item)) for item in items]
+        with _bulk.collector_paused():
+            return [_bulk.complete_row(plan, self._column_values(plan, item)) for item in items]
 
-    def _column_values(self, item: Data) -> dict[str, Any]:
-        values = self._values(item, partial=False)
-        relationships = _bulk.plan_for(self._mapper).relationships
+    def _column_values(self, plan: _bulk.BulkPlan, item: Data) -> Mapping[str, Any]:
+        """``item``'s field values, read only: the caller copies them into a row."""
+        if type(item) is dict and plan.attributes.issuperset(item):
+            values: Mapping[str, Any] = item  # no copy per row: complete_row() makes the row
+        else:
+            values = self._values(item, partial=False)
+        relationships = plan.relationships
         if not relationships.isdisjoint(values):
             raise InvalidInputError(
                 f"Bulk writes take column values only; "
@@ -604,10 +609,11 @@ class BaseRepository(Generic[ModelT]):
                 # else: RETURNING follows the order of the rows, on PostgreSQL and SQLite
                 for row, values in zip(batch_rows, returned, strict=True):
                     row.update(zip(read_back, values, strict=True))
-        objects = _bulk.persist(self.session.sync_session, plan, rows)
-        if plan.collections:
-            for obj in objects:
-                _bulk.mark_new_collections_empty(plan, obj)
+        with _bulk.collector_paused():
+            objects = _bulk.persist(self.session.sync_session, plan, rows)
+            if plan.collections:
+                for obj in objects:
+                    _bulk.mark_new_collections_empty(plan, obj)
         return objects
 
     async def insert_many(self, items: Iterable[Data]) -> int:
@@ -821,21 +827,22 @@ class BaseRepository(Generic[ModelT]):
         # Keys of rows whose primary key was made here: a new row returns that
         # key, an existing one its own. Other rows need another witness.
         keyed_here: set[tuple[Any, ...]] = set()
-        for item in items:
-            given = self._column_values(item)
-            row = _bulk.complete_row(plan, given)
-            try:
-                key = tuple(row[column.key] for column in conflict)
-            except KeyError as missing:
-                raise InvalidInputError(
-                    f"Upsert rows need a value for {missing.args[0]!r}"
-                ) from None
-            merged.pop(key, None)  # the last one wins, in its own position
-            merged[key] = row
-            if pk_made_here and not any(name in given for name in pk_attributes):
-                keyed_here.add(key)
-            else:
-                keyed_here.discard(key)
+        with _bulk.collector_paused():
+            for item in items:
+                given = self._column_values(plan, item)
+                row = _bulk.complete_row(plan, given)
+                try:
+                    key = tuple(row[column.key] for column in conflict)
+                except KeyError as missing:
+                    raise InvalidInputError(
+                        f"Upsert rows need a value for {missing.args[0]!r}"
+                    ) from None
+                merged.pop(key, None)  # the last one wins, in its own position
+                merged[key] = row
+                if pk_made_here and not any(name in given for name in pk_attributes):
+                    keyed_here.add(key)
+                else:
+                    keyed_here.discard(key)
         if not merged:
             return UpsertResult([], 0, 0)
 
@@ -858,47 +865,50 @@ class BaseRepository(Generic[ModelT]):
                             await self._hold_write_lock()
                             write_locked = True
                         existing = await self._existing_keys(conflict, asked)
-                statement, read = _bulk.upsert_statement(
-                    dialect,
-                    self.model,
-                    plan,
-                    keys,
-                    [row for _, row in batch],
-                    conflict,
-                    update_columns,
-                    report_inserted=on_postgresql,
-                    objects=returning,
-                )
+                with _bulk.collector_paused():
+                    statement, read = _bulk.upsert_statement(
+                        dialect,
+                        self.model,
+                        plan,
+                        keys,
+                        [row for _, row in batch],
+                        conflict,
+                        update_columns,
+                        report_inserted=on_postgresql,
+                        objects=returning,
+                    )
                 with self._guard():
                     returned = (await self.session.execute(statement)).all()
-                sent = dict(batch)
-                width = len(read)
-                pk_at = [read.index(key) for key in pk_keys]
-                key_at = [read.index(column.key) for column in conflict]
-                for position, values in enumerate(returned):
-                    stored = tuple([values[i] for i in key_at])
-                    # A key the column type normalised is found by position; order still holds.
-                    key = stored if stored in sent else batch[position][0]
-                    row = sent[key]
-                    if on_postgresql:
-                        is_new = bool(values[width])  # xmax = 0: this statement inserted it
-                    elif key in keyed_here:
-                        is_new = tuple([values[i] for i in pk_at]) == tuple(
-                            [row[k] for k in pk_keys]
-                        )
-                    else:
-                        is_new = stored not in existing
-                    created += is_new
-                    if returning:
-                        # What an existing row kept (key, created_at...) replaces what was sent;
-                        # the inserted flag, if any, is past the columns.
-                        row.update(zip(read, values[:width], strict=True))
-                        written[key] = row
-        objects = (
-            _bulk.persist(self.session.sync_session, plan, [written[key] for key in merged])
-            if returning
-            else []
-        )
+                with _bulk.collector_paused():
+                    sent = dict(batch)
+                    width = len(read)
+                    pk_at = [read.index(key) for key in pk_keys]
+                    key_at = [read.index(column.key) for column in conflict]
+                    for position, values in enumerate(returned):
+                        stored = tuple([values[i] for i in key_at])
+                        # A key the column type normalised is found by position; order still holds.
+                        key = stored if stored in sent else batch[position][0]
+                        row = sent[key]
+                        if on_postgresql:
+                            is_new = bool(values[width])  # xmax = 0: this statement inserted it
+                        elif key in keyed_here:
+                            is_new = tuple([values[i] for i in pk_at]) == tuple(
+                                [row[k] for k in pk_keys]
+                            )
+                        else:
+                            is_new = stored not in existing
+                        created += is_new
+                        if returning:
+                            # What an existing row kept (key, created_at...) replaces what was sent;
+                            # the inserted flag, if any, is past the columns.
+                            row.update(zip(read, values[:width], strict=True))
+                            written[key] = row
+        objects: builtins.list[ModelT] = []
+        if returning:
+            with _bulk.collector_paused():
+                objects = _bulk.persist(
+                    self.session.sync_session, plan, [written[key] for key in merged]
+                )
         return UpsertResult(objects, created, len(merged) - created)
 
     async def _hold_write_lock(self) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import random
 import uuid
 from datetime import UTC, date, datetime, time, timedelta, timezone
@@ -575,11 +576,14 @@ async def test_create_many_reads_back_keys_the_database_makes(session: AsyncSess
     assert counters[0] is await repo.get_by_id(counters[0].id)
 
 
-@pytest.mark.parametrize("attach", ["session internals", "Session.add"])
+@pytest.mark.parametrize("attach", ["as loaded", "session internals", "Session.add"])
 async def test_create_many_objects_are_in_the_identity_map(
     sample_db: Database, attach: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    if attach == "Session.add":  # what runs should a SQLAlchemy release drop the fast path
+    # What runs should a SQLAlchemy release drop one fast path, then the other.
+    if attach != "as loaded":
+        monkeypatch.setattr(_bulk, "_ATTACH_AS_LOADED", False)
+    if attach == "Session.add":
         monkeypatch.setattr(_bulk, "_ATTACH_DETACHED", None)
     async with sample_db.session() as session:
         repo = VideoRepository(session)
@@ -595,12 +599,40 @@ async def test_create_many_objects_are_in_the_identity_map(
         assert all(inspect(video).persistent for video in videos)
         assert not session.dirty
         assert not session.new
+        videos[1].title = "b, changed"  # a change is tracked and flushed like any other
+        assert list(session.dirty) == [videos[1]]
+        await session.flush()
+        assert (await repo.get_one(slug="b")).title == "b, changed"
         comment = Comment(body="first", video_id=videos[0].id)
         session.add(comment)
         await session.flush()
         await session.refresh(videos[0], attribute_names=["comments"])
         assert videos[0].comments == [comment]
         await session.commit()
+
+
+async def test_bulk_writes_leave_the_garbage_collector_as_they_found_it(
+    session: AsyncSession,
+) -> None:
+    # Bulk writes hold the collector off while they build rows and objects;
+    # it must be back on afterwards, on success and on refused input alike,
+    # and stay off for an application that turned it off itself.
+    repo = VideoRepository(session)
+    assert gc.isenabled()
+    await repo.create_many([{"title": "a", "slug": "a"}])
+    assert gc.isenabled()
+    await repo.upsert_many([{"title": "b", "slug": "a"}, {"title": "c", "slug": "c"}], on="slug")
+    assert gc.isenabled()
+    with pytest.raises(InvalidInputError, match="Unknown field"):
+        await repo.create_many([{"title": "d", "slug": "d", "nope": 1}])
+    assert gc.isenabled()
+    gc.disable()
+    try:
+        await repo.create_many([{"title": "e", "slug": "e"}])
+        assert not gc.isenabled()
+    finally:
+        gc.enable()
+    assert [v.title for v in await repo.list(order_by=Video.slug)] == ["b", "c", "e"]
 
 
 async def test_create_many_reads_back_server_defaults(database: Database) -> None:
