@@ -356,29 +356,26 @@ def _unnest(table: Table, keys: Sequence[str], rows: Sequence[Mapping[str, Any]]
 
 def insert_statement(
     dialect: str,
-    model: Any,
     plan: BulkPlan,
     keys: Sequence[str],
     rows: Sequence[Mapping[str, Any]],
 ) -> Any:
-    """``INSERT`` of ``rows`` (all giving ``keys``), ``RETURNING`` the ORM objects."""
+    """``INSERT`` of ``rows`` (all giving ``keys``, by column key) into the model's table.
+
+    A Core statement: what it returns comes back as plain rows, without
+    the ORM's bulk-insert machinery in between.
+    """
     table = plan.table
     insert_ = _UPSERT_INSERTS.get(dialect, insert)
     if can_unnest(dialect, table, keys):
-        statement = insert_(model).from_select(
+        return insert_(table).from_select(
             [table.c[key] for key in keys], _unnest(table, keys, rows)
         )
-    else:
-        attribute_of = plan.attribute_of
-        statement = insert_(model).values(
-            [{attribute_of[key]: row[key] for key in keys} for row in rows]
-        )
-    return statement
+    return insert_(table).values([{key: row[key] for key in keys} for row in rows])
 
 
 def upsert_statement(
     dialect: str,
-    model: Any,
     plan: BulkPlan,
     keys: Sequence[str],
     rows: Sequence[Mapping[str, Any]],
@@ -407,7 +404,7 @@ def upsert_statement(
     """
     if dialect not in _UPSERT_INSERTS:  # pragma: no cover - PostgreSQL and SQLite only
         raise NotImplementedError(f"upsert is not implemented for {dialect}")
-    statement = insert_statement(dialect, model, plan, keys, rows)
+    statement = insert_statement(dialect, plan, keys, rows)
     excluded = statement.excluded
     conflict_keys = [str(column.key) for column in conflict_columns]
     if update_columns is None:
@@ -427,9 +424,9 @@ def upsert_statement(
     as_sent = {key for key in set_ if key in keys}
     version_column = plan.mapper.version_id_col
     if version_column is not None:
-        version_key = plan.mapper.get_property_by_column(version_column).key
-        set_[plan.column_of[version_key]] = getattr(model, version_key) + 1
-        as_sent.discard(plan.column_of[version_key])
+        version_key = str(version_column.key)
+        set_[version_key] = plan.table.c[version_key] + 1
+        as_sent.discard(version_key)
     if not set_:
         # Nothing to change, but RETURNING needs the row: a no-op update.
         set_ = {conflict_keys[0]: excluded[conflict_keys[0]]}

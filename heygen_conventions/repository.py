@@ -139,6 +139,13 @@ def _in_key_order(
 ) -> builtins.list[tuple[tuple[Any, ...], dict[str, Any]]]:
     # One order for every call, so that concurrent writers lock rows alike:
     # NULLs first, then the values' own order.
+    rows = builtins.list(rows)
+    try:
+        # Keys compare as they are unless a NULL meets a value (None < x raises),
+        # and then the order below is the same: no key object per row.
+        return sorted(rows, key=itemgetter(0))
+    except TypeError:
+        pass
     try:
         return sorted(rows, key=lambda pair: [(value is not None, value) for value in pair[0]])
     except TypeError:  # values of one column of unlike types: their text is a fixed order
@@ -594,7 +601,7 @@ class BaseRepository(Generic[ModelT]):
             size = _bulk.rows_per_statement(dialect, plan.table, keys, self.batch_size)
             for batch in _chunks(group, size):
                 batch_rows = [row for _, row in batch]
-                statement = _bulk.insert_statement(dialect, self.model, plan, keys, batch_rows)
+                statement = _bulk.insert_statement(dialect, plan, keys, batch_rows)
                 if read_back:
                     statement = statement.returning(*(plan.table.c[key] for key in read_back))
                 with self._guard():
@@ -634,7 +641,7 @@ class BaseRepository(Generic[ModelT]):
                 with self._guard():
                     if _bulk.can_unnest(dialect, table, keys):
                         await self.session.execute(
-                            _bulk.insert_statement(dialect, table, plan, keys, batch_rows)
+                            _bulk.insert_statement(dialect, plan, keys, batch_rows)
                         )
                     else:
                         await self.session.execute(insert(table), batch_rows)
@@ -868,7 +875,6 @@ class BaseRepository(Generic[ModelT]):
                 with _bulk.collector_paused():
                     statement, read = _bulk.upsert_statement(
                         dialect,
-                        self.model,
                         plan,
                         keys,
                         [row for _, row in batch],

@@ -939,6 +939,13 @@ def test_upsert_rows_are_ordered_alike_whatever_the_keys_hold() -> None:
     without = [((10,), {}), ((2,), {})]
     assert [key for key, _ in _in_key_order(with_null)] == [(None,), (2,), (10,)]
     assert [key for key, _ in _in_key_order(without)] == [(2,), (10,)]
+    # Two-column keys, NULLs in either column, any input order: one result.
+    keys = [(a, b) for a in (None, 1, 2) for b in (None, "x", "y")]
+    expected = sorted(keys, key=lambda key: [(v is not None, v) for v in key])
+    for seed in range(20):
+        shuffled = keys[:]
+        random.Random(seed).shuffle(shuffled)  # noqa: S311 - not crypto
+        assert [key for key, _ in _in_key_order([(k, {}) for k in shuffled])] == expected
 
 
 async def test_concurrent_upserts_over_the_same_keys_never_deadlock(sample_db: Database) -> None:
