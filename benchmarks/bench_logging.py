@@ -6,12 +6,16 @@
    (target: <= 1 microsecond).
 3. RequestContextMiddleware (id, context, header, access line) per request
    on a trivial FastAPI endpoint vs no middleware (target: <= 10% overhead),
-   beside a floor: the least such a middleware can do.
+   beside a floor: the least such a middleware can do. Measured in process
+   (ASGI calls, no server), then through uvicorn: servers in processes of
+   their own (httptools/uvloop when installed, and h11/asyncio), the server's
+   CPU time per request read from /proc (Linux), against the same server
+   without the middleware and with uvicorn's own access line.
 
 Contenders run interleaved in rounds; each figure is the median over rounds
 of the ratio within a round, so machine drift cancels out.
 
-    .venv/bin/python benchmarks/bench_logging.py [--rounds 15]
+    .venv/bin/python benchmarks/bench_logging.py [--rounds 15] [--only server]
 """
 
 from __future__ import annotations
@@ -19,22 +23,23 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextvars
-import http.client
+import glob
 import json
 import logging
 import os
+import platform
 import random
+import shutil
 import socket
 import statistics
-import threading
+import subprocess
+import sys
 import time
 from collections.abc import Callable
 from typing import Any
 
 import orjson
 import structlog
-import uvicorn
-import uvicorn.logging
 from fastapi import FastAPI
 
 from heygen_conventions import RequestContextMiddleware, configure_logging, get_logger
@@ -298,88 +303,174 @@ def bench_middleware(rounds: int) -> None:
     )
 
 
-class ServerThread(threading.Thread):
-    """uvicorn serving ``app`` on a free loopback port, in this process."""
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
 
-    def __init__(self, app: Any) -> None:
-        super().__init__(daemon=True)
-        with socket.socket() as probe:
-            probe.bind(("127.0.0.1", 0))
-            self.port = probe.getsockname()[1]
-        # log_config=None: uvicorn leaves the logging configuration alone.
-        config = uvicorn.Config(
-            app, host="127.0.0.1", port=self.port, log_config=None, lifespan="off"
+
+def _cpu_ns(pid: int) -> int:
+    """CPU time of every thread of process ``pid`` so far, in ns (Linux schedstat)."""
+    total = 0
+    for path in glob.glob(f"/proc/{pid}/task/*/schedstat"):
+        with open(path) as stat:
+            total += int(stat.read().split()[0])
+    return total
+
+
+class Server:
+    """uvicorn serving ``benchmarks._logging_server:app`` in a process of its own."""
+
+    def __init__(self, variant: str, *, access_log: bool, http: str, loop: str, cpu: int) -> None:
+        self.port = _free_port()
+        args = [
+            sys.executable, "-m", "uvicorn", "benchmarks._logging_server:app",
+            "--host", "127.0.0.1", "--port", str(self.port),
+            "--http", http, "--loop", loop, "--no-server-header",
+        ]  # fmt: skip
+        if not access_log:
+            args.append("--no-access-log")
+        setarch = shutil.which("setarch")
+        if setarch:  # no address randomisation: identical servers, identical memory layout
+            args = [setarch, platform.machine(), "-R", *args]
+        root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+        # One hash seed for every server: otherwise each process lays out its
+        # dicts differently, and identical servers differ by several percent.
+        env = {**os.environ, "BENCH_VARIANT": variant, "PYTHONHASHSEED": "0"}
+        self.process = subprocess.Popen(  # noqa: S603 - our own interpreter and module
+            args, cwd=root, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
         )
-        self.server = uvicorn.Server(config)
+        if hasattr(os, "sched_setaffinity"):
+            os.sched_setaffinity(self.process.pid, {cpu})
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                self.connection = socket.create_connection(("127.0.0.1", self.port))
+                break
+            except OSError:
+                if time.monotonic() > deadline or self.process.poll() is not None:
+                    raise RuntimeError(f"uvicorn did not start ({variant})") from None
+                time.sleep(0.05)
+        self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.connection.settimeout(10)  # a stuck server fails the run instead of hanging it
 
-    def run(self) -> None:
-        self.server.run()
+    def request(self) -> None:
+        """One keep-alive GET /ping, its response read whole."""
+        self.connection.sendall(b"GET /ping HTTP/1.1\r\nHost: bench\r\n\r\n")
+        data = b""
+        while True:
+            data += self.connection.recv(65536)
+            head, found, body = data.partition(b"\r\n\r\n")
+            if found:
+                break
+        length = int(head.lower().split(b"content-length:")[1].split(b"\r\n")[0])
+        while len(body) < length:
+            body += self.connection.recv(65536)
 
-    def __enter__(self) -> ServerThread:
-        self.start()
-        while not self.server.started:
-            time.sleep(0.01)
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.server.should_exit = True
-        self.join()
+    def close(self) -> None:
+        self.connection.close()
+        self.process.terminate()
+        self.process.wait()
 
 
-def bench_server(rounds: int) -> None:
-    number = 300
-    configure_logging(level="INFO", json=True, stream=DEVNULL)
-    uvicorn_access = logging.getLogger("uvicorn.access")
-    with (
-        ServerThread(make_app(False)) as bare,
-        ServerThread(make_app(False)) as bare_logged,
-        ServerThread(make_app(True)) as ours,
-    ):
-        connections = {}
-        for name, server, access_log in (
-            ("no middleware, no access log (baseline)", bare, False),
-            ("peer: no middleware, uvicorn's own access log", bare_logged, True),
-            ("RequestContextMiddleware, its access line", ours, False),
-        ):
-            # uvicorn decides per connection whether it writes access lines
-            # (the logger has a handler or not), so each keep-alive connection
-            # keeps the choice made when it opened.
-            uvicorn_access.handlers.clear()
-            if access_log:
-                handler = logging.StreamHandler(DEVNULL)
-                handler.setFormatter(uvicorn.logging.AccessFormatter(use_colors=False))
-                uvicorn_access.addHandler(handler)
-            connection = http.client.HTTPConnection("127.0.0.1", server.port)
-            connection.request("GET", "/ping")
-            connection.getresponse().read()
-            connections[name] = connection
-        uvicorn_access.handlers.clear()
+def bench_server(rounds: int, http: str, loop: str) -> None:
+    """Server CPU time per request, uvicorn in its own processes, client in this one.
 
-        def measure(connection: http.client.HTTPConnection) -> Callable[[], float]:
-            def requests() -> None:
-                connection.request("GET", "/ping")
-                connection.getresponse().read()
-
-            return lambda: per_call(requests, number)
-
-        results = run_rounds({name: measure(c) for name, c in connections.items()}, rounds)
-        for connection in connections.values():
-            connection.close()
+    CPU time is what a request costs the server (its throughput), and unlike
+    latency it does not depend on the client's speed. Each contender runs in
+    several identical processes whose figures are averaged: two processes of
+    the same server still differ by a few percent (memory layout).
+    """
+    if not glob.glob(f"/proc/{os.getpid()}/task/*/schedstat"):
+        print("\nPer request through uvicorn: skipped (needs Linux /proc/<pid>/schedstat)")
+        return
+    number, processes = 2_000, 3
+    cpus = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else [0]
+    server_cpu = cpus[-1]
+    if len(cpus) > 1:  # the client on another core than the servers
+        os.sched_setaffinity(0, set(cpus[:-1]))
+    contenders = {
+        "no middleware, no access log (baseline)": ("bare", False),
+        "peer: no middleware, uvicorn's own access log": ("bare", True),
+        "RequestContextMiddleware, its access line (uvicorn's off)": ("ours", False),
+    }
+    servers = {
+        name: [
+            Server(variant, access_log=access, http=http, loop=loop, cpu=server_cpu)
+            for _ in range(processes)
+        ]
+        for name, (variant, access) in contenders.items()
+    }
+    try:
+        for group in servers.values():
+            for server in group:
+                for _ in range(500):  # warm up: imports, caches, the first lines
+                    server.request()
+        cpu: dict[str, list[float]] = {name: [] for name in servers}
+        wall: dict[str, list[float]] = {name: [] for name in servers}
+        spread: list[float] = []
+        for _ in range(rounds):
+            for name, group in servers.items():
+                cpu_times, wall_times = [], []
+                for server in group:
+                    pid = server.process.pid
+                    cpu_before, started = _cpu_ns(pid), time.perf_counter()
+                    for _ in range(number):
+                        server.request()
+                    wall_times.append((time.perf_counter() - started) / number)
+                    cpu_times.append((_cpu_ns(pid) - cpu_before) / 1e9 / number)
+                cpu[name].append(statistics.fmean(cpu_times))
+                wall[name].append(statistics.fmean(wall_times))
+                if name.endswith("(baseline)"):
+                    spread.append(max(cpu_times) / min(cpu_times))
+    finally:
+        for group in servers.values():
+            for server in group:
+                server.close()
+        if len(cpus) > 1:
+            os.sched_setaffinity(0, set(cpus))
+    baseline = next(iter(servers))
     report(
-        "Per request through uvicorn on loopback (keep-alive client in this process)",
-        results,
-        "no middleware, no access log (baseline)",
+        f"Per request through uvicorn (--http {http} --loop {loop}): server CPU time,"
+        f" {processes} processes each",
+        cpu,
+        baseline,
+    )
+    report("  the same requests, latency seen by the client", wall, baseline)
+    print(
+        f"  spread between the baseline's {processes} identical processes (max/min CPU"
+        f" per request): median {statistics.median(spread):.3f}"
     )
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=15)
+    parser.add_argument(
+        "--only", choices=["events", "filtered", "middleware", "server"], help="one part only"
+    )
     args = parser.parse_args()
-    bench_events(args.rounds)
-    bench_filtered(args.rounds)
-    bench_middleware(args.rounds)
-    bench_server(args.rounds)
+    parts: dict[str, Callable[[], None]] = {
+        "events": lambda: bench_events(args.rounds),
+        "filtered": lambda: bench_filtered(args.rounds),
+        "middleware": lambda: bench_middleware(args.rounds),
+        "server": lambda: bench_servers(args.rounds),
+    }
+    for name, part in parts.items():
+        if args.only in (None, name):
+            part()
+
+
+def bench_servers(rounds: int) -> None:
+    """Through uvicorn with the fast protocol stack when installed, and the pure-Python one."""
+    try:
+        import httptools  # noqa: F401
+        import uvloop  # noqa: F401
+    except ImportError:
+        print("\n(httptools/uvloop not installed: uvicorn[standard] measured without them)")
+    else:
+        bench_server(rounds, "httptools", "uvloop")
+    bench_server(rounds, "h11", "asyncio")
 
 
 if __name__ == "__main__":
