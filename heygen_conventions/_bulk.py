@@ -22,9 +22,10 @@ from __future__ import annotations
 
 import gc
 import math
-from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
+from operator import itemgetter
 from typing import Any
 
 import orjson
@@ -105,6 +106,14 @@ def collector_paused() -> Iterator[None]:
         yield
     finally:
         gc.enable()
+
+
+def tuple_getter(keys: Sequence[Any]) -> Callable[[Any], tuple[Any, ...]]:
+    """``row -> tuple(row[key] for key in keys)``, with ``operator.itemgetter``'s speed."""
+    if len(keys) == 1:
+        get_one = itemgetter(keys[0])
+        return lambda row: (get_one(row),)
+    return itemgetter(*keys)
 
 
 class _Scalar:
@@ -292,8 +301,9 @@ def persist(session: Session, plan: BulkPlan, rows: Iterable[Mapping[str, Any]])
     pk_keys = plan.pk_keys
     attribute_of = None if plan.keys_match else plan.attribute_of
     objects: list[Any] = []
+    pk_of = tuple_getter(pk_keys)
     for row in rows:
-        key = identity_key(tuple([row[k] for k in pk_keys]))
+        key = identity_key(pk_of(row))
         values = (
             row
             if attribute_of is None

@@ -829,7 +829,8 @@ class BaseRepository(Generic[ModelT]):
         update_columns = None if update is None else [self._column(name).key for name in update]
         plan = _bulk.plan_for(self._mapper)
         pk_keys, pk_made_here = plan.pk_keys, plan.pk_made_here
-        pk_attributes = [plan.attribute_of[key] for key in pk_keys]
+        pk_attributes = frozenset(plan.attribute_of[key] for key in pk_keys)
+        key_of = _bulk.tuple_getter([column.key for column in conflict])
         merged: dict[tuple[Any, ...], dict[str, Any]] = {}
         # Keys of rows whose primary key was made here: a new row returns that
         # key, an existing one its own. Other rows need another witness.
@@ -839,14 +840,14 @@ class BaseRepository(Generic[ModelT]):
                 given = self._column_values(plan, item)
                 row = _bulk.complete_row(plan, given)
                 try:
-                    key = tuple(row[column.key] for column in conflict)
+                    key = key_of(row)
                 except KeyError as missing:
                     raise InvalidInputError(
                         f"Upsert rows need a value for {missing.args[0]!r}"
                     ) from None
                 merged.pop(key, None)  # the last one wins, in its own position
                 merged[key] = row
-                if pk_made_here and not any(name in given for name in pk_attributes):
+                if pk_made_here and pk_attributes.isdisjoint(given):
                     keyed_here.add(key)
                 else:
                     keyed_here.discard(key)
@@ -888,19 +889,17 @@ class BaseRepository(Generic[ModelT]):
                 with _bulk.collector_paused():
                     sent = dict(batch)
                     width = len(read)
-                    pk_at = [read.index(key) for key in pk_keys]
-                    key_at = [read.index(column.key) for column in conflict]
+                    pk_at = _bulk.tuple_getter([read.index(key) for key in pk_keys])
+                    stored_key_of = _bulk.tuple_getter([read.index(c.key) for c in conflict])
                     for position, values in enumerate(returned):
-                        stored = tuple([values[i] for i in key_at])
+                        stored = stored_key_of(values)
                         # A key the column type normalised is found by position; order still holds.
                         key = stored if stored in sent else batch[position][0]
                         row = sent[key]
                         if on_postgresql:
                             is_new = bool(values[width])  # xmax = 0: this statement inserted it
                         elif key in keyed_here:
-                            is_new = tuple([values[i] for i in pk_at]) == tuple(
-                                [row[k] for k in pk_keys]
-                            )
+                            is_new = pk_at(values) == tuple([row[k] for k in pk_keys])
                         else:
                             is_new = stored not in existing
                         created += is_new
