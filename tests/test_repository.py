@@ -611,6 +611,24 @@ async def test_create_many_objects_are_in_the_identity_map(
         await session.commit()
 
 
+@pytest.mark.parametrize("write", ["create_many", "insert_many", "upsert_many"])
+async def test_bulk_writes_flush_pending_objects_first(session: AsyncSession, write: str) -> None:
+    # A parent added but not flushed yet: rows referring to it must find it
+    # (the session autoflushes before Core statements too, since SQLAlchemy 2.0.16).
+    video = Video(id=uuid7(), title="parent", slug="parent")
+    session.add(video)
+    repo = CommentRepository(session)
+    rows = [{"body": "first", "video_id": video.id}, {"body": "second", "video_id": video.id}]
+    if write == "create_many":
+        await repo.create_many(rows)
+    elif write == "insert_many":
+        assert await repo.insert_many(rows) == 2
+    else:
+        await repo.upsert_many([{**row, "id": uuid7()} for row in rows], on="id")
+    assert not session.new
+    assert await repo.count(video_id=video.id) == 2
+
+
 async def test_bulk_writes_leave_the_garbage_collector_as_they_found_it(
     session: AsyncSession,
 ) -> None:
