@@ -889,6 +889,9 @@ class BaseRepository(Generic[ModelT]):
                 with _bulk.collector_paused():
                     sent = dict(batch)
                     width = len(read)
+                    # A row this statement inserted, with the key made here, holds what
+                    # was sent in every column read back: nothing to copy from the result.
+                    read_sent = set(read).issubset(keys)
                     pk_at = _bulk.tuple_getter([read.index(key) for key in pk_keys])
                     stored_key_of = _bulk.tuple_getter([read.index(c.key) for c in conflict])
                     for position, values in enumerate(returned):
@@ -904,9 +907,10 @@ class BaseRepository(Generic[ModelT]):
                             is_new = stored not in existing
                         created += is_new
                         if returning:
-                            # What an existing row kept (key, created_at...) replaces what was sent;
-                            # the inserted flag, if any, is past the columns.
-                            row.update(zip(read, values[:width], strict=True))
+                            if not (is_new and read_sent and key in keyed_here):
+                                # What an existing row kept (key, created_at...) replaces what
+                                # was sent; the inserted flag, if any, is past the columns.
+                                row.update(zip(read, values[:width], strict=True))
                             written[key] = row
         objects: builtins.list[ModelT] = []
         if returning:

@@ -878,6 +878,20 @@ async def test_upsert_many_in_one_statement_per_batch(sample_db: Database) -> No
         assert await repo.count() == 5
 
 
+async def test_upsert_many_objects_hold_what_the_rows_hold(sample_db: Database) -> None:
+    async with sample_db.session() as session:
+        await add_videos(session, 2)
+        result = await VideoRepository(session).upsert_many(
+            [{"title": f"T{n}", "slug": f"video-{n:03d}"} for n in range(4)], on="slug"
+        )
+        assert (result.created, result.updated) == (2, 2)
+        made = {v.slug: (v.id, v.title, v.created_at, v.updated_at) for v in result.items}
+        await session.commit()
+    async with sample_db.session() as session:
+        stored = await VideoRepository(session).list(order_by=Video.slug)
+        assert {v.slug: (v.id, v.title, v.created_at, v.updated_at) for v in stored} == made
+
+
 async def test_upsert_can_limit_the_fields_it_overwrites(session: AsyncSession) -> None:
     repo = VideoRepository(session)
     await repo.upsert({"title": "Kept", "slug": "k", "duration": 1}, on="slug")
