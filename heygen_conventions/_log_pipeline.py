@@ -27,7 +27,7 @@ from structlog.exceptions import DropEvent
 from structlog.processors import ExceptionRenderer, StackInfoRenderer
 from structlog.tracebacks import ExceptionDictTransformer
 
-from heygen_conventions._context import get_request_context
+from heygen_conventions._context import get_request_context, was_logged
 from heygen_conventions._redact import Redactor, safe_repr
 
 if TYPE_CHECKING:
@@ -48,6 +48,9 @@ ACCESS_LOGGER = "heygen_conventions.access"
 ACCESS_EVENT = "request finished"
 # The keys the access line adds to the request context (service aside).
 _ACCESS_KEYS = ("logger", "status_code", "duration_ms", "event", "level", "timestamp")
+
+# uvicorn's loggers, whose exception lines repeat what the library logged.
+_SERVER_LOGGER = "uvicorn"
 
 #: Marks the handler ``configure_logging`` installs, so a second call replaces it.
 HANDLER_MARK = "_heygen_conventions_handler"
@@ -515,7 +518,17 @@ class Pipeline:
         self.output.write(line)
 
     def render_record(self, record: logging.LogRecord) -> str | bytes | None:
-        """A stdlib record through the chain; None when a processor dropped it."""
+        """A stdlib record through the chain; None when a processor dropped it.
+
+        The server's report of an exception the library already logged with
+        its request ("Exception in ASGI application") is dropped too.
+        """
+        if (
+            record.exc_info
+            and record.name.startswith(_SERVER_LOGGER)
+            and was_logged(record.exc_info[1])
+        ):
+            return None
         event_dict: Any = record_event(record)
         method_name = record.levelname.lower()
         try:
