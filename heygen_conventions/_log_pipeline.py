@@ -221,10 +221,16 @@ _TRACEBACK_ESCAPES = {
 }
 
 
+# Keys the console renderer prints as blocks of lines below the line itself.
+_MULTILINE_KEYS = frozenset({"stack", "exception"})
+
+
 def escape_controls(logger: WrappedLogger, method_name: str, event_dict: EventDict) -> EventDict:
     for key, value in event_dict.items():
         if type(value) is str:
-            event_dict[key] = value.translate(_CONTROL_ESCAPES)
+            event_dict[key] = value.translate(
+                _TRACEBACK_ESCAPES if key in _MULTILINE_KEYS else _CONTROL_ESCAPES
+            )
     return event_dict
 
 

@@ -280,6 +280,20 @@ def test_console_tracebacks_escape_control_characters_from_exception_messages() 
     assert output.count("Traceback (most recent call last):\n") == 2
 
 
+def test_console_stack_info_keeps_its_line_breaks() -> None:
+    restore = _snapshot()
+    stream = io.StringIO()
+    try:
+        configure_logging(json=False, stream=stream)
+        get_logger("console").info("structlog stack", stack_info=True)
+        logging.getLogger("console").info("stdlib stack", stack_info=True)
+    finally:
+        restore()
+    output = stream.getvalue()
+    assert output.count("Stack (most recent call last):\n") == 2, output
+    assert r"\x0a" not in output, output
+
+
 def test_json_none_picks_console_on_a_terminal_and_json_otherwise() -> None:
     restore = _snapshot()
     terminal, pipe = Terminal(), io.StringIO()
