@@ -253,8 +253,22 @@ class Render:
             for events in CAPTURES:
                 events.append(snapshot)
         if self._console is not None:
-            return self._console(logger, method_name, event_dict)
+            try:
+                # A copy: the renderer pops keys before it may fail on a repr().
+                return self._console(logger, method_name, dict(event_dict))
+            except Exception:
+                return self._console(logger, method_name, console_safe(event_dict))
         return dumps(event_dict, self._default)
+
+
+def console_safe(event_dict: Mapping[str, Any]) -> dict[str, Any]:
+    """``event_dict`` with every value the console renderer may fail on as its safe repr."""
+    return {
+        key: value
+        if key == "exc_info" or type(value) in (str, int, float, bool, type(None))
+        else safe_repr(value)
+        for key, value in event_dict.items()
+    }
 
 
 def dumps(event_dict: Mapping[str, Any], default: Callable[[Any], Any]) -> bytes:

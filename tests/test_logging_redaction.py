@@ -229,6 +229,22 @@ def test_unserialisable_values_never_raise_and_never_break_a_line(log_output: Lo
         assert line["level_enum"] == "dark"
 
 
+def test_unserialisable_values_keep_the_line_in_console_mode(log_output: LogOutput) -> None:
+    log_output.configure(json=False)
+    get_logger("r").info(
+        "structlog console values", unprintable=Unprintable(), nested=[Unprintable()]
+    )
+    logging.getLogger("r").info("stdlib odd console values", extra={"unprintable": Unprintable()})
+    get_logger("r").info(Unprintable())
+    text = log_output.text
+    assert "Log call failed" not in text, text
+    for event in ("structlog console values", "stdlib odd console values"):
+        (line,) = [line for line in text.splitlines() if f" {event} " in line]
+        assert "<unrepresentable Unprintable>" in line
+    assert "<unrepresentable list>" in text
+    assert len(text.splitlines()) == 3, text
+
+
 def test_mismatched_format_arguments_keep_the_line(log_output: LogOutput) -> None:
     get_logger("r").info("%s and %s", "one")
     get_logger("r").info("%(name)s", {"other": 1})
