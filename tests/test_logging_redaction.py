@@ -157,6 +157,29 @@ def test_asgi_header_pairs_are_masked(log_output: LogOutput) -> None:
     assert line["headers"] == [["authorization", REDACTED], ["accept", "*/*"]]
 
 
+def test_header_pairs_printed_into_text_are_masked(log_output: LogOutput) -> None:
+    raw = [
+        (b"host", b"api"),
+        (b"cookie", b"sid=" + SECRET.encode()),
+        (b"x-api-key", SECRET.encode()),
+        (b"authorization", b"Token " + SECRET.encode()),
+    ]
+    logging.getLogger("r").info("request headers %s", raw)
+    get_logger("r").info(f"pairs {[(k.decode(), v.decode()) for k, v in raw]}")
+    try:
+        raise ValueError(f"rejected {raw}")
+    except ValueError:
+        get_logger("r").exception("failed")
+    assert SECRET not in log_output.text
+    stdlib, structlog_line, failure = log_output.lines()
+    assert stdlib["event"] == (
+        "request headers [(b'host', b'api'), (b'cookie', b'[REDACTED]'), "
+        "(b'x-api-key', b'[REDACTED]'), (b'authorization', b'Token [REDACTED]')]"
+    )
+    assert "('host', 'api'), ('cookie', '[REDACTED]')" in structlog_line["event"]
+    assert "(b'x-api-key', b'[REDACTED]')" in failure["exception"][0]["exc_value"]
+
+
 def test_the_callers_data_is_not_mutated(log_output: LogOutput) -> None:
     headers = {"authorization": f"Bearer {SECRET}", "accept": "*/*"}
     nested = [{"token": SECRET}]
@@ -555,6 +578,9 @@ def test_scrubbing_hostile_text_stays_linear() -> None:
     assert redactor.scrub(form).count(REDACTED) == 10_000
     errors = "password\n  bad [type=x, input_value='x', input_type=str]\n" * 10_000
     assert redactor.scrub(errors).count(REDACTED) == 10_000
+    pairs = "('cookie', 'x'), " * 20_000
+    assert redactor.scrub(pairs).count(REDACTED) == 20_000
+    assert redactor.scrub("('cookie', '" + "\\'" * 50_000) == f"('cookie', '{REDACTED}"
 
 
 @pytest.mark.parametrize(
