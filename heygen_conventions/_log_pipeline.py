@@ -9,7 +9,6 @@ nothing in it raises to the caller.
 
 from __future__ import annotations
 
-import functools
 import io
 import logging
 import sys
@@ -399,21 +398,54 @@ def _log_method(min_level: int) -> Callable[..., Any]:
     return log
 
 
-@functools.cache
+def _nop(self: Any, event: Any = None, *args: Any, **kw: Any) -> None:
+    return None
+
+
+async def _anop(self: Any, event: Any = None, *args: Any, **kw: Any) -> None:
+    return None
+
+
+def _alog_method(min_level: int) -> Callable[..., Any]:
+    async def alog(self: Any, level: int, event: Any, *args: Any, **kw: Any) -> Any:
+        if level < min_level:
+            return None
+        return await _UNFILTERED.alog(self, level, event, *args, **kw)
+
+    return alog
+
+
+# structlog's bound logger with every method on: the async ones and
+# ``exception`` (which calls ``error``) are taken from it.
+_UNFILTERED: Any = structlog.make_filtering_bound_logger(logging.NOTSET)
+_LEVEL_METHODS = {name: _level_method(name) for name in LEVEL_NAMES.values()}
+_ALIASES = (("fatal", "critical"), ("warn", "warning"), ("msg", "info"))
+_SAFE_BOUND_LOGGER: type[Any] = type(
+    "SafeFilteringBoundLogger", (_UNFILTERED,), {"_proxy_to_logger": _safe_proxy_to_logger}
+)
+
+
 def wrapper_class(level: int) -> type[Any]:
-    """structlog's filtering bound logger for ``level``, whose calls never raise."""
-    base = structlog.make_filtering_bound_logger(level)
-    namespace: dict[str, Any] = {
-        "_proxy_to_logger": _safe_proxy_to_logger,
-        "log": _log_method(level),
-    }
+    """structlog's filtering bound logger, whose calls never raise, set to filter at ``level``.
+
+    One class whose methods are swapped on each call rather than a class per
+    level: a logger bound before ``configure_logging`` (``get_logger(...).bind()``
+    at import time, a ``structlog.get_logger()`` cached on first use) follows
+    the level configured later, as the loggers ``get_logger`` returns do.
+    """
+    cls = _SAFE_BOUND_LOGGER
     for number, name in LEVEL_NAMES.items():
-        if number >= level:
-            namespace[name] = _level_method(name)
-    for alias, target in (("fatal", "critical"), ("warn", "warning"), ("msg", "info")):
-        if target in namespace:
-            namespace[alias] = namespace[target]
-    return type(f"Safe{base.__name__}", (base,), namespace)
+        active = number >= level
+        setattr(cls, name, _LEVEL_METHODS[name] if active else _nop)
+        setattr(cls, f"a{name}", getattr(_UNFILTERED, f"a{name}") if active else _anop)
+    for alias, target in _ALIASES:
+        setattr(cls, alias, getattr(cls, target))
+        setattr(cls, f"a{alias}", getattr(cls, f"a{target}"))
+    cls.log = _log_method(level)
+    cls.alog = _alog_method(level)
+    cls.is_enabled_for = lambda self, number: number >= level
+    cls.get_effective_level = lambda self: level
+    return cls
 
 
 # --- the pipeline ---------------------------------------------------------------------

@@ -345,6 +345,7 @@ def get_logger(name: str | None = None) -> FilteringBoundLogger:
 
 
 def _rebuild_loggers() -> None:
+    wrapper_class((_STATE or _DEFAULT).level)
     with _LOGGERS_LOCK:
         for logger in list(_LOGGERS.values()):
             logger._rebuild()

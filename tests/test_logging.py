@@ -124,6 +124,25 @@ def test_level_applies_to_both_paths_and_to_loggers_made_before(log_output: LogO
     assert not early.is_enabled_for(logging.INFO)
 
 
+def test_loggers_bound_before_the_configuration_follow_its_level(log_output: LogOutput) -> None:
+    early = get_logger("early").bind(component="c")  # as at import time
+    used = structlog.get_logger("raw")
+    log_output.configure(level="WARNING")
+    used.warning("first use caches the logger")
+    log_output.configure(level="WARNING")
+    early.info("dropped bound")
+    used.info("dropped cached")
+    log_output.configure(level="DEBUG")
+    early.debug("kept bound")
+    used.debug("kept cached")
+    assert [line["event"] for line in log_output.lines()] == [
+        "first use caches the logger",
+        "kept bound",
+        "kept cached",
+    ]
+    assert early.is_enabled_for(logging.DEBUG)
+
+
 def test_a_bound_logger_keeps_its_context(log_output: LogOutput) -> None:
     log = get_logger("bound").bind(video_id="v1")
     log.info("first")
