@@ -575,10 +575,12 @@ class Pipeline:
         The server's report of an exception the library already logged with
         its request ("Exception in ASGI application") is dropped too.
         """
+        exc_info = record.exc_info
         if (
-            record.exc_info
+            exc_info
             and record.name.startswith(_SERVER_LOGGER)
-            and was_logged(record.exc_info[1])
+            and type(exc_info) is tuple
+            and was_logged(exc_info[1])
         ):
             return None
         event_dict: Any = record_event(record)
