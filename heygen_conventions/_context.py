@@ -105,3 +105,23 @@ def bind_request_context(**values: Any) -> None:
 def get_request_context() -> dict[str, Any]:
     """The current request's context (empty outside a request). Do not mutate."""
     return _REQUEST_CONTEXT.get() or {}
+
+
+# Set on an exception once the library has logged its traceback: the server
+# logs whatever the application lets out ("Exception in ASGI application")
+# after the request context is gone, and that second copy is dropped.
+_LOGGED = "__heygen_conventions_logged__"
+
+
+def mark_logged(exc: BaseException) -> None:
+    try:
+        setattr(exc, _LOGGED, True)
+    except Exception:  # pragma: no cover - an exception refusing attributes is logged twice
+        return
+
+
+def was_logged(exc: BaseException | None) -> bool:
+    try:
+        return exc is not None and getattr(exc, _LOGGED, False) is True
+    except Exception:
+        return False

@@ -22,7 +22,9 @@ from heygen_conventions import errors
 from heygen_conventions._context import (
     DEFAULT_REQUEST_ID_HEADER,
     REQUEST_ID_HEADER_STATE_KEY,
+    mark_logged,
     request_id_from_scope,
+    was_logged,
 )
 from heygen_conventions.errors import AppError
 from heygen_conventions.responses import ErrorDetail, ErrorResponse
@@ -407,11 +409,13 @@ class _UnhandledErrorMiddleware:
 
         try:
             await self.app(scope, receive, send_tracking)
-        except Exception:
+        except Exception as exc:
             if started:
-                # Too late for a 500: let the server abort the connection (and log it).
+                # Too late for a 500: let the server abort the connection. The
+                # traceback is logged once, by RequestContextMiddleware while the
+                # request context is still bound, or by Starlette's handler.
                 raise
-            _log_unhandled(scope)
+            _log_unhandled(scope, exc)
             response = error_response(
                 scope,
                 status_code=500,
@@ -422,16 +426,19 @@ class _UnhandledErrorMiddleware:
             await response(scope, receive, send)
 
 
-def _log_unhandled(scope: Scope) -> None:
+def _log_unhandled(scope: Scope, exc: Exception) -> None:
+    if was_logged(exc):  # by RequestContextMiddleware, inside this one
+        return
     logger.error(
         "Unhandled exception",
-        exc_info=True,
+        exc_info=exc,
         extra={
             "method": scope.get("method"),
             "path": scope.get("path"),
             "request_id": request_id_from_scope(scope),
         },
     )
+    mark_logged(exc)
 
 
 def install_exception_handlers(app: FastAPI, *, format: ErrorFormat = "envelope") -> None:
@@ -524,7 +531,7 @@ def install_exception_handlers(app: FastAPI, *, format: ErrorFormat = "envelope"
     async def handle_unexpected(request: Request, exc: Exception) -> Response:
         # Reached only for exceptions raised outside the guard middleware
         # (e.g. by middleware added before it); Starlette re-raises afterwards.
-        _log_unhandled(request.scope)
+        _log_unhandled(request.scope, exc)
         return error_response(
             request.scope,
             status_code=500,

@@ -9,7 +9,6 @@ nothing in it raises to the caller.
 
 from __future__ import annotations
 
-import functools
 import io
 import logging
 import sys
@@ -27,7 +26,7 @@ from structlog.exceptions import DropEvent
 from structlog.processors import ExceptionRenderer, StackInfoRenderer
 from structlog.tracebacks import ExceptionDictTransformer
 
-from heygen_conventions._context import get_request_context
+from heygen_conventions._context import get_request_context, was_logged
 from heygen_conventions._redact import Redactor, safe_repr
 
 if TYPE_CHECKING:
@@ -48,6 +47,9 @@ ACCESS_LOGGER = "heygen_conventions.access"
 ACCESS_EVENT = "request finished"
 # The keys the access line adds to the request context (service aside).
 _ACCESS_KEYS = ("logger", "status_code", "duration_ms", "event", "level", "timestamp")
+
+# uvicorn's loggers, whose exception lines repeat what the library logged.
+_SERVER_LOGGER = "uvicorn"
 
 #: Marks the handler ``configure_logging`` installs, so a second call replaces it.
 HANDLER_MARK = "_heygen_conventions_handler"
@@ -218,10 +220,16 @@ _TRACEBACK_ESCAPES = {
 }
 
 
+# Keys the console renderer prints as blocks of lines below the line itself.
+_MULTILINE_KEYS = frozenset({"stack", "exception"})
+
+
 def escape_controls(logger: WrappedLogger, method_name: str, event_dict: EventDict) -> EventDict:
     for key, value in event_dict.items():
         if type(value) is str:
-            event_dict[key] = value.translate(_CONTROL_ESCAPES)
+            event_dict[key] = value.translate(
+                _TRACEBACK_ESCAPES if key in _MULTILINE_KEYS else _CONTROL_ESCAPES
+            )
     return event_dict
 
 
@@ -244,8 +252,22 @@ class Render:
             for events in CAPTURES:
                 events.append(snapshot)
         if self._console is not None:
-            return self._console(logger, method_name, event_dict)
+            try:
+                # A copy: the renderer pops keys before it may fail on a repr().
+                return self._console(logger, method_name, dict(event_dict))
+            except Exception:
+                return self._console(logger, method_name, console_safe(event_dict))
         return dumps(event_dict, self._default)
+
+
+def console_safe(event_dict: Mapping[str, Any]) -> dict[str, Any]:
+    """``event_dict`` with every value the console renderer may fail on as its safe repr."""
+    return {
+        key: value
+        if key == "exc_info" or type(value) in (str, int, float, bool, type(None))
+        else safe_repr(value)
+        for key, value in event_dict.items()
+    }
 
 
 def dumps(event_dict: Mapping[str, Any], default: Callable[[Any], Any]) -> bytes:
@@ -376,21 +398,54 @@ def _log_method(min_level: int) -> Callable[..., Any]:
     return log
 
 
-@functools.cache
+def _nop(self: Any, event: Any = None, *args: Any, **kw: Any) -> None:
+    return None
+
+
+async def _anop(self: Any, event: Any = None, *args: Any, **kw: Any) -> None:
+    return None
+
+
+def _alog_method(min_level: int) -> Callable[..., Any]:
+    async def alog(self: Any, level: int, event: Any, *args: Any, **kw: Any) -> Any:
+        if level < min_level:
+            return None
+        return await _UNFILTERED.alog(self, level, event, *args, **kw)
+
+    return alog
+
+
+# structlog's bound logger with every method on: the async ones and
+# ``exception`` (which calls ``error``) are taken from it.
+_UNFILTERED: Any = structlog.make_filtering_bound_logger(logging.NOTSET)
+_LEVEL_METHODS = {name: _level_method(name) for name in LEVEL_NAMES.values()}
+_ALIASES = (("fatal", "critical"), ("warn", "warning"), ("msg", "info"))
+_SAFE_BOUND_LOGGER: type[Any] = type(
+    "SafeFilteringBoundLogger", (_UNFILTERED,), {"_proxy_to_logger": _safe_proxy_to_logger}
+)
+
+
 def wrapper_class(level: int) -> type[Any]:
-    """structlog's filtering bound logger for ``level``, whose calls never raise."""
-    base = structlog.make_filtering_bound_logger(level)
-    namespace: dict[str, Any] = {
-        "_proxy_to_logger": _safe_proxy_to_logger,
-        "log": _log_method(level),
-    }
+    """structlog's filtering bound logger, whose calls never raise, set to filter at ``level``.
+
+    One class whose methods are swapped on each call rather than a class per
+    level: a logger bound before ``configure_logging`` (``get_logger(...).bind()``
+    at import time, a ``structlog.get_logger()`` cached on first use) follows
+    the level configured later, as the loggers ``get_logger`` returns do.
+    """
+    cls = _SAFE_BOUND_LOGGER
     for number, name in LEVEL_NAMES.items():
-        if number >= level:
-            namespace[name] = _level_method(name)
-    for alias, target in (("fatal", "critical"), ("warn", "warning"), ("msg", "info")):
-        if target in namespace:
-            namespace[alias] = namespace[target]
-    return type(f"Safe{base.__name__}", (base,), namespace)
+        active = number >= level
+        setattr(cls, name, _LEVEL_METHODS[name] if active else _nop)
+        setattr(cls, f"a{name}", getattr(_UNFILTERED, f"a{name}") if active else _anop)
+    for alias, target in _ALIASES:
+        setattr(cls, alias, getattr(cls, target))
+        setattr(cls, f"a{alias}", getattr(cls, f"a{target}"))
+    cls.log = _log_method(level)
+    cls.alog = _alog_method(level)
+    cls.is_enabled_for = lambda self, number: number >= level
+    cls.get_effective_level = lambda self: level
+    return cls
 
 
 # --- the pipeline ---------------------------------------------------------------------
@@ -515,7 +570,19 @@ class Pipeline:
         self.output.write(line)
 
     def render_record(self, record: logging.LogRecord) -> str | bytes | None:
-        """A stdlib record through the chain; None when a processor dropped it."""
+        """A stdlib record through the chain; None when a processor dropped it.
+
+        The server's report of an exception the library already logged with
+        its request ("Exception in ASGI application") is dropped too.
+        """
+        exc_info = record.exc_info
+        if (
+            exc_info
+            and record.name.startswith(_SERVER_LOGGER)
+            and type(exc_info) is tuple
+            and was_logged(exc_info[1])
+        ):
+            return None
         event_dict: Any = record_event(record)
         method_name = record.levelname.lower()
         try:

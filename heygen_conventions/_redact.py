@@ -209,6 +209,10 @@ _VALIDATION_INPUT = re.compile(
 )
 _VALIDATION_INPUT_END = ", input_type="
 _LINE_END = re.compile(r"[\r\n]")
+# A ``(name, value)`` pair as Python prints it (``('cookie', 'sid=1')``,
+# ``(b'x-api-key', b'...')``): ASGI and httpx header lists formatted into a
+# message or an exception. The value is read by hand, up to its closing quote.
+_TUPLE_PAIR = re.compile(r"""\(b?(['"])([^'"\\\r\n]{1,256})\1,[ \t]*b?(['"])""")
 _CAMEL = re.compile(r"(?<=[a-z0-9])(?=[A-Z])|(?<=[A-Z])(?=[A-Z][a-z])")
 _NOT_WORD = re.compile(r"[^a-z0-9]+")
 
@@ -442,7 +446,7 @@ class Redactor:
             text = _BASIC.sub(_mask_basic, text)
         if "://" in text and "@" in text:
             text = _mask_urls(text)
-        if ("=" in text or ":" in text) and self._stems:
+        if ("=" in text or ":" in text or "'," in text or '",' in text) and self._stems:
             lowered = text.lower()
             for stem in self._stems:
                 if stem in lowered:
@@ -455,6 +459,8 @@ class Redactor:
             text = self._mask_form_parts(text)
         if "input_value=" in text:
             text = self._mask_validation_inputs(text)
+        if "'," in text or '",' in text:
+            text = self._mask_tuple_pairs(text)
         return self._mask_pairs(text)
 
     def _mask_form_parts(self, text: str) -> str:
@@ -500,6 +506,27 @@ class Redactor:
             parts.append(text[done:start])
             parts.append(REDACTED)
             done = end if end >= 0 else line_end
+        if not parts:
+            return text
+        parts.append(text[done:])
+        return "".join(parts)
+
+    def _mask_tuple_pairs(self, text: str) -> str:
+        """``text`` with the value of each printed ``(name, value)`` pair naming a secret masked."""
+        parts: list[str] = []
+        done = position = 0
+        line_end = -1
+        while (pair := _TUPLE_PAIR.search(text, position)) is not None:
+            position = pair.end()
+            if not self.is_secret_key(pair.group(2)):
+                continue
+            if line_end < position:
+                line = _LINE_END.search(text, position)
+                line_end = line.start() if line is not None else len(text)
+            close = _closing_quote(text, position, line_end, pair.group(3), 0)
+            parts.append(text[done:position])
+            parts.append(_masked(text[position:close]))
+            done = position = close
         if not parts:
             return text
         parts.append(text[done:])

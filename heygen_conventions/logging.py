@@ -37,8 +37,10 @@ from heygen_conventions._context import (
     end_request_context,
     enter_request_context,
     get_request_context,
+    mark_logged,
     new_request_id,
     safe_request_id,
+    was_logged,
 )
 from heygen_conventions._log_pipeline import (
     CAPTURES,
@@ -78,6 +80,9 @@ _UVICORN_ACCESS = "uvicorn.access"
 _PARAMETER_LOGGERS = ("aiosqlite",)
 # The level configure_logging() gave each of them, to tell it from a level set by the user.
 _HELD_LEVELS: dict[str, int] = {}
+# Where RequestContextMiddleware logs an exception the application lets out,
+# like the error handlers do.
+_ERRORS_LOGGER = logging.getLogger("heygen_conventions.errors")
 
 
 def _level_number(level: int | str) -> int:
@@ -340,6 +345,7 @@ def get_logger(name: str | None = None) -> FilteringBoundLogger:
 
 
 def _rebuild_loggers() -> None:
+    wrapper_class((_STATE or _DEFAULT).level)
     with _LOGGERS_LOCK:
         for logger in list(_LOGGERS.values()):
             logger._rebuild()
@@ -521,9 +527,15 @@ class RequestContextMiddleware:
         started = time.perf_counter()
         try:
             await self.app(scope, receive, send_with_request_id)
-        except Exception:
+        except Exception as exc:
             if status_code is None:
                 status_code = 500
+            if _STATE is not None and not was_logged(exc):
+                # Logged here, with the request context, rather than by the
+                # server once the context is gone; the pipeline drops the
+                # server's copy. Without the pipeline the server's is the only one.
+                _ERRORS_LOGGER.error("Unhandled exception", exc_info=exc)
+                mark_logged(exc)
             raise
         finally:
             try:

@@ -124,6 +124,25 @@ def test_level_applies_to_both_paths_and_to_loggers_made_before(log_output: LogO
     assert not early.is_enabled_for(logging.INFO)
 
 
+def test_loggers_bound_before_the_configuration_follow_its_level(log_output: LogOutput) -> None:
+    early = get_logger("early").bind(component="c")  # as at import time
+    used = structlog.get_logger("raw")
+    log_output.configure(level="WARNING")
+    used.warning("first use caches the logger")
+    log_output.configure(level="WARNING")
+    early.info("dropped bound")
+    used.info("dropped cached")
+    log_output.configure(level="DEBUG")
+    early.debug("kept bound")
+    used.debug("kept cached")
+    assert [line["event"] for line in log_output.lines()] == [
+        "first use caches the logger",
+        "kept bound",
+        "kept cached",
+    ]
+    assert early.is_enabled_for(logging.DEBUG)
+
+
 def test_a_bound_logger_keeps_its_context(log_output: LogOutput) -> None:
     log = get_logger("bound").bind(video_id="v1")
     log.info("first")
@@ -278,6 +297,20 @@ def test_console_tracebacks_escape_control_characters_from_exception_messages() 
     assert output.count(f"ValueError: {escaped}") == 2, output
     assert not any(c in output for c in "\r\x1b\x07\x9b\x00"), output
     assert output.count("Traceback (most recent call last):\n") == 2
+
+
+def test_console_stack_info_keeps_its_line_breaks() -> None:
+    restore = _snapshot()
+    stream = io.StringIO()
+    try:
+        configure_logging(json=False, stream=stream)
+        get_logger("console").info("structlog stack", stack_info=True)
+        logging.getLogger("console").info("stdlib stack", stack_info=True)
+    finally:
+        restore()
+    output = stream.getvalue()
+    assert output.count("Stack (most recent call last):\n") == 2, output
+    assert r"\x0a" not in output, output
 
 
 def test_json_none_picks_console_on_a_terminal_and_json_otherwise() -> None:

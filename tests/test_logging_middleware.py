@@ -76,6 +76,14 @@ def make_app(**middleware_options: Any) -> FastAPI:
 
         return StreamingResponse(chunks(), status_code=206)
 
+    @app.get("/stream-boom")
+    async def stream_boom(user: str = Depends(current_user_sync)) -> StreamingResponse:
+        async def chunks() -> AsyncIterator[bytes]:
+            yield b"a"
+            raise RuntimeError(SECRET)
+
+        return StreamingResponse(chunks())
+
     app.add_middleware(RequestContextMiddleware, **middleware_options)
     return app
 
@@ -166,6 +174,29 @@ def test_unhandled_errors_answer_500_with_the_header_and_one_structured_tracebac
     assert stack["frames"][-1]["name"] == "boom"
     access = log_output.one(event="request finished")
     assert (access["request_id"], access["status_code"]) == ("req-boom", 500)
+
+
+def test_a_crash_after_the_response_started_is_logged_once_with_the_request_context(
+    log_output: LogOutput,
+) -> None:
+    with pytest.raises(RuntimeError) as raised, TestClient(make_app()) as client:
+        client.get("/stream-boom", headers={"X-Request-ID": "req-late"})
+    # What uvicorn does with the exception the app let out: log it once more.
+    logging.getLogger("uvicorn.error").error(
+        "Exception in ASGI application\n", exc_info=raised.value
+    )
+    tracebacks = [line for line in log_output.lines() if "exception" in line]
+    assert len(tracebacks) == 1, log_output.text
+    (line,) = tracebacks
+    assert (line["request_id"], line["user_id"], line["path"]) == (
+        "req-late",
+        "u-42",
+        "/stream-boom",
+    )
+    assert line["client"].startswith("testclient:")
+    assert line["exception"][0]["exc_type"] == "RuntimeError"
+    access = log_output.one(event="request finished")
+    assert (access["request_id"], access["status_code"]) == ("req-late", 200)
 
 
 @pytest.mark.parametrize(
@@ -346,6 +377,28 @@ def test_lifespan_passes_through_and_websockets_get_an_id(log_output: LogOutput)
     assert context["path"] == "/ws"
     assert log_output.one(event="socket open")["request_id"] == "req-ws"
     assert not log_output.find(event="request finished")
+
+
+def test_a_websocket_crash_is_logged_once_with_its_request_id(log_output: LogOutput) -> None:
+    app = FastAPI()
+
+    @app.websocket("/ws")
+    async def ws(websocket: WebSocket) -> None:
+        await websocket.accept()
+        raise RuntimeError(SECRET)
+
+    app.add_middleware(RequestContextMiddleware)
+    with (
+        pytest.raises(RuntimeError) as raised,
+        TestClient(app).websocket_connect("/ws", headers={"X-Request-ID": "req-ws"}) as socket,
+    ):
+        socket.receive_text()
+    logging.getLogger("uvicorn.error").error(
+        "Exception in ASGI application\n", exc_info=raised.value
+    )
+    tracebacks = [line for line in log_output.lines() if "exception" in line]
+    assert len(tracebacks) == 1, log_output.text
+    assert (tracebacks[0]["request_id"], tracebacks[0]["path"]) == ("req-ws", "/ws")
 
 
 def access_lines(log_output: LogOutput, **options: Any) -> list[dict[str, Any]]:

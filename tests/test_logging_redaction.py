@@ -157,6 +157,29 @@ def test_asgi_header_pairs_are_masked(log_output: LogOutput) -> None:
     assert line["headers"] == [["authorization", REDACTED], ["accept", "*/*"]]
 
 
+def test_header_pairs_printed_into_text_are_masked(log_output: LogOutput) -> None:
+    raw = [
+        (b"host", b"api"),
+        (b"cookie", b"sid=" + SECRET.encode()),
+        (b"x-api-key", SECRET.encode()),
+        (b"authorization", b"Token " + SECRET.encode()),
+    ]
+    logging.getLogger("r").info("request headers %s", raw)
+    get_logger("r").info(f"pairs {[(k.decode(), v.decode()) for k, v in raw]}")
+    try:
+        raise ValueError(f"rejected {raw}")
+    except ValueError:
+        get_logger("r").exception("failed")
+    assert SECRET not in log_output.text
+    stdlib, structlog_line, failure = log_output.lines()
+    assert stdlib["event"] == (
+        "request headers [(b'host', b'api'), (b'cookie', b'[REDACTED]'), "
+        "(b'x-api-key', b'[REDACTED]'), (b'authorization', b'Token [REDACTED]')]"
+    )
+    assert "('host', 'api'), ('cookie', '[REDACTED]')" in structlog_line["event"]
+    assert "(b'x-api-key', b'[REDACTED]')" in failure["exception"][0]["exc_value"]
+
+
 def test_the_callers_data_is_not_mutated(log_output: LogOutput) -> None:
     headers = {"authorization": f"Bearer {SECRET}", "accept": "*/*"}
     nested = [{"token": SECRET}]
@@ -227,6 +250,22 @@ def test_unserialisable_values_never_raise_and_never_break_a_line(log_output: Lo
         assert line["unprintable"] == "<unrepresentable Unprintable>"
         assert line["raw"].startswith("\\xff\\xfe")
         assert line["level_enum"] == "dark"
+
+
+def test_unserialisable_values_keep_the_line_in_console_mode(log_output: LogOutput) -> None:
+    log_output.configure(json=False)
+    get_logger("r").info(
+        "structlog console values", unprintable=Unprintable(), nested=[Unprintable()]
+    )
+    logging.getLogger("r").info("stdlib odd console values", extra={"unprintable": Unprintable()})
+    get_logger("r").info(Unprintable())
+    text = log_output.text
+    assert "Log call failed" not in text, text
+    for event in ("structlog console values", "stdlib odd console values"):
+        (line,) = [line for line in text.splitlines() if f" {event} " in line]
+        assert "<unrepresentable Unprintable>" in line
+    assert "<unrepresentable list>" in text
+    assert len(text.splitlines()) == 3, text
 
 
 def test_mismatched_format_arguments_keep_the_line(log_output: LogOutput) -> None:
@@ -539,6 +578,9 @@ def test_scrubbing_hostile_text_stays_linear() -> None:
     assert redactor.scrub(form).count(REDACTED) == 10_000
     errors = "password\n  bad [type=x, input_value='x', input_type=str]\n" * 10_000
     assert redactor.scrub(errors).count(REDACTED) == 10_000
+    pairs = "('cookie', 'x'), " * 20_000
+    assert redactor.scrub(pairs).count(REDACTED) == 20_000
+    assert redactor.scrub("('cookie', '" + "\\'" * 50_000) == f"('cookie', '{REDACTED}"
 
 
 @pytest.mark.parametrize(

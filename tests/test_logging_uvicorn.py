@@ -12,14 +12,18 @@ from pathlib import Path
 
 import httpx
 import orjson
+import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 
 SERVER = """
 import sys
 
+from collections.abc import AsyncIterator
+
 import uvicorn
 from fastapi import FastAPI
+from fastapi.responses import StreamingResponse
 
 from heygen_conventions import (
     RequestContextMiddleware,
@@ -41,6 +45,15 @@ async def ping() -> dict[str, bool]:
 @app.get("/boom")
 async def boom() -> None:
     raise RuntimeError("boom")
+
+
+@app.get("/late-boom")
+async def late_boom() -> StreamingResponse:
+    async def chunks() -> AsyncIterator[bytes]:
+        yield b"partial"
+        raise RuntimeError("late boom")
+
+    return StreamingResponse(chunks())
 
 
 app.add_middleware(RequestContextMiddleware)
@@ -84,6 +97,8 @@ def test_uvicorn_own_lines_and_the_apps_lines_share_one_json_format(tmp_path: Pa
         with httpx.Client(base_url=f"http://127.0.0.1:{port}") as client:
             ping = client.get("/ping", headers={"X-Request-ID": "req-e2e"})
             boom = client.get("/boom", headers={"X-Request-ID": "req-boom"})
+            with pytest.raises(httpx.RemoteProtocolError):
+                client.get("/late-boom", headers={"X-Request-ID": "req-late"})
     finally:
         process.send_signal(signal.SIGINT)
         try:
@@ -113,7 +128,9 @@ def test_uvicorn_own_lines_and_the_apps_lines_share_one_json_format(tmp_path: Pa
     assert [(line["request_id"], line["status_code"]) for line in access] == [
         ("req-e2e", 200),
         ("req-boom", 500),
+        ("req-late", 200),
     ]
+    # One traceback per failed request, with its id; none repeated by uvicorn.
     tracebacks = [line for line in lines if "exception" in line]
-    assert len(tracebacks) == 1
-    assert tracebacks[0]["request_id"] == "req-boom"
+    assert [line["request_id"] for line in tracebacks] == ["req-boom", "req-late"], stderr
+    assert tracebacks[1]["path"] == "/late-boom"
