@@ -126,9 +126,11 @@ def configure_logging(
     """Send every log line, structlog's and the standard library's, through one pipeline.
 
     Safe to call again (tests, ``--reload``, each worker): the previous
-    configuration is replaced, one handler stays on the root logger. Other
-    root handlers (pytest's, an error tracker's, one left by
-    ``logging.basicConfig``) are left alone; uvicorn's own handlers are
+    configuration is replaced, one handler stays on the root logger. A plain
+    ``StreamHandler`` on the root logger writing to standard output or error
+    (what ``logging.basicConfig()`` installs) is removed: it would print
+    every line a second time, unredacted. Other root handlers (pytest's, a
+    file, an error tracker's) are left alone; uvicorn's own handlers are
     removed so its records reach this pipeline instead.
 
     Args:
@@ -179,7 +181,7 @@ def _install(pipeline: Pipeline, *, uvicorn_access: bool) -> None:
     )
     root = logging.getLogger()
     for handler in list(root.handlers):
-        if getattr(handler, HANDLER_MARK, False):
+        if getattr(handler, HANDLER_MARK, False) or _console_copy(handler):
             root.removeHandler(handler)
     root.addHandler(pipeline.handler)
     root.setLevel(pipeline.level)
@@ -199,6 +201,17 @@ def _install(pipeline: Pipeline, *, uvicorn_access: bool) -> None:
             held.setLevel(_HELD_LEVELS[name])
     _STATE = pipeline
     _rebuild_loggers()
+
+
+def _console_copy(handler: logging.Handler) -> bool:
+    """Whether ``handler`` is ``logging.basicConfig()``'s kind: console lines of its own."""
+    if type(handler) is not logging.StreamHandler:  # FileHandler, pytest's handlers...
+        return False
+    stream = handler.stream
+    return any(
+        stream is console and console is not None
+        for console in (sys.stderr, sys.stdout, sys.__stderr__, sys.__stdout__)
+    )
 
 
 def configure_logging_from_settings(settings: Settings, **overrides: Any) -> None:
@@ -458,7 +471,9 @@ class RequestContextMiddleware:
     ``client`` for every line logged during the request (values bound later
     with :func:`bind_request_context`, such as ``user_id``, join them); echo
     the id on the response; log ``request finished`` with ``status_code`` and
-    ``duration_ms``; then clear the context.
+    ``duration_ms`` (until the response's last byte was handed to the server;
+    background tasks run after that and are not counted); then clear the
+    context.
 
     Add it after :func:`install_exception_handlers` so it wraps them and
     their 500 responses carry the header. The query string is never logged:
@@ -510,13 +525,17 @@ class RequestContextMiddleware:
         header = (self._header_key, request_id.encode("ascii"))
         header_key = self._header_key
         status_code: int | None = None
+        finished: float | None = None  # when the last byte of the response was handed on
 
         # A plain function handing back send's own awaitable: no coroutine of
         # its own to create and drive for every message.
         def send_with_request_id(message: Message) -> Awaitable[None]:
-            nonlocal status_code
+            nonlocal status_code, finished
             message_type = message["type"]
-            if message_type == "http.response.start" or message_type == "websocket.accept":
+            if message_type == "http.response.body":
+                if not message.get("more_body", False):
+                    finished = time.perf_counter()
+            elif message_type == "http.response.start" or message_type == "websocket.accept":
                 if message_type == "http.response.start":
                     status_code = message["status"]
                 headers = [h for h in message.get("headers") or () if h[0].lower() != header_key]
@@ -545,8 +564,9 @@ class RequestContextMiddleware:
                     _SINK.pipeline.access_line(
                         context,
                         status_code,
-                        # Microseconds, in ms: round() costs more than the rest of this line.
-                        int((time.perf_counter() - started) * 1_000_000) / 1000,
+                        # Until the response was complete: background tasks run
+                        # after it. Microseconds, in ms (round() costs more).
+                        int(((finished or time.perf_counter()) - started) * 1_000_000) / 1000,
                     )
             finally:
                 end_request_context(token)

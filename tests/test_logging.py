@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import io
 import logging
+import os
 import re
+import sys
 import threading
 from typing import Any
 
@@ -467,3 +469,35 @@ def test_the_root_handler_formats_a_record_as_its_json_line(log_output: LogOutpu
     )
     line = orjson.loads(handler.format(record))
     assert (line["event"], line["logger"], line["level"]) == ("hi there", "fmt", "info")
+
+
+def test_a_basic_config_console_handler_is_replaced_not_doubled(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    # logging.basicConfig() before configure_logging(): its handler would print
+    # every line a second time, unredacted. A file or pytest's handlers stay.
+    restore = _snapshot()
+    root = logging.getLogger()
+    before = list(root.handlers)
+    kept = logging.FileHandler(os.devnull)
+    try:
+        console = logging.StreamHandler(sys.stderr)  # what logging.basicConfig() adds
+        root.addHandler(console)
+        root.addHandler(kept)
+        output = LogOutput()
+        output.configure(level="INFO")
+        logging.getLogger("tests.basic").info("login password=hunter2")
+        assert console not in root.handlers
+        assert kept in root.handlers
+        assert "hunter2" not in capsys.readouterr().err
+        (line,) = output.find(logger="tests.basic")
+        assert "hunter2" not in line["event"]
+    finally:
+        restore()
+        for handler in list(root.handlers):
+            if handler not in before:
+                root.removeHandler(handler)
+        for handler in before:
+            if handler not in root.handlers:
+                root.addHandler(handler)
+        kept.close()

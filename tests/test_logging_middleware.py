@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
+import time
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -13,7 +14,7 @@ from typing import Any
 import httpx
 import pytest
 import structlog
-from fastapi import Depends, FastAPI, WebSocket
+from fastapi import BackgroundTasks, Depends, FastAPI, WebSocket
 from fastapi.responses import StreamingResponse
 from fastapi.testclient import TestClient
 
@@ -90,6 +91,20 @@ def make_app(**middleware_options: Any) -> FastAPI:
 
 def request_lines(log_output: LogOutput, request_id: str) -> list[dict[str, Any]]:
     return [line for line in log_output.lines() if line.get("request_id") == request_id]
+
+
+def test_duration_is_the_response_time_not_the_background_tasks(log_output: LogOutput) -> None:
+    app = make_app()
+
+    @app.get("/with-task")
+    async def with_task(tasks: BackgroundTasks) -> dict[str, bool]:
+        tasks.add_task(time.sleep, 0.3)  # runs after the response is complete
+        return {"ok": True}
+
+    with TestClient(app) as client:
+        assert client.get("/with-task").status_code == 200
+    access = log_output.one(event="request finished")
+    assert access["duration_ms"] < 250, access
 
 
 def test_access_line_has_the_request_facts(log_output: LogOutput) -> None:
