@@ -280,7 +280,12 @@ def filled_by_database(plan: BulkPlan, keys: Collection[str]) -> tuple[str, ...]
     return (*plan.pk_keys, *(key for key in missing if key not in plan.pk_keys))
 
 
-def persist(session: Session, plan: BulkPlan, rows: Iterable[Mapping[str, Any]]) -> list[Any]:
+def persist(
+    session: Session,
+    plan: BulkPlan,
+    rows: Iterable[Mapping[str, Any]],
+    inserted: Sequence[bool] | None = None,
+) -> list[Any]:
     """Objects for rows this session's transaction has just written, as a query would load them.
 
     Each row gives every column's value (by column key). An object the
@@ -289,6 +294,11 @@ def persist(session: Session, plan: BulkPlan, rows: Iterable[Mapping[str, Any]])
     values committed (no history), and put in the identity map: persistent,
     with no SQL. ``load`` event listeners (``@reconstructor``) and the
     session's ``loaded_as_persistent`` listeners run, as for loaded objects.
+
+    The transaction learns of them as a flush tells it of the rows it
+    writes: if it (or a savepoint) rolls back, objects for rows it inserted
+    (``inserted``, by row; None: every row) leave the session, as
+    :meth:`Session.add`-ed ones do, and the others are expired.
     """
     mapper = plan.mapper
     new_instance = mapper.class_manager.new_instance
@@ -300,9 +310,14 @@ def persist(session: Session, plan: BulkPlan, rows: Iterable[Mapping[str, Any]])
     loaded_as_persistent = session.dispatch.loaded_as_persistent
     pk_keys = plan.pk_keys
     attribute_of = None if plan.keys_match else plan.attribute_of
+    # What Session._register_altered() does for the states a flush wrote (private too).
+    transaction = getattr(session, "_transaction", None)
+    new_states: Any = getattr(transaction, "_new", None)
+    changed_states: Any = getattr(transaction, "_dirty", None)
+    track = new_states is not None and changed_states is not None
     objects: list[Any] = []
     pk_of = tuple_getter(pk_keys)
-    for row in rows:
+    for index, row in enumerate(rows):
         key = identity_key(pk_of(row))
         values = (
             row
@@ -313,6 +328,8 @@ def persist(session: Session, plan: BulkPlan, rows: Iterable[Mapping[str, Any]])
         if obj is not None:
             for name, value in values.items():
                 set_committed_value(obj, name, value)
+            if track:
+                changed_states[instance_state(obj)] = True
         else:
             obj = new_instance()
             state = instance_state(obj)
@@ -329,6 +346,11 @@ def persist(session: Session, plan: BulkPlan, rows: Iterable[Mapping[str, Any]])
                 on_load(state, None)
             if add_unpresent is not None and loaded_as_persistent:
                 loaded_as_persistent(session, state)
+            if track:
+                if inserted is None or inserted[index]:
+                    new_states[state] = True
+                else:
+                    changed_states[state] = True
         objects.append(obj)
     return objects
 

@@ -857,6 +857,7 @@ class BaseRepository(Generic[ModelT]):
         dialect = self._dialect_name
         on_postgresql = dialect == "postgresql"
         written: dict[tuple[Any, ...], dict[str, Any]] = {}
+        inserted: set[tuple[Any, ...]] = set()
         created = 0
         write_locked = False
         # Key order within a group of rows, and a fixed order of groups: the same
@@ -912,11 +913,16 @@ class BaseRepository(Generic[ModelT]):
                                 # was sent; the inserted flag, if any, is past the columns.
                                 row.update(zip(read, values[:width], strict=True))
                             written[key] = row
+                            if is_new:
+                                inserted.add(key)
         objects: builtins.list[ModelT] = []
         if returning:
             with _bulk.collector_paused():
                 objects = _bulk.persist(
-                    self.session.sync_session, plan, [written[key] for key in merged]
+                    self.session.sync_session,
+                    plan,
+                    [written[key] for key in merged],
+                    [key in inserted for key in merged],
                 )
         return UpsertResult(objects, created, len(merged) - created)
 

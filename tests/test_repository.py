@@ -653,6 +653,28 @@ async def test_bulk_writes_leave_the_garbage_collector_as_they_found_it(
     assert [v.title for v in await repo.list(order_by=Video.slug)] == ["b", "c", "e"]
 
 
+async def test_bulk_objects_roll_back_with_their_savepoint(sample_db: Database) -> None:
+    # A savepoint rolled back takes its rows away: their objects must leave the
+    # identity map (as create()'s do), and a row an upsert changed reads as stored.
+    async with sample_db.session() as session:
+        repo = VideoRepository(session)
+        kept = await repo.create({"title": "kept", "slug": "kept"})
+        await session.commit()
+        savepoint = await session.begin_nested()
+        made = await repo.create_many([{"title": "gone", "slug": "gone"}])
+        upserted = await repo.upsert_many(
+            [{"title": "changed", "slug": "kept"}, {"title": "new", "slug": "new"}], on="slug"
+        )
+        assert upserted.items[0] is kept
+        await savepoint.rollback()
+        assert inspect(made[0]).transient
+        assert inspect(upserted.items[1]).transient
+        assert await session.get(Video, made[0].id) is None
+        assert await session.get(Video, upserted.items[1].id) is None
+        assert [(v.slug, v.title, v.version) for v in await repo.list()] == [("kept", "kept", 1)]
+        assert kept.title == "kept"
+
+
 async def test_create_many_reads_back_server_defaults(database: Database) -> None:
     await database.create_all(DefaultsBase.metadata)
     async with database.session() as session:
