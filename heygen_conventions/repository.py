@@ -890,9 +890,6 @@ class BaseRepository(Generic[ModelT]):
                 with _bulk.collector_paused():
                     sent = dict(batch)
                     width = len(read)
-                    # A row this statement inserted, with the key made here, holds what
-                    # was sent in every column read back: nothing to copy from the result.
-                    read_sent = set(read).issubset(keys)
                     pk_at = _bulk.tuple_getter([read.index(key) for key in pk_keys])
                     stored_key_of = _bulk.tuple_getter([read.index(c.key) for c in conflict])
                     for position, values in enumerate(returned):
@@ -908,10 +905,11 @@ class BaseRepository(Generic[ModelT]):
                             is_new = stored not in existing
                         created += is_new
                         if returning:
-                            if not (is_new and read_sent and key in keyed_here):
-                                # What an existing row kept (key, created_at...) replaces what
-                                # was sent; the inserted flag, if any, is past the columns.
-                                row.update(zip(read, values[:width], strict=True))
+                            # What an existing row kept (key, created_at...) replaces what was
+                            # sent, and an inserted row's columns come back as the column
+                            # reads them (an enum given by name, a UUID given as text); the
+                            # inserted flag, if any, is past the columns.
+                            row.update(zip(read, values[:width], strict=True))
                             written[key] = row
                             if is_new:
                                 inserted.add(key)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import enum
 import gc
 import random
 import uuid
@@ -96,6 +97,25 @@ class Ticket(DefaultsBase):
 
 
 class TicketRepository(BaseRepository[Ticket]):
+    pass
+
+
+class Shade(enum.Enum):
+    light = "l"
+    dark = "d"
+
+
+class Paint(DefaultsBase):
+    """Values a column reads back in another form than the one given (an enum by name)."""
+
+    __tablename__ = "sample_paints"
+    id: Mapped[uuid.UUID] = mapped_column(Uuid(), primary_key=True, default=uuid7)
+    shade: Mapped[Shade] = mapped_column(Enum(Shade, name="sample_shade"), unique=True)
+    finish: Mapped[Shade] = mapped_column(Enum(Shade, name="sample_shade"))
+    coats: Mapped[int] = mapped_column(default=1)
+
+
+class PaintRepository(BaseRepository[Paint]):
     pass
 
 
@@ -720,6 +740,29 @@ async def test_upsert_objects_keep_what_existing_rows_keep(database: Database) -
         assert (c.state, c.note) == ("open", None)
         assert all(inspect(t).persistent and t.loaded_hook_ran for t in result.items)
         assert await session.get(Ticket, a.id) is a
+
+
+async def test_upsert_objects_hold_what_the_database_read_back(database: Database) -> None:
+    # The key and the columns an upsert does not overwrite are read back: inserted
+    # rows' objects hold them as the column reads them, as updated rows' objects do.
+    await database.create_all(DefaultsBase.metadata)
+    async with database.session() as session:
+        repo = PaintRepository(session)
+        await repo.upsert({"shade": "light", "finish": "light"}, on="shade")
+        result = await repo.upsert_many(
+            [{"shade": "light", "finish": "dark", "coats": 2}, {"shade": "dark", "finish": "dark"}],
+            on="shade",
+            update=["coats"],
+        )
+        assert (result.created, result.updated) == (1, 1)
+        held = [(p.shade, p.finish, p.coats) for p in result.items]
+        await session.commit()
+    assert held == [(Shade.light, Shade.light, 2), (Shade.dark, Shade.dark, 1)]
+    async with database.session() as session:
+        stored = {
+            p.shade: (p.shade, p.finish, p.coats) for p in await PaintRepository(session).list()
+        }
+        assert held == [stored[Shade.light], stored[Shade.dark]]
 
 
 async def test_create_many_with_keys_given_as_strings(sample_db: Database) -> None:
