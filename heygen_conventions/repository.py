@@ -249,6 +249,11 @@ class BaseRepository(Generic[ModelT]):
     def _column(self, name: str) -> Column[Any]:
         return cast("Column[Any]", self._column_attribute(name).property.columns[0])
 
+    def _bulk_bind(self, plan: _bulk.BulkPlan) -> dict[str, Any]:
+        # Bulk statements are Core inserts into the table: naming the model lets
+        # do_orm_execute listeners and Session.get_bind() see it, as for ORM statements.
+        return {"mapper": plan.mapper}
+
     def _guard(self) -> AbstractContextManager[None]:
         return translate_db_errors(table=self._table)
 
@@ -605,7 +610,9 @@ class BaseRepository(Generic[ModelT]):
                 if read_back:
                     statement = statement.returning(*(plan.table.c[key] for key in read_back))
                 with self._guard():
-                    result = await self.session.execute(statement)
+                    result = await self.session.execute(
+                        statement, bind_arguments=self._bulk_bind(plan)
+                    )
                 if not read_back:
                     continue
                 returned = result.all()
@@ -641,10 +648,13 @@ class BaseRepository(Generic[ModelT]):
                 with self._guard():
                     if _bulk.can_unnest(dialect, table, keys):
                         await self.session.execute(
-                            _bulk.insert_statement(dialect, plan, keys, batch_rows)
+                            _bulk.insert_statement(dialect, plan, keys, batch_rows),
+                            bind_arguments=self._bulk_bind(plan),
                         )
                     else:
-                        await self.session.execute(insert(table), batch_rows)
+                        await self.session.execute(
+                            insert(table), batch_rows, bind_arguments=self._bulk_bind(plan)
+                        )
         return len(rows)
 
     async def _create_many_returning(
@@ -886,7 +896,10 @@ class BaseRepository(Generic[ModelT]):
                         objects=returning,
                     )
                 with self._guard():
-                    returned = (await self.session.execute(statement)).all()
+                    result = await self.session.execute(
+                        statement, bind_arguments=self._bulk_bind(plan)
+                    )
+                    returned = result.all()
                 with _bulk.collector_paused():
                     sent = dict(batch)
                     width = len(read)

@@ -26,6 +26,7 @@ from sqlalchemy import (
     Table,
     Time,
     Uuid,
+    event,
     inspect,
     select,
     text,
@@ -33,7 +34,13 @@ from sqlalchemy import (
 )
 from sqlalchemy.exc import InvalidRequestError
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, reconstructor
+from sqlalchemy.orm import (
+    DeclarativeBase,
+    Mapped,
+    ORMExecuteState,
+    mapped_column,
+    reconstructor,
+)
 
 from heygen_conventions import (
     BaseRepository,
@@ -647,6 +654,23 @@ async def test_bulk_writes_flush_pending_objects_first(session: AsyncSession, wr
         await repo.upsert_many([{**row, "id": uuid7()} for row in rows], on="id")
     assert not session.new
     assert await repo.count(video_id=video.id) == 2
+
+
+async def test_bulk_writes_tell_the_session_which_model_they_write(session: AsyncSession) -> None:
+    # Core statements into the table: do_orm_execute listeners and Session.get_bind()
+    # (routing by model) still learn the model, as they do for the ORM's own statements.
+    models: list[Any] = []
+
+    def record(state: ORMExecuteState) -> None:
+        if state.is_insert:
+            models.append(state.bind_mapper)
+
+    event.listen(session.sync_session, "do_orm_execute", record)
+    repo = VideoRepository(session)
+    await repo.create_many([{"title": "a", "slug": "a"}])
+    await repo.insert_many([{"title": "b", "slug": "b"}])
+    await repo.upsert_many([{"title": "c", "slug": "a"}], on="slug")
+    assert models == [inspect(Video)] * 3
 
 
 async def test_bulk_writes_leave_the_garbage_collector_as_they_found_it(
