@@ -355,6 +355,17 @@ def persist(
     return objects
 
 
+def held_keys(
+    session: Session, plan: BulkPlan, keys: Iterable[tuple[Any, ...]]
+) -> list[tuple[Any, ...]]:
+    """Those of these primary keys the session holds an object for."""
+    held = session.identity_map
+    if not len(held):
+        return []
+    identity_key = plan.mapper.identity_key_from_primary_key
+    return [key for key in keys if held.get(identity_key(key)) is not None]
+
+
 def _array_safe(type_: TypeEngine[Any]) -> bool:
     type_ = _unwrapped(type_)
     return isinstance(type_, _ARRAY_SAFE_TYPES) and not isinstance(type_, SAEnum | ARRAY)

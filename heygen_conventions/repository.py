@@ -824,7 +824,8 @@ class BaseRepository(Generic[ModelT]):
                 given field except ``on``, the primary key and ``created_at``.
                 ``updated_at`` and ``version`` move in either case.
             returning: Read the rows back as ORM objects (``items``); False
-                returns only the counts, for bulk loads (much cheaper).
+                returns only the counts, for bulk loads (much cheaper). Objects
+                the session already holds for updated rows are read again either way.
 
         Rows repeating an ``on`` key are merged (the last wins): one
         statement cannot touch a row twice. Rows are written in the order of
@@ -868,6 +869,7 @@ class BaseRepository(Generic[ModelT]):
         on_postgresql = dialect == "postgresql"
         written: dict[tuple[Any, ...], dict[str, Any]] = {}
         inserted: set[tuple[Any, ...]] = set()
+        touched: builtins.list[tuple[Any, ...]] = []  # primary keys, without objects
         created = 0
         write_locked = False
         # Key order within a group of rows, and a fixed order of groups: the same
@@ -926,8 +928,12 @@ class BaseRepository(Generic[ModelT]):
                             written[key] = row
                             if is_new:
                                 inserted.add(key)
+                        elif not is_new:
+                            touched.append(pk_at(values))
         objects: builtins.list[ModelT] = []
-        if returning:
+        if not returning:
+            await self._refresh_held(plan, touched)
+        else:
             with _bulk.collector_paused():
                 objects = _bulk.persist(
                     self.session.sync_session,
@@ -936,6 +942,24 @@ class BaseRepository(Generic[ModelT]):
                     [key in inserted for key in merged],
                 )
         return UpsertResult(objects, created, len(merged) - created)
+
+    async def _refresh_held(self, plan: _bulk.BulkPlan, keys: Sequence[tuple[Any, ...]]) -> None:
+        # Objects the session already holds for rows written without reading them
+        # back take the rows' values, as they would from a query with populate_existing:
+        # kept as they were, a later change of theirs was a false conflict (old version).
+        held = _bulk.held_keys(self.session.sync_session, plan, keys)
+        pk = [plan.table.c[key] for key in plan.pk_keys]
+        for chunk in _chunks(held, _bulk.MAX_PARAMETERS // len(pk)):
+            statement = select(*plan.table.columns).where(tuple_(*pk).in_(chunk))
+            with self._guard():
+                result = await self.session.execute(statement, bind_arguments=self._bulk_bind(plan))
+                rows = result.all()
+            _bulk.persist(
+                self.session.sync_session,
+                plan,
+                [dict(zip(plan.columns, row, strict=True)) for row in rows],
+                [False] * len(rows),
+            )
 
     async def _hold_write_lock(self) -> None:
         # SQLite: sqlite3 opens a transaction only at the first write, so a read

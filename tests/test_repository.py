@@ -1173,3 +1173,26 @@ async def test_upsert_many_can_return_counts_only(sample_db: Database) -> None:
             [{"name": "a", "value": 2}, {"name": "b"}], on="name", returning=False
         )
         assert (again.created, again.updated) == (1, 1)
+
+
+async def test_upsert_many_without_objects_leaves_none_stale_in_the_session(
+    sample_db: Database,
+) -> None:
+    # An object the session holds for a row the upsert changed must not keep the
+    # old values, nor the old version (its next change would be a false conflict).
+    async with sample_db.session() as session:
+        repo = VideoRepository(session)
+        video = await repo.create({"title": "old", "slug": "s"})
+        await session.commit()
+        await repo.upsert_many([{"title": "new", "slug": "s"}], on="slug", returning=False)
+        assert await repo.get_by_id(video.id) is video
+        assert (video.title, video.version) == ("new", 2)
+        await repo.update(video, {"duration": 5})
+        assert video.version == 3
+        await session.commit()
+    async with sample_db.session() as session:
+        with count_queries(sample_db) as log:  # no object held: nothing to read back
+            await VideoRepository(session).upsert_many(
+                [{"title": "newer", "slug": "s"}], on="slug", returning=False
+            )
+        assert log.count == 1
