@@ -355,6 +355,15 @@ def persist(
     return objects
 
 
+def inserted_in_transaction(session: Session, objects: Iterable[Any]) -> None:
+    """Tell the session's transaction it inserted these objects' rows, as a flush does:
+    if it (or a savepoint) rolls back, they leave the session (see :func:`persist`)."""
+    new_states: Any = getattr(getattr(session, "_transaction", None), "_new", None)
+    if new_states is not None:
+        for obj in objects:
+            new_states[instance_state(obj)] = True
+
+
 def held_keys(
     session: Session, plan: BulkPlan, keys: Iterable[tuple[Any, ...]]
 ) -> list[tuple[Any, ...]]:

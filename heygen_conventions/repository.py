@@ -674,6 +674,8 @@ class BaseRepository(Generic[ModelT]):
                 for (index, _), obj in zip(batch, result.scalars().all(), strict=True):
                     placed[index] = obj
         objects = [placed[index] for index in range(len(rows))]
+        # Loaded from RETURNING, the objects are persistent but not known to the transaction.
+        _bulk.inserted_in_transaction(self.session.sync_session, objects)
         for obj in objects:
             _bulk.mark_new_collections_empty(plan, obj)
         return objects
