@@ -344,7 +344,7 @@ def persist(
                 session.add(obj)
             if on_load:
                 on_load(state, None)
-            if add_unpresent is not None and loaded_as_persistent:
+            if loaded_as_persistent:  # on every path: the objects are as loaded ones
                 loaded_as_persistent(session, state)
             if track:
                 if inserted is None or inserted[index]:

@@ -613,11 +613,16 @@ async def test_create_many_objects_are_in_the_identity_map(
     if attach == "Session.add":
         monkeypatch.setattr(_bulk, "_ATTACH_DETACHED", None)
     async with sample_db.session() as session:
+        loaded: list[Any] = []
+        event.listen(
+            session.sync_session, "loaded_as_persistent", lambda _, obj: loaded.append(obj)
+        )
         repo = VideoRepository(session)
         with count_queries(sample_db) as log:
             videos = await repo.create_many(
                 [{"title": "a", "slug": "a"}, {"title": "b", "slug": "b"}]
             )
+            assert loaded == videos  # as for objects a query loads, on every path
             assert await session.get(Video, videos[1].id) is videos[1]
             assert await repo.get_by_id(videos[0].id) is videos[0]
         # Every value was known before the INSERT: nothing is read back.
