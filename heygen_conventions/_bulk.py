@@ -141,6 +141,9 @@ class BulkPlan:
     collections: tuple[str, ...]  # one-to-many / many-to-many relationship keys
     relationships: frozenset[str]
     attributes: frozenset[str]  # every mapped attribute key
+    # Attribute keys of columns with a default (Python or server) that take None
+    # as "not given", as the ORM's INSERT does (types that store None as JSON null aside).
+    defaulted: frozenset[str]
 
 
 _PLANS: dict[Mapper[Any], BulkPlan] = {}
@@ -188,6 +191,13 @@ def plan_for(mapper: Mapper[Any]) -> BulkPlan:
         collections=tuple(rel.key for rel in mapper.relationships if rel.uselist),
         relationships=frozenset(rel.key for rel in mapper.relationships),
         attributes=frozenset(mapper.attrs.keys()),
+        defaulted=frozenset(
+            attribute_of[str(column.key)]
+            for column in table.columns
+            if str(column.key) in attribute_of
+            and (column.default is not None or column.server_default is not None)
+            and not column.type.should_evaluate_none
+        ),
     )
     _PLANS[mapper] = plan
     return plan
@@ -198,6 +208,20 @@ def _python_types(columns: Sequence[ColumnElement[Any]]) -> tuple[type, ...] | N
         return tuple(column.type.python_type for column in columns)
     except NotImplementedError:  # pragma: no cover - every built-in key type has one
         return None
+
+
+def without_default_nones(plan: BulkPlan, values: Mapping[str, Any]) -> Mapping[str, Any]:
+    """``values`` less the None given for columns with a default: they take the default,
+    as with ``Session.add()`` (a pydantic model dumps its unset optional fields as None)."""
+    defaulted = plan.defaulted
+    if not defaulted:
+        return values
+    try:
+        if None not in values.values():  # C speed; compares with ==
+            return values
+    except Exception:  # noqa: S110 - a value whose == raises (a SQL expression): look at each
+        pass
+    return {k: v for k, v in values.items() if v is not None or k not in defaulted}
 
 
 def complete_row(plan: BulkPlan, values: Mapping[str, Any]) -> dict[str, Any]:

@@ -535,7 +535,12 @@ class BaseRepository(Generic[ModelT]):
     def _rows(self, items: Iterable[Data]) -> builtins.list[dict[str, Any]]:
         plan = _bulk.plan_for(self._mapper)
         with _bulk.collector_paused():
-            return [_bulk.complete_row(plan, self._column_values(plan, item)) for item in items]
+            return [
+                _bulk.complete_row(
+                    plan, _bulk.without_default_nones(plan, self._column_values(plan, item))
+                )
+                for item in items
+            ]
 
     def _column_values(self, plan: _bulk.BulkPlan, item: Data) -> Mapping[str, Any]:
         """``item``'s field values, read only: the caller copies them into a row."""
@@ -587,7 +592,8 @@ class BaseRepository(Generic[ModelT]):
         ``RETURNING``. This needs primary keys made in Python
         (``UUIDPrimaryKeyMixin``); keys the database makes cost SQLAlchemy's
         batched ``INSERT ... RETURNING``. As for any bulk insert, model
-        constructors and ``@validates`` hooks do not run.
+        constructors and ``@validates`` hooks do not run. A None given for a
+        column with a default takes the default, as with :meth:`create`.
         """
         rows = self._rows(items)
         if not rows:

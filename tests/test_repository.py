@@ -678,6 +678,33 @@ async def test_bulk_writes_tell_the_session_which_model_they_write(session: Asyn
     assert models == [inspect(Video)] * 3
 
 
+class VideoDraft(BaseModel):
+    title: str
+    slug: str
+    status: str | None = None  # unset: the column's default, as with create()
+    duration: int | None = None
+
+
+async def test_bulk_inserts_take_none_for_a_defaulted_column_as_create_does(
+    session: AsyncSession,
+) -> None:
+    repo = VideoRepository(session)
+    one = await repo.create(VideoDraft(title="a", slug="a"))
+    many = await repo.create_many(
+        [VideoDraft(title="b", slug="b"), {"title": "c", "slug": "c", "status": None}]
+    )
+    assert await repo.insert_many([VideoDraft(title="d", slug="d", duration=5)]) == 1
+    assert [one.status, *(v.status for v in many)] == ["draft", "draft", "draft"]
+    assert many[0].duration is None  # nullable: None is NULL, default or not
+    stored = {v.slug: (v.status, v.duration) for v in await repo.list()}
+    assert stored == {
+        "a": ("draft", None),
+        "b": ("draft", None),
+        "c": ("draft", None),
+        "d": ("draft", 5),
+    }
+
+
 async def test_bulk_writes_leave_the_garbage_collector_as_they_found_it(
     session: AsyncSession,
 ) -> None:
