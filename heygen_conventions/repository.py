@@ -534,6 +534,8 @@ class BaseRepository(Generic[ModelT]):
 
     def _rows(self, items: Iterable[Data]) -> builtins.list[dict[str, Any]]:
         plan = _bulk.plan_for(self._mapper)
+        # The caller's generator, if any, runs with the collector on.
+        items = items if isinstance(items, builtins.list | tuple) else builtins.list(items)
         with _bulk.collector_paused():
             return [
                 _bulk.complete_row(
@@ -854,6 +856,8 @@ class BaseRepository(Generic[ModelT]):
         # Keys of rows whose primary key was made here: a new row returns that
         # key, an existing one its own. Other rows need another witness.
         keyed_here: set[tuple[Any, ...]] = set()
+        # The caller's generator, if any, runs with the collector on.
+        items = items if isinstance(items, builtins.list | tuple) else builtins.list(items)
         with _bulk.collector_paused():
             for item in items:
                 given = self._column_values(plan, item)

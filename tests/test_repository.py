@@ -7,6 +7,7 @@ import enum
 import gc
 import random
 import uuid
+from collections.abc import Iterator
 from datetime import UTC, date, datetime, time, timedelta, timezone
 from decimal import Decimal
 from typing import Any, assert_type
@@ -727,6 +728,18 @@ async def test_bulk_writes_leave_the_garbage_collector_as_they_found_it(
     finally:
         gc.enable()
     assert [v.title for v in await repo.list(order_by=Video.slug)] == ["b", "c", "e"]
+
+    # A generator of rows runs with the collector on: its own garbage is collected.
+    seen: list[bool] = []
+
+    def rows(prefix: str) -> Iterator[dict[str, str]]:
+        for n in range(3):
+            seen.append(gc.isenabled())
+            yield {"title": prefix, "slug": f"{prefix}{n}"}
+
+    await repo.create_many(rows("g"))
+    await repo.upsert_many(rows("h"), on="slug")
+    assert seen == [True] * 6
 
 
 async def test_bulk_objects_roll_back_with_their_savepoint(sample_db: Database) -> None:
