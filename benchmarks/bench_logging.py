@@ -327,6 +327,8 @@ class Server:
             sys.executable, "-m", "uvicorn", "benchmarks._logging_server:app",
             "--host", "127.0.0.1", "--port", str(self.port),
             "--http", http, "--loop", loop, "--no-server-header",
+            # Each connection idles while the other servers are measured.
+            "--timeout-keep-alive", "3600",
         ]  # fmt: skip
         if not access_log:
             args.append("--no-access-log")
@@ -359,13 +361,19 @@ class Server:
         self.connection.sendall(b"GET /ping HTTP/1.1\r\nHost: bench\r\n\r\n")
         data = b""
         while True:
-            data += self.connection.recv(65536)
+            data += self._receive()
             head, found, body = data.partition(b"\r\n\r\n")
             if found:
                 break
         length = int(head.lower().split(b"content-length:")[1].split(b"\r\n")[0])
         while len(body) < length:
-            body += self.connection.recv(65536)
+            body += self._receive()
+
+    def _receive(self) -> bytes:
+        chunk = self.connection.recv(65536)
+        if not chunk:
+            raise RuntimeError("the server closed the connection")
+        return chunk
 
     def close(self) -> None:
         self.connection.close()
