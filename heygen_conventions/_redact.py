@@ -191,9 +191,16 @@ _URL_PORT = re.compile(r"\d{1,5}(?!\w)")
 _WHITESPACE = re.compile(r"\s")
 # ``name=value``, ``name: value``, ``"name": "value"`` and, in JSON held in a
 # JSON string, ``\\"name\\": \\"value\\"``; the value is read by hand.
-_PAIR_KEY = re.compile(r"(?<![\w.-])(-*[A-Za-z_][\w.-]*+)(\\*[\"']?[ \t]*[:=][ \t]*)")
+# ``name%3Dvalue`` is the same pair URL-encoded (a logged query string or form body).
+_PAIR_KEY = re.compile(
+    r"(?:(?<![\w.-])|(?<=%26))(-*[A-Za-z_][\w.-]*+)(\\*[\"']?[ \t]*(?:[:=]|%3[Dd])[ \t]*)"
+)
 _BACKSLASHES = re.compile(r"\\*")
 _PLAIN_VALUE = re.compile(r"[^\s\"'&,;]+")
+_ENCODED_VALUE = re.compile(r"(?:[^\s\"'&,;%]|%(?!26))+")  # up to the next encoded ``&``
+# ``--password value`` on a command line (``--password=value`` is a pair above).
+_FLAG = re.compile(r"(?<![\w-])--([A-Za-z][\w-]*+)[ \t]++(?=[^\s-])")
+_FLAG_VALUE = re.compile(r"\"[^\"\r\n]*+\"?|'[^'\r\n]*+'?|\S+")
 # A multipart/form-data part (raw, or escaped as in a bytes repr): the field
 # name in its header, the blank line before its value, the line starting the
 # next part.
@@ -446,7 +453,14 @@ class Redactor:
             text = _BASIC.sub(_mask_basic, text)
         if "://" in text and "@" in text:
             text = _mask_urls(text)
-        if ("=" in text or ":" in text or "'," in text or '",' in text) and self._stems:
+        if (
+            "=" in text
+            or ":" in text
+            or "'," in text
+            or '",' in text
+            or "%3" in text
+            or "--" in text
+        ) and self._stems:
             lowered = text.lower()
             for stem in self._stems:
                 if stem in lowered:
@@ -461,7 +475,36 @@ class Redactor:
             text = self._mask_validation_inputs(text)
         if "'," in text or '",' in text:
             text = self._mask_tuple_pairs(text)
+        if "--" in text:
+            text = self._mask_flags(text)
         return self._mask_pairs(text)
+
+    def _mask_flags(self, text: str) -> str:
+        """``text`` with the value after each ``--secret-name`` flag masked."""
+        parts: list[str] = []
+        done = 0
+        position = 0
+        while (flag := _FLAG.search(text, position)) is not None:
+            position = flag.end()
+            if not self.is_secret_key(flag.group(1)):
+                continue
+            value = _FLAG_VALUE.match(text, position)
+            if value is None:  # pragma: no cover - the lookahead promises a character
+                continue
+            start, end = value.span()
+            inner_start, inner_end = start, end
+            if text[start] in "\"'":  # mask inside the quotes, keep them
+                inner_start += 1
+                if end - start > 1 and text[end - 1] == text[start]:
+                    inner_end -= 1
+            parts.append(text[done:inner_start])
+            parts.append(_masked(text[inner_start:inner_end]))
+            done = inner_end
+            position = end
+        if not parts:
+            return text
+        parts.append(text[done:])
+        return "".join(parts)
 
     def _mask_form_parts(self, text: str) -> str:
         """``text`` with the value of each multipart/form-data field whose name is secret masked.
@@ -561,7 +604,8 @@ class Redactor:
                 line = _LINE_END.search(text, start)
                 end = line.start() if line is not None else len(text)
             else:
-                plain = _PLAIN_VALUE.match(text, start)
+                value = _ENCODED_VALUE if "%" in pair.group(2) else _PLAIN_VALUE
+                plain = value.match(text, start)
                 end = plain.end() if plain is not None else start
             if end > start:
                 parts.append(text[done:start])

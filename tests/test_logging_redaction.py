@@ -581,6 +581,11 @@ def test_scrubbing_hostile_text_stays_linear() -> None:
     pairs = "('cookie', 'x'), " * 20_000
     assert redactor.scrub(pairs).count(REDACTED) == 20_000
     assert redactor.scrub("('cookie', '" + "\\'" * 50_000) == f"('cookie', '{REDACTED}"
+    encoded = "a%26token%3Dx" * 20_000
+    assert redactor.scrub(encoded).count(REDACTED) == 20_000
+    flags = "--token x " * 20_000
+    assert redactor.scrub(flags).count(REDACTED) == 20_000
+    assert redactor.scrub("--" * 50_000 + "token") == "--" * 50_000 + "token"
 
 
 @pytest.mark.parametrize(
@@ -698,3 +703,27 @@ def test_validation_errors_for_secret_fields_are_masked_in_exceptions(
         assert "input_value=[REDACTED], input_type=str]" in stack["exc_value"]
         assert "input_value=['not', 'a', 'string'], input_type=list]" in stack["exc_value"]
     assert "input_value=[REDACTED]" in log_output.one(event="structlog failure")["error"]
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        # URL-encoded pairs: a logged query string or form body
+        (
+            "GET /login?next=%2F&password%3Dhunter2%26user%3Dbob",
+            f"GET /login?next=%2F&password%3D{REDACTED}%26user%3Dbob",
+        ),
+        ("body user%3Dbob%26password%3Dhunter2", f"body user%3Dbob%26password%3D{REDACTED}"),
+        # command lines: the value after a secret flag, quoted or not
+        ("ran app --password hunter2 --user bob", f"ran app --password {REDACTED} --user bob"),
+        ("ran app --api-key 'two words' -v", f"ran app --api-key '{REDACTED}' -v"),
+        ('ran app --client-secret "s e" --x', f'ran app --client-secret "{REDACTED}" --x'),
+        ("ran app --user bob --verbose", "ran app --user bob --verbose"),
+    ],
+)
+def test_encoded_pairs_and_command_line_flags_are_masked(
+    log_output: LogOutput, text: str, expected: str
+) -> None:
+    get_logger("r").info(text)
+    logging.getLogger("r").info("%s", text)
+    assert [line["event"] for line in log_output.lines()] == [expected, expected]
