@@ -108,6 +108,16 @@ def collector_paused() -> Iterator[None]:
         gc.enable()
 
 
+def require_one_table(plan: BulkPlan) -> None:
+    """Refuse a bulk write of rows that span several tables (joined-table inheritance)."""
+    if not plan.one_table:
+        name = plan.mapper.class_.__name__
+        raise TypeError(
+            f"Bulk writes insert into one table; a {name} row spans several tables "
+            "(joined-table inheritance): use create() for each row"
+        )
+
+
 def tuple_getter(keys: Sequence[Any]) -> Callable[[Any], tuple[Any, ...]]:
     """``row -> tuple(row[key] for key in keys)``, with ``operator.itemgetter``'s speed."""
     if len(keys) == 1:
@@ -144,6 +154,7 @@ class BulkPlan:
     # Attribute keys of columns with a default (Python or server) that take None
     # as "not given", as the ORM's INSERT does (types that store None as JSON null aside).
     defaulted: frozenset[str]
+    one_table: bool  # False for joined-table inheritance: a row spans several tables
 
 
 _PLANS: dict[Mapper[Any], BulkPlan] = {}
@@ -165,6 +176,14 @@ def plan_for(mapper: Mapper[Any]) -> BulkPlan:
             defaults[column.key] = default.arg.__wrapped__
         elif getattr(default, "is_scalar", False):
             defaults[column.key] = _Scalar(default.arg)
+    discriminator = mapper.polymorphic_on
+    if (
+        isinstance(discriminator, Column)
+        and discriminator.table is table
+        and mapper.polymorphic_identity is not None
+    ):
+        # Single-table inheritance: each row says which class it is, as the ORM's INSERT does.
+        defaults[str(discriminator.key)] = _Scalar(mapper.polymorphic_identity)
     attribute_of = {
         column.key: mapper.get_property_by_column(column).key for column in mapper.columns
     }
@@ -198,6 +217,7 @@ def plan_for(mapper: Mapper[Any]) -> BulkPlan:
             and (column.default is not None or column.server_default is not None)
             and not column.type.should_evaluate_none
         ),
+        one_table=len(mapper.tables) == 1,
     )
     _PLANS[mapper] = plan
     return plan

@@ -534,6 +534,7 @@ class BaseRepository(Generic[ModelT]):
 
     def _rows(self, items: Iterable[Data]) -> builtins.list[dict[str, Any]]:
         plan = _bulk.plan_for(self._mapper)
+        _bulk.require_one_table(plan)
         # The caller's generator, if any, runs with the collector on.
         items = items if isinstance(items, builtins.list | tuple) else builtins.list(items)
         with _bulk.collector_paused():
@@ -596,6 +597,8 @@ class BaseRepository(Generic[ModelT]):
         batched ``INSERT ... RETURNING``. As for any bulk insert, model
         constructors and ``@validates`` hooks do not run. A None given for a
         column with a default takes the default, as with :meth:`create`.
+        Single-table inheritance subclasses get their discriminator; a
+        joined-table subclass (rows in several tables) raises ``TypeError``.
         """
         rows = self._rows(items)
         if not rows:
@@ -849,6 +852,7 @@ class BaseRepository(Generic[ModelT]):
         conflict = [self._column(name) for name in ([on] if isinstance(on, str) else on)]
         update_columns = None if update is None else [self._column(name).key for name in update]
         plan = _bulk.plan_for(self._mapper)
+        _bulk.require_one_table(plan)
         pk_keys, pk_made_here = plan.pk_keys, plan.pk_made_here
         pk_attributes = frozenset(plan.attribute_of[key] for key in pk_keys)
         key_of = _bulk.tuple_getter([column.key for column in conflict])

@@ -20,6 +20,7 @@ from sqlalchemy import (
     Date,
     Enum,
     Float,
+    ForeignKey,
     Interval,
     MetaData,
     Numeric,
@@ -124,6 +125,41 @@ class Paint(DefaultsBase):
 
 
 class PaintRepository(BaseRepository[Paint]):
+    pass
+
+
+class Asset(DefaultsBase):
+    """Single-table inheritance: one table, a discriminator column."""
+
+    __tablename__ = "sample_assets"
+    id: Mapped[uuid.UUID] = mapped_column(Uuid(), primary_key=True, default=uuid7)
+    kind: Mapped[str] = mapped_column(String(20))
+    name: Mapped[str] = mapped_column(String(50), unique=True)
+    __mapper_args__ = {"polymorphic_on": "kind", "polymorphic_identity": "asset"}
+
+
+class Image(Asset):
+    __mapper_args__ = {"polymorphic_identity": "image"}
+
+
+class Clip(Asset):
+    """Joined-table inheritance: a row in each of two tables."""
+
+    __tablename__ = "sample_clips"
+    id: Mapped[uuid.UUID] = mapped_column(ForeignKey("sample_assets.id"), primary_key=True)
+    seconds: Mapped[int] = mapped_column(default=0)
+    __mapper_args__ = {"polymorphic_identity": "clip"}
+
+
+class AssetRepository(BaseRepository[Asset]):
+    pass
+
+
+class ImageRepository(BaseRepository[Image]):
+    pass
+
+
+class ClipRepository(BaseRepository[Clip]):
     pass
 
 
@@ -775,6 +811,39 @@ async def test_database_made_keys_roll_back_with_their_savepoint(session: AsyncS
     (made,) = await repo.create_many([{"name": "made", "value": 1}])
     assert made is not gone
     assert (made.name, made.value) == ("made", 1)
+
+
+async def test_bulk_writes_of_single_table_subclasses_set_their_discriminator(
+    database: Database,
+) -> None:
+    await database.create_all(DefaultsBase.metadata)
+    async with database.session() as session:
+        images = await ImageRepository(session).create_many([{"name": "a"}])
+        assert await ImageRepository(session).insert_many([{"name": "b"}]) == 1
+        result = await ImageRepository(session).upsert_many(
+            [{"name": "b"}, {"name": "c"}], on="name"
+        )
+        assert (result.created, result.updated) == (1, 1)
+        assert images[0].kind == "image"
+        await session.commit()
+    async with database.session() as session:
+        loaded = await AssetRepository(session).list(order_by=Asset.name)
+        assert [(type(a), a.kind, a.name) for a in loaded] == [
+            (Image, "image", "a"),
+            (Image, "image", "b"),
+            (Image, "image", "c"),
+        ]
+        # A row spanning two tables (joined inheritance) is refused before any SQL.
+        clips = ClipRepository(session)
+        for write in (
+            clips.create_many([{"name": "d"}]),
+            clips.insert_many([{"name": "d"}]),
+            clips.upsert_many([{"name": "d"}], on="name"),
+        ):
+            with pytest.raises(TypeError, match="several tables"):
+                await write
+        clip = await clips.create({"name": "d", "seconds": 3})
+        assert (clip.kind, clip.seconds) == ("clip", 3)
 
 
 async def test_create_many_reads_back_server_defaults(database: Database) -> None:
