@@ -626,14 +626,15 @@ class BaseRepository(Generic[ModelT]):
                     )
                 if not read_back:
                     continue
-                returned = result.all()
-                if typed:
-                    width = len(pk_keys)
-                    by_key = {tuple(values[:width]): values for values in returned}
-                    returned = [by_key[tuple([row[k] for k in pk_keys])] for row in batch_rows]
-                # else: RETURNING follows the order of the rows, on PostgreSQL and SQLite
-                for row, values in zip(batch_rows, returned, strict=True):
-                    row.update(zip(read_back, values, strict=True))
+                with _bulk.collector_paused():
+                    returned = result.all()
+                    if typed:
+                        width = len(pk_keys)
+                        by_key = {tuple(values[:width]): values for values in returned}
+                        returned = [by_key[tuple([row[k] for k in pk_keys])] for row in batch_rows]
+                    # else: RETURNING follows the order of the rows, on PostgreSQL and SQLite
+                    for row, values in zip(batch_rows, returned, strict=True):
+                        row.update(zip(read_back, values, strict=True))
         with _bulk.collector_paused():
             objects = _bulk.persist(self.session.sync_session, plan, rows)
             if plan.collections:
@@ -917,7 +918,8 @@ class BaseRepository(Generic[ModelT]):
                     result = await self.session.execute(
                         statement, bind_arguments=self._bulk_bind(plan)
                     )
-                    returned = result.all()
+                    with _bulk.collector_paused():  # the rows are made here, in sync code
+                        returned = result.all()
                 with _bulk.collector_paused():
                     sent = dict(batch)
                     width = len(read)
@@ -969,7 +971,8 @@ class BaseRepository(Generic[ModelT]):
             statement = select(*plan.table.columns).where(tuple_(*pk).in_(chunk))
             with self._guard():
                 result = await self.session.execute(statement, bind_arguments=self._bulk_bind(plan))
-                rows = result.all()
+                with _bulk.collector_paused():
+                    rows = result.all()
             _bulk.persist(
                 self.session.sync_session,
                 plan,
