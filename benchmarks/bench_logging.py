@@ -381,13 +381,18 @@ class Server:
         self.process.wait()
 
 
+CHUNK = 50  # requests per turn when servers take turns
+
+
 def bench_server(rounds: int, http: str, loop: str) -> None:
     """Server CPU time per request, uvicorn in its own processes, client in this one.
 
     CPU time is what a request costs the server (its throughput), and unlike
     latency it does not depend on the client's speed. Each contender runs in
-    several identical processes whose figures are averaged: two processes of
-    the same server still differ by a few percent (memory layout).
+    several identical processes whose figures are averaged, and every process
+    serves turns of ``CHUNK`` requests in rotation, so the machine's own noise
+    falls on all contenders alike. A process's CPU time includes what uvicorn
+    does while idle (its 0.1 s tick), the same for every contender.
     """
     if not glob.glob(f"/proc/{os.getpid()}/task/*/schedstat"):
         print("\nPer request through uvicorn: skipped (needs Linux /proc/<pid>/schedstat)")
@@ -417,18 +422,25 @@ def bench_server(rounds: int, http: str, loop: str) -> None:
         cpu: dict[str, list[float]] = {name: [] for name in servers}
         wall: dict[str, list[float]] = {name: [] for name in servers}
         spread: list[float] = []
+        everyone = [server for group in servers.values() for server in group]
         for _ in range(rounds):
-            for name, group in servers.items():
-                cpu_times, wall_times = [], []
-                for server in group:
-                    pid = server.process.pid
-                    cpu_before, started = _cpu_ns(pid), time.perf_counter()
-                    for _ in range(number):
+            # Small turns, every process in each: whatever else the machine does
+            # during a round (other tenants, frequency changes) falls on all alike.
+            cpu_before = {server: _cpu_ns(server.process.pid) for server in everyone}
+            spent = dict.fromkeys(everyone, 0.0)
+            for _ in range(number // CHUNK):
+                for server in everyone:
+                    started = time.perf_counter()
+                    for _ in range(CHUNK):
                         server.request()
-                    wall_times.append((time.perf_counter() - started) / number)
-                    cpu_times.append((_cpu_ns(pid) - cpu_before) / 1e9 / number)
+                    spent[server] += time.perf_counter() - started
+            for name, group in servers.items():
+                cpu_times = [
+                    (_cpu_ns(server.process.pid) - cpu_before[server]) / 1e9 / number
+                    for server in group
+                ]
                 cpu[name].append(statistics.fmean(cpu_times))
-                wall[name].append(statistics.fmean(wall_times))
+                wall[name].append(statistics.fmean(spent[server] / number for server in group))
                 if name.endswith("(baseline)"):
                     spread.append(max(cpu_times) / min(cpu_times))
     finally:

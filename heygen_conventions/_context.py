@@ -12,6 +12,8 @@ REQUEST_ID_STATE_KEY = "request_id"
 DEFAULT_REQUEST_ID_HEADER = "X-Request-ID"
 #: Key under ``scope["state"]`` naming the header the request id travels in.
 REQUEST_ID_HEADER_STATE_KEY = "request_id_header"
+#: Key under ``scope["state"]`` naming the type of an exception answered with a 500.
+FAILURE_STATE_KEY = "heygen_failure"
 
 # An incoming id is trusted only when it cannot smuggle anything into a log
 # line or a header: no whitespace, no control bytes, bounded length.

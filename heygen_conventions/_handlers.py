@@ -21,6 +21,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from heygen_conventions import errors
 from heygen_conventions._context import (
     DEFAULT_REQUEST_ID_HEADER,
+    FAILURE_STATE_KEY,
     REQUEST_ID_HEADER_STATE_KEY,
     mark_logged,
     request_id_from_scope,
@@ -416,6 +417,8 @@ class _UnhandledErrorMiddleware:
                 # request context is still bound, or by Starlette's handler.
                 raise
             _log_unhandled(scope, exc)
+            # For the access line: the request failed though nothing reaches the server.
+            scope.setdefault("state", {})[FAILURE_STATE_KEY] = type(exc).__name__
             response = error_response(
                 scope,
                 status_code=500,

@@ -46,7 +46,7 @@ _LEVEL_FOR_METHOD = {"warn": "warning", "exception": "error", "fatal": "critical
 ACCESS_LOGGER = "heygen_conventions.access"
 ACCESS_EVENT = "request finished"
 # The keys the access line adds to the request context (service aside).
-_ACCESS_KEYS = ("logger", "status_code", "duration_ms", "event", "level", "timestamp")
+_ACCESS_KEYS = ("logger", "status_code", "duration_ms", "error", "event", "level", "timestamp")
 
 # uvicorn's loggers, whose exception lines repeat what the library logged.
 _SERVER_LOGGER = "uvicorn"
@@ -494,9 +494,16 @@ class Pipeline:
         self.handler = Handler(self)
 
     def access_line(
-        self, context: Mapping[str, Any], status_code: int | None, duration_ms: float
+        self,
+        context: Mapping[str, Any],
+        status_code: int | None,
+        duration_ms: float,
+        error: str | None = None,
     ) -> None:
         """Write the middleware's access line for a request whose context is ``context``.
+
+        ``error`` names the exception the application let out, if any (its
+        response may have started with another status, then been cut short).
 
         When the chain is the stock JSON one, the line is built directly: its
         own fields are plain and known to be clean, so only the context (which
@@ -514,22 +521,24 @@ class Pipeline:
             or "exc_info" in context
             or "stack_info" in context
         ):
-            self.emit(
-                logging.INFO,
-                {
-                    **context,
-                    "logger": ACCESS_LOGGER,
-                    "status_code": status_code,
-                    "duration_ms": duration_ms,
-                    "event": ACCESS_EVENT,
-                },
-            )
+            event_dict = {
+                **context,
+                "logger": ACCESS_LOGGER,
+                "status_code": status_code,
+                "duration_ms": duration_ms,
+                "event": ACCESS_EVENT,
+            }
+            if error is not None:
+                event_dict["error"] = error
+            self.emit(logging.INFO, event_dict)
             return
         try:
             event_dict = self.redactor(None, "info", {**context})
             event_dict["logger"] = ACCESS_LOGGER
             event_dict["status_code"] = status_code
             event_dict["duration_ms"] = duration_ms
+            if error is not None:
+                event_dict["error"] = error
             event_dict["event"] = ACCESS_EVENT
             event_dict["level"] = "info"
             event_dict["timestamp"] = iso_timestamp(time.time())

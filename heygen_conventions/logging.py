@@ -32,6 +32,7 @@ import structlog
 
 from heygen_conventions._context import (
     DEFAULT_REQUEST_ID_HEADER,
+    FAILURE_STATE_KEY,
     REQUEST_ID_HEADER_STATE_KEY,
     REQUEST_ID_STATE_KEY,
     end_request_context,
@@ -472,8 +473,10 @@ class RequestContextMiddleware:
     with :func:`bind_request_context`, such as ``user_id``, join them); echo
     the id on the response; log ``request finished`` with ``status_code`` and
     ``duration_ms`` (until the response's last byte was handed to the server;
-    background tasks run after that and are not counted); then clear the
-    context.
+    background tasks run after that and are not counted), plus ``error``,
+    the type of an exception the application let out (a response it cut
+    short keeps the status it started with: what the client was sent); then
+    clear the context.
 
     Add it after :func:`install_exception_handlers` so it wraps them and
     their 500 responses carry the header. The query string is never logged:
@@ -543,10 +546,14 @@ class RequestContextMiddleware:
                 message["headers"] = headers
             return send(message)
 
+        error: str | None = None
         started = time.perf_counter()
         try:
             await self.app(scope, receive, send_with_request_id)
-        except Exception as exc:
+        except BaseException as exc:
+            error = type(exc).__name__
+            if not isinstance(exc, Exception):  # cancelled: the client went away
+                raise
             if status_code is None:
                 status_code = 500
             if _STATE is not None and not was_logged(exc):
@@ -559,6 +566,8 @@ class RequestContextMiddleware:
         finally:
             try:
                 if self.access_log and kind == "http":
+                    if error is None:  # answered by the error handlers with a 500
+                        error = state.get(FAILURE_STATE_KEY)
                     # The context as it is now: values bound during the request
                     # (user_id, even from a threadpool) are in this same dict.
                     _SINK.pipeline.access_line(
@@ -567,6 +576,7 @@ class RequestContextMiddleware:
                         # Until the response was complete: background tasks run
                         # after it. Microseconds, in ms (round() costs more).
                         int(((finished or time.perf_counter()) - started) * 1_000_000) / 1000,
+                        error,
                     )
             finally:
                 end_request_context(token)

@@ -941,8 +941,8 @@ class BaseRepository(Generic[ModelT]):
                             # What an existing row kept (key, created_at...) replaces what was
                             # sent, and an inserted row's columns come back as the column
                             # reads them (an enum given by name, a UUID given as text); the
-                            # inserted flag, if any, is past the columns.
-                            row.update(zip(read, values[:width], strict=True))
+                            # inserted flag, if any, is past the columns (zip stops before it).
+                            row.update(zip(read, values, strict=False))
                             written[key] = row
                             if is_new:
                                 inserted.add(key)

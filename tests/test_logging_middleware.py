@@ -189,6 +189,7 @@ def test_unhandled_errors_answer_500_with_the_header_and_one_structured_tracebac
     assert stack["frames"][-1]["name"] == "boom"
     access = log_output.one(event="request finished")
     assert (access["request_id"], access["status_code"]) == ("req-boom", 500)
+    assert access["error"] == "RuntimeError"
 
 
 def test_a_crash_after_the_response_started_is_logged_once_with_the_request_context(
@@ -211,7 +212,9 @@ def test_a_crash_after_the_response_started_is_logged_once_with_the_request_cont
     assert line["client"].startswith("testclient:")
     assert line["exception"][0]["exc_type"] == "RuntimeError"
     access = log_output.one(event="request finished")
+    # The status the client was sent, and the failure that cut the body short.
     assert (access["request_id"], access["status_code"]) == ("req-late", 200)
+    assert access["error"] == "RuntimeError"
 
 
 @pytest.mark.parametrize(
@@ -277,7 +280,9 @@ def test_streaming_responses_log_their_status(log_output: LogOutput) -> None:
     response = TestClient(make_app()).get("/stream")
     assert response.status_code == 206
     assert response.content == b"ab"
-    assert log_output.one(event="request finished")["status_code"] == 206
+    access = log_output.one(event="request finished")
+    assert access["status_code"] == 206
+    assert "error" not in access
 
 
 async def test_concurrent_requests_never_see_each_others_context(log_output: LogOutput) -> None:
@@ -614,3 +619,46 @@ def test_a_failing_access_line_is_reported_not_raised(
         "heygen_conventions.access",
         "ValueError",
     )
+
+
+def test_the_access_line_names_the_failure_on_every_path(log_output: LogOutput) -> None:
+    # A structlog context variable sends the line through the whole chain.
+    structlog.contextvars.bind_contextvars(tenant="t-1")
+    try:
+        with TestClient(make_app(), raise_server_exceptions=False) as client:
+            client.get("/boom")
+    finally:
+        structlog.contextvars.clear_contextvars()
+    access = log_output.one(event="request finished")
+    assert (access["tenant"], access["status_code"], access["error"]) == (
+        "t-1",
+        500,
+        "RuntimeError",
+    )
+
+
+async def test_a_cancelled_request_is_named_and_still_cancelled(log_output: LogOutput) -> None:
+    async def endless(scope: Any, receive: Any, send: Any) -> None:
+        await asyncio.sleep(3600)
+
+    app = RequestContextMiddleware(endless)
+    scope = {"type": "http", "method": "GET", "path": "/slow", "headers": [], "client": None}
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    async def send(message: Any) -> None:
+        return None
+
+    task = asyncio.create_task(app(scope, receive, send))
+    await asyncio.sleep(0.01)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    access = log_output.one(event="request finished")
+    assert (access["path"], access["status_code"], access["error"]) == (
+        "/slow",
+        None,
+        "CancelledError",
+    )
+    assert not [line for line in log_output.lines() if "exception" in line]
