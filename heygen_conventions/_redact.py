@@ -195,6 +195,11 @@ _WHITESPACE = re.compile(r"\s")
 _PAIR_KEY = re.compile(
     r"(?:(?<![\w.-])|(?<=%26))(-*[A-Za-z_][\w.-]*+)(\\*[\"']?[ \t]*(?:[:=]|%3[Dd])[ \t]*)"
 )
+# The word before a pair's key, one space apart: ``API Key: ...``, ``Access token = ...``.
+_WORD_BEFORE = re.compile(r"(?<![\w.-])([A-Za-z][A-Za-z0-9]*+)[ \t]\Z")
+# An XML or HTML element holding text only: ``<password>...</password>``.
+_ELEMENT = re.compile(r"<([A-Za-z_][\w.:-]*+)(?:[ \t][^<>]*+)?>([^<]++)</\1[ \t]*>")
+_QUALIFIED_NOUNS = frozenset({("key",), ("keys",), ("id",)})
 _BACKSLASHES = re.compile(r"\\*")
 _PLAIN_VALUE = re.compile(r"[^\s\"'&,;]+")
 _ENCODED_VALUE = re.compile(r"(?:[^\s\"'&,;%]|%(?!26))+")  # up to the next encoded ``&``
@@ -453,6 +458,8 @@ class Redactor:
             text = _BASIC.sub(_mask_basic, text)
         if "://" in text and "@" in text:
             text = _mask_urls(text)
+        if "</" in text and self._stems:
+            text = _ELEMENT.sub(self._mask_element, text)
         if (
             "=" in text
             or ":" in text
@@ -466,6 +473,24 @@ class Redactor:
                 if stem in lowered:
                     return self._mask_fields(text, lowered)
         return text
+
+    def _qualified_secret(self, text: str, named: int, key: str) -> bool:
+        # ``API Key: ...``, ``Session ID = ...``: a key that names a secret only
+        # with the word before it. Other keys keep their own reading, so the
+        # value after ``password user=`` or ``<token a="1">`` stays readable.
+        if key_words(key)[-1:] not in _QUALIFIED_NOUNS:
+            return False
+        before = _WORD_BEFORE.search(text, max(0, named - 64), named)
+        return before is not None and self.is_secret_key(f"{before.group(1)} {key}")
+
+    def _mask_element(self, element: re.Match[str]) -> str:
+        if not self.is_secret_key(element.group(1)):
+            return element.group(0)
+        start, end = element.span(2)
+        whole = element.string
+        return (
+            whole[element.start() : start] + _masked(whole[start:end]) + whole[end : element.end()]
+        )
 
     def _mask_fields(self, text: str, lowered: str) -> str:
         """``text`` with the value of each field, form part or pair naming a secret masked."""
@@ -584,7 +609,7 @@ class Redactor:
         line_end = -1
         while (pair := _PAIR_KEY.search(text, position)) is not None:
             key = pair.group(1)
-            if not self.is_secret_key(key):
+            if not self.is_secret_key(key) and not self._qualified_secret(text, pair.start(1), key):
                 position = pair.end(1)  # the value may itself be a pair: a=password=x
                 continue
             start = pair.end()

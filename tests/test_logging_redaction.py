@@ -585,6 +585,11 @@ def test_scrubbing_hostile_text_stays_linear() -> None:
     assert redactor.scrub(encoded).count(REDACTED) == 20_000
     flags = "--token x " * 20_000
     assert redactor.scrub(flags).count(REDACTED) == 20_000
+    qualified = "API Key: x " * 20_000
+    assert redactor.scrub(qualified).count(REDACTED) == 20_000
+    elements = "<password>x</password><a " * 20_000
+    assert redactor.scrub(elements).count(REDACTED) == 20_000
+    assert redactor.scrub("<a>" * 50_000 + "</a") == "<a>" * 50_000 + "</a"
     assert redactor.scrub("--" * 50_000 + "token") == "--" * 50_000 + "token"
 
 
@@ -719,9 +724,28 @@ def test_validation_errors_for_secret_fields_are_masked_in_exceptions(
         ("ran app --api-key 'two words' -v", f"ran app --api-key '{REDACTED}' -v"),
         ('ran app --client-secret "s e" --x', f'ran app --client-secret "{REDACTED}" --x'),
         ("ran app --user bob --verbose", "ran app --user bob --verbose"),
+        # keys of two words, the secret one needing the word before it
+        ("config API Key: k-123, region: eu", f"config API Key: {REDACTED}, region: eu"),
+        ("Session ID = 77 for User ID = 5", f"Session ID = {REDACTED} for User ID = 5"),
+        ("Secret Key: k Primary Key: 9", f"Secret Key: {REDACTED} Primary Key: 9"),
+        ("the cache key: videos:1", "the cache key: videos:1"),
+        ("reset password user=bob", "reset password user=bob"),
+        # XML or HTML elements named as secrets
+        (
+            "<login><user>bob</user><password>hunter2</password></login>",
+            f"<login><user>bob</user><password>{REDACTED}</password></login>",
+        ),
+        (
+            '<auth><ns:ApiKey type="x">k-1</ns:ApiKey><b>bold</b></auth>',
+            f'<auth><ns:ApiKey type="x">{REDACTED}</ns:ApiKey><b>bold</b></auth>',
+        ),
+        (
+            "<cacheKey>videos:1</cacheKey><token></token>",
+            "<cacheKey>videos:1</cacheKey><token></token>",
+        ),
     ],
 )
-def test_encoded_pairs_and_command_line_flags_are_masked(
+def test_encoded_pairs_flags_two_word_keys_and_elements_are_masked(
     log_output: LogOutput, text: str, expected: str
 ) -> None:
     get_logger("r").info(text)
