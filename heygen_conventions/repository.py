@@ -59,6 +59,7 @@ from sqlalchemy.sql.expression import ClauseElement, Executable
 from sqlalchemy.sql.schema import Column
 
 from heygen_conventions import _bulk
+from heygen_conventions._filters import filter_values
 from heygen_conventions._sql_errors import translate_db_errors
 from heygen_conventions.db import (
     _SQLITE_LOWER,
@@ -307,13 +308,15 @@ class BaseRepository(Generic[ModelT]):
         clauses = list(filters)
         for name, value in equals.items():
             attribute = self._column_attribute(name)
+            column = cast("Column[Any]", attribute.property.columns[0])
             if value is None:
                 clauses.append(attribute.is_(None))
             elif isinstance(value, list | tuple | set | frozenset):
+                values = filter_values(name, column, list(value))
                 # Many values bind as one parameter: no limit on their number.
-                clauses.append(_bulk.in_values(self._dialect_name, attribute, list(value)))
+                clauses.append(_bulk.in_values(self._dialect_name, attribute, values))
             else:
-                clauses.append(attribute == value)
+                clauses.append(attribute == filter_values(name, column, [value])[0])
         if search and search.strip():
             clauses.append(self._search_clause(search.strip()))
         return clauses

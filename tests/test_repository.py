@@ -304,6 +304,53 @@ async def test_wrong_value_type_in_a_filter_is_invalid_input(session: AsyncSessi
         await VideoRepository(session).get_one_or_none(id="not-a-uuid")
 
 
+@pytest.mark.parametrize(
+    ("filters", "message"),
+    [
+        ({"duration": "abc"}, "Expected a number, got str"),
+        ({"duration": [1, "abc"]}, "Expected a number, got str"),
+        ({"duration": [*range(1_001), "abc"]}, "Expected a number, got str"),
+        ({"duration": 2**70}, "Number out of range (32-bit integers)"),
+        ({"duration": [1, 2**31]}, "Number out of range (32-bit integers)"),
+        ({"duration": [True]}, "Expected a number, got bool"),
+        ({"duration": {"a": 1}}, "Expected a number, got dict"),
+        ({"title": 5}, "Expected text, got int"),
+        ({"title": ["a", 5]}, "Expected text, got int"),
+        ({"title": [["nested"]]}, "Expected text, got list"),
+        ({"author_id": [7]}, "Expected a UUID, got int"),
+        ({"id": "not-a-uuid"}, "Not a valid UUID"),
+    ],
+)
+async def test_filter_values_of_the_wrong_type_are_422_on_every_database(
+    session: AsyncSession, filters: dict[str, Any], message: str
+) -> None:
+    # Each failed differently before: PostgreSQL refused the comparison (500),
+    # SQLite found nothing or could not bind a large integer (500).
+    repo = VideoRepository(session)
+    for call in (repo.count, repo.list, repo.exists):
+        with pytest.raises(InvalidInputError) as raised:
+            await call(**filters)
+        (detail,) = raised.value.details
+        field = next(iter(filters))
+        assert (detail.code, detail.field, detail.message) == (
+            "invalid_filter_value",
+            field,
+            message,
+        )
+
+
+async def test_filter_values_the_column_can_compare_are_accepted(session: AsyncSession) -> None:
+    videos = await add_videos(session, 3, duration=7)
+    repo = VideoRepository(session)
+    assert await repo.count(duration=7.0) == 3
+    assert await repo.count(duration=Decimal(7)) == 3
+    assert await repo.count(duration=[7, None], title=[v.title for v in videos]) == 3
+    # UUIDs as text, as clients send them, on SQLite too.
+    assert await repo.count(id=[str(videos[0].id), videos[1].id]) == 2
+    assert (await repo.get_one(id=str(videos[2].id))).id == videos[2].id
+    assert await repo.count(duration=[2**31 - 1, -(2**31)]) == 0
+
+
 # More values than a statement has parameters (32,767 on PostgreSQL, 32,766 on SQLite).
 MANY = 33_000
 
