@@ -111,7 +111,11 @@ async def compare(
     result = {}
     for name, values in ratios.items():
         result[name] = statistics.median(values)
-        print(f"  {name:<58} {result[name]:.2f}")
+        spread = ""
+        if len(values) >= 4:  # the middle half of the rounds' ratios
+            low, _, high = statistics.quantiles(values, n=4)
+            spread = f"  (middle half of rounds {low:.2f}-{high:.2f})"
+        print(f"  {name:<58} {result[name]:.2f}{spread}")
     return result
 
 
@@ -365,6 +369,9 @@ async def main() -> None:
     parser.add_argument("--url", default="postgresql+asyncpg://postgres@127.0.0.1:5432/test")
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--drop", action="store_true", help=f"drop the {SCHEMA} schema and exit")
+    parser.add_argument(
+        "--only", choices=["inserts", "get", "pages", "upserts"], help="one part only"
+    )
     args = parser.parse_args()
     db = Database(
         args.url,
@@ -377,10 +384,15 @@ async def main() -> None:
                 await conn.execute(text(f"DROP SCHEMA IF EXISTS {SCHEMA} CASCADE"))
             return
         await ensure_table(db)
-        await bench_inserts(db, args.rounds)
-        await bench_get_by_id(db, args.rounds)
-        await bench_pages(db, args.rounds)
-        await bench_upserts(db, args.rounds)
+        parts: dict[str, Callable[[Database, int], Awaitable[None]]] = {
+            "inserts": bench_inserts,
+            "get": bench_get_by_id,
+            "pages": bench_pages,
+            "upserts": bench_upserts,
+        }
+        for name, part in parts.items():
+            if args.only in (None, name):
+                await part(db, args.rounds)
     finally:
         await db.dispose()
 
