@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import io
 import logging
+import os
 import sys
 import threading
 import time
@@ -76,6 +77,7 @@ class Output:
         self.isatty = False
         self._binary: IO[bytes] | None = None
         self._text: IO[str] | None = None
+        self._fd: int | None = None  # the binary stream's file descriptor, when it is a file's
         if stream is None:  # discard: capture_logs() without a configured pipeline
             return
         try:
@@ -97,14 +99,18 @@ class Output:
             self._binary = cast("IO[bytes]", stream)
         else:
             self._text = cast("IO[str]", stream)
+        if isinstance(self._binary, io.BufferedWriter | io.FileIO):
+            # Every line is flushed whole, so nothing waits in the buffer: one
+            # write(2) per line instead of a copy into it and a flush.
+            with suppress(ValueError, OSError):
+                self._binary.flush()
+                self._fd = self._binary.fileno()
 
     def write(self, line: str | bytes) -> None:
         try:
             if self._binary is not None:
                 data = line if isinstance(line, bytes) else line.encode("utf-8", "backslashreplace")
-                with self._lock:
-                    self._binary.write(data + b"\n")
-                    self._binary.flush()
+                self.write_line(data + b"\n")
             elif self._text is not None:
                 text = line if isinstance(line, str) else line.decode("utf-8", "backslashreplace")
                 with self._lock:
@@ -115,6 +121,29 @@ class Output:
             # sys.stderr under pythonw): there is nowhere left to report it,
             # and logging must not raise.
             return
+
+    def write_line(self, data: bytes) -> None:
+        """``data``, one line ending in a newline, written whole. Never raises."""
+        binary = self._binary
+        if binary is None:
+            if self._text is not None:
+                self.write(data[:-1])
+            return
+        try:
+            with self._lock:
+                fd = self._fd
+                if fd is None:
+                    binary.write(data)
+                    binary.flush()
+                    return
+                if binary.closed:  # its descriptor may belong to another file by now
+                    return
+                written = os.write(fd, data)
+                while written < len(data):  # a pipe or socket can take part of it
+                    data = data[written:]
+                    written = os.write(fd, data)
+        except Exception:
+            return  # as in write()
 
 
 class StreamLogger:
@@ -270,11 +299,11 @@ def console_safe(event_dict: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
-def dumps(event_dict: Mapping[str, Any], default: Callable[[Any], Any]) -> bytes:
+def dumps(event_dict: Mapping[str, Any], default: Callable[[Any], Any], option: int = 0) -> bytes:
     try:
-        return orjson.dumps(event_dict, default=default)
+        return orjson.dumps(event_dict, default=default, option=option)
     except TypeError:  # orjson.JSONEncodeError: surrogates, huge ints, odd keys, depth
-        return orjson.dumps(json_safe(event_dict, default, 0), default=default)
+        return orjson.dumps(json_safe(event_dict, default, 0), default=default, option=option)
 
 
 def json_safe(value: Any, default: Callable[[Any], Any], depth: int) -> Any:
@@ -499,11 +528,15 @@ class Pipeline:
         status_code: int | None,
         duration_ms: float,
         error: str | None = None,
+        request_id: str | None = None,
     ) -> None:
         """Write the middleware's access line for a request whose context is ``context``.
 
         ``error`` names the exception the application let out, if any (its
         response may have started with another status, then been cut short).
+        ``request_id`` is the id the middleware made or checked: while the
+        context holds that very string it is known clean (and, new on every
+        request, not worth remembering as such).
 
         When the chain is the stock JSON one, the line is built directly: its
         own fields are plain and known to be clean, so only the context (which
@@ -533,7 +566,13 @@ class Pipeline:
             self.emit(logging.INFO, event_dict)
             return
         try:
-            event_dict = self.redactor(None, "info", {**context})
+            event_dict = {**context}
+            if request_id is not None and event_dict.get("request_id") is request_id:
+                event_dict["request_id"] = None  # in place: the key keeps its position
+                self.redactor(None, "info", event_dict)
+                event_dict["request_id"] = request_id
+            else:
+                self.redactor(None, "info", event_dict)
             event_dict["logger"] = ACCESS_LOGGER
             event_dict["status_code"] = status_code
             event_dict["duration_ms"] = duration_ms
@@ -548,11 +587,11 @@ class Pipeline:
                 snapshot = dict(event_dict)
                 for events in CAPTURES:
                     events.append(snapshot)
-            line = dumps(event_dict, self.redactor.json_default)
+            line = dumps(event_dict, self.redactor.json_default, orjson.OPT_APPEND_NEWLINE)
         except Exception as exc:
             self.report_failure(ACCESS_LOGGER, "info", ACCESS_EVENT, exc)
             return
-        self.output.write(line)
+        self.output.write_line(line)
 
     def emit(self, level: int, event_dict: dict[str, Any]) -> None:
         """Write ``event_dict``, which already holds the request context, without a bound logger.

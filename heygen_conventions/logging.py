@@ -508,9 +508,12 @@ class RequestContextMiddleware:
             await self.app(scope, receive, send)
             return
         request_id = None
+        header_key = self._header_key
         if self.trust_incoming:
+            size = len(header_key)
             for name, value in scope.get("headers") or ():
-                if name.lower() == self._header_key:
+                # Servers lower-case header names; the length rules out most at once.
+                if len(name) == size and name.lower() == header_key:
                     request_id = safe_request_id(value)
                     break
         if request_id is None:
@@ -525,8 +528,7 @@ class RequestContextMiddleware:
             "client": f"{client[0]}:{client[1]}" if client else None,
         }
         token = enter_request_context(context)
-        header = (self._header_key, request_id.encode("ascii"))
-        header_key = self._header_key
+        header = (header_key, request_id.encode("ascii"))
         status_code: int | None = None
         finished: float | None = None  # when the last byte of the response was handed on
 
@@ -541,9 +543,12 @@ class RequestContextMiddleware:
             elif message_type == "http.response.start" or message_type == "websocket.accept":
                 if message_type == "http.response.start":
                     status_code = message["status"]
-                headers = [h for h in message.get("headers") or () if h[0].lower() != header_key]
-                headers.append(header)
-                message["headers"] = headers
+                sent = message.get("headers") or ()
+                for name, _ in sent:
+                    if name.lower() == header_key:  # the app set one: ours replaces it
+                        sent = [h for h in sent if h[0].lower() != header_key]
+                        break
+                message["headers"] = [*sent, header]
             return send(message)
 
         error: str | None = None
@@ -577,6 +582,7 @@ class RequestContextMiddleware:
                         # after it. Microseconds, in ms (round() costs more).
                         int(((finished or time.perf_counter()) - started) * 1_000_000) / 1000,
                         error,
+                        request_id,
                     )
             finally:
                 end_request_context(token)

@@ -13,10 +13,13 @@ from typing import Any
 import orjson
 import pytest
 import structlog
+from fastapi import FastAPI
+from fastapi.testclient import TestClient
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from heygen_conventions import (
+    RequestContextMiddleware,
     Settings,
     bind_request_context,
     configure_logging,
@@ -397,11 +400,15 @@ def test_writes_to_a_text_stream_without_a_buffer() -> None:
         configure_logging(json=True, stream=stream)
         get_logger("a").info("into text")
         logging.getLogger("a").info("stdlib into text")
+        TestClient(_file_app()).get("/ping")
     finally:
         restore()
-    assert [orjson.loads(x)["event"] for x in stream.getvalue().splitlines()] == [
+    events = [orjson.loads(x) for x in stream.getvalue().splitlines()]
+    assert [e["event"] for e in events if not e["logger"].startswith("httpx")] == [
         "into text",
         "stdlib into text",
+        "in the route",
+        "request finished",
     ]
 
 
@@ -501,3 +508,94 @@ def test_a_basic_config_console_handler_is_replaced_not_doubled(
             if handler not in root.handlers:
                 root.addHandler(handler)
         kept.close()
+
+
+def _file_app() -> FastAPI:
+    app = FastAPI()
+
+    @app.get("/ping")
+    async def ping() -> dict[str, bool]:
+        get_logger("route").info("in the route")
+        return {"ok": True}
+
+    app.add_middleware(RequestContextMiddleware)
+    return app
+
+
+def test_a_file_stream_gets_every_line_whole(tmp_path: Any) -> None:
+    path = tmp_path / "app.log"
+    restore = _snapshot()
+    try:
+        with open(path, "wb") as stream:
+            stream.write(b"kept\n")  # written before: still first
+            configure_logging(json=True, stream=stream)
+            get_logger("a").info("structlog line", n=1)
+            logging.getLogger("a").info("stdlib line")
+            TestClient(_file_app()).get("/ping", headers={"X-Request-ID": "req-file"})
+    finally:
+        restore()
+    first, *lines = path.read_bytes().splitlines()
+    assert first == b"kept"
+    events = [orjson.loads(line) for line in lines]  # each line one JSON object
+    ours = [e for e in events if not e["logger"].startswith("httpx")]  # the test client's own
+    assert [e["event"] for e in ours] == [
+        "structlog line",
+        "stdlib line",
+        "in the route",
+        "request finished",
+    ]
+    assert ours[-1]["request_id"] == ours[-2]["request_id"] == "req-file"
+
+
+def test_a_closed_file_stream_never_writes_to_whatever_reuses_its_descriptor(
+    tmp_path: Any,
+) -> None:
+    restore = _snapshot()
+    try:
+        stream = open(tmp_path / "closed.log", "wb")  # noqa: SIM115 - closed below, on purpose
+        configure_logging(json=True, stream=stream)
+        number = stream.fileno()
+        stream.close()
+        with open(tmp_path / "other.log", "wb") as other:
+            reused = other.fileno() == number  # the lowest free descriptor: usually the same
+            get_logger("a").error("nowhere to go")
+            logging.getLogger("a").error("nowhere either")
+    finally:
+        restore()
+    assert reused
+    assert (tmp_path / "other.log").read_bytes() == b""
+
+
+def test_a_line_the_descriptor_takes_in_parts_is_written_whole(
+    tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real_write = os.write
+
+    def seven_bytes_at_a_time(fd: int, data: bytes) -> int:
+        return real_write(fd, bytes(data[:7]))  # what a full pipe or socket may do
+
+    path = tmp_path / "parts.log"
+    restore = _snapshot()
+    try:
+        with open(path, "wb") as stream:
+            configure_logging(json=True, stream=stream)
+            monkeypatch.setattr(os, "write", seven_bytes_at_a_time)
+            get_logger("a").info("in parts", payload="x" * 100)
+            monkeypatch.undo()
+    finally:
+        restore()
+    (line,) = path.read_bytes().splitlines()
+    assert orjson.loads(line)["payload"] == "x" * 100
+
+
+def test_a_request_id_the_app_rebinds_is_redacted_like_any_value(log_output: LogOutput) -> None:
+    app = FastAPI()
+
+    @app.get("/odd")
+    async def odd() -> None:
+        bind_request_context(request_id="Bearer abc.def.ghi")
+
+    app.add_middleware(RequestContextMiddleware)
+    TestClient(app).get("/odd")
+    access = log_output.one(event="request finished")
+    assert access["request_id"] == f"Bearer {REDACTED}"
