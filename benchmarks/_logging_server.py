@@ -1,7 +1,10 @@
 """The trivial endpoint the logging benchmark serves with uvicorn, in its own process.
 
-``BENCH_VARIANT`` picks what wraps it: ``bare`` (nothing) or ``ours``
-(``configure_logging`` JSON lines plus ``RequestContextMiddleware``).
+``BENCH_VARIANT`` picks what wraps it: ``bare`` (nothing), ``ours``
+(``configure_logging`` JSON lines plus ``RequestContextMiddleware``), and for
+the split of that cost ``configured`` (``configure_logging`` alone),
+``silent`` (the middleware without its access line) and ``floor`` (the
+benchmark's minimal id + context + header + line middleware).
 Whether uvicorn writes its own access line is uvicorn's ``--no-access-log``.
 """
 
@@ -21,6 +24,12 @@ async def ping() -> dict[str, bool]:
     return {"ok": True}
 
 
-if os.environ.get("BENCH_VARIANT") == "ours":
+variant = os.environ.get("BENCH_VARIANT")
+if variant in ("ours", "silent", "configured"):
     configure_logging(level="INFO", json=True)
-    app.add_middleware(RequestContextMiddleware)
+if variant in ("ours", "silent"):
+    app.add_middleware(RequestContextMiddleware, access_log=variant == "ours")
+if variant == "floor":
+    from benchmarks.bench_logging import FloorMiddleware
+
+    app.add_middleware(FloorMiddleware)

@@ -384,7 +384,27 @@ class Server:
 CHUNK = 50  # requests per turn when servers take turns
 
 
-def bench_server(rounds: int, http: str, loop: str) -> None:
+SERVER_CONTENDERS = {
+    "no middleware, no access log (baseline)": ("bare", False),
+    "peer: no middleware, uvicorn's own access log": ("bare", True),
+    "RequestContextMiddleware, its access line (uvicorn's off)": ("ours", False),
+}
+# Where the middleware's cost comes from (``--only server-split``).
+SPLIT_CONTENDERS = {
+    "no middleware, no access log (baseline)": ("bare", False),
+    "configure_logging() alone": ("configured", False),
+    "floor: minimal id + context + header + orjson line": ("floor", False),
+    "RequestContextMiddleware(access_log=False)": ("silent", False),
+    "RequestContextMiddleware, its access line": ("ours", False),
+}
+
+
+def bench_server(
+    rounds: int,
+    http: str,
+    loop: str,
+    contenders: dict[str, tuple[str, bool]] = SERVER_CONTENDERS,
+) -> None:
     """Server CPU time per request, uvicorn in its own processes, client in this one.
 
     CPU time is what a request costs the server (its throughput), and unlike
@@ -402,11 +422,6 @@ def bench_server(rounds: int, http: str, loop: str) -> None:
     server_cpu = cpus[-1]
     if len(cpus) > 1:  # the client on another core than the servers
         os.sched_setaffinity(0, set(cpus[:-1]))
-    contenders = {
-        "no middleware, no access log (baseline)": ("bare", False),
-        "peer: no middleware, uvicorn's own access log": ("bare", True),
-        "RequestContextMiddleware, its access line (uvicorn's off)": ("ours", False),
-    }
     servers = {
         name: [
             Server(variant, access_log=access, http=http, loop=loop, cpu=server_cpu)
@@ -467,7 +482,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=15)
     parser.add_argument(
-        "--only", choices=["events", "filtered", "middleware", "server"], help="one part only"
+        "--only",
+        choices=["events", "filtered", "middleware", "server", "server-split"],
+        help="one part only (server-split: only when asked)",
     )
     args = parser.parse_args()
     parts: dict[str, Callable[[], None]] = {
@@ -475,18 +492,26 @@ def main() -> None:
         "filtered": lambda: bench_filtered(args.rounds),
         "middleware": lambda: bench_middleware(args.rounds),
         "server": lambda: bench_servers(args.rounds),
+        "server-split": lambda: bench_server(args.rounds, *fastest_stack(), SPLIT_CONTENDERS),
     }
     for name, part in parts.items():
-        if args.only in (None, name):
+        if args.only == name or (args.only is None and name != "server-split"):
             part()
 
 
-def bench_servers(rounds: int) -> None:
-    """Through uvicorn with the fast protocol stack when installed, and the pure-Python one."""
+def fastest_stack() -> tuple[str, str]:
+    """uvicorn's ``--http`` and ``--loop``: httptools and uvloop when installed."""
     try:
         import httptools  # noqa: F401
         import uvloop  # noqa: F401
     except ImportError:
+        return "h11", "asyncio"
+    return "httptools", "uvloop"
+
+
+def bench_servers(rounds: int) -> None:
+    """Through uvicorn with the fast protocol stack when installed, and the pure-Python one."""
+    if fastest_stack()[0] == "h11":
         print("\n(httptools/uvloop not installed: uvicorn[standard] measured without them)")
     else:
         bench_server(rounds, "httptools", "uvloop")
