@@ -586,16 +586,3 @@ def test_a_line_the_descriptor_takes_in_parts_is_written_whole(
         restore()
     (line,) = path.read_bytes().splitlines()
     assert orjson.loads(line)["payload"] == "x" * 100
-
-
-def test_a_request_id_the_app_rebinds_is_redacted_like_any_value(log_output: LogOutput) -> None:
-    app = FastAPI()
-
-    @app.get("/odd")
-    async def odd() -> None:
-        bind_request_context(request_id="Bearer abc.def.ghi")
-
-    app.add_middleware(RequestContextMiddleware)
-    TestClient(app).get("/odd")
-    access = log_output.one(event="request finished")
-    assert access["request_id"] == f"Bearer {REDACTED}"

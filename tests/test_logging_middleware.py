@@ -589,16 +589,26 @@ def test_access_line_follows_level_console_and_structlog_context(log_output: Log
     assert log_output.one(event="request finished")["tenant"] == "t-1"
 
 
-def test_a_timestamp_bound_by_the_app_is_kept(log_output: LogOutput) -> None:
+@pytest.mark.parametrize(
+    ("key", "bound", "logged"),
+    [
+        ("timestamp", "2020-01-01T00:00:00Z", "2020-01-01T00:00:00Z"),  # kept
+        # Not the middleware's own id any more: redacted like any other value.
+        ("request_id", "Bearer abc.def.ghi", "Bearer [REDACTED]"),
+    ],
+)
+def test_values_the_app_binds_over_the_middlewares_reach_the_access_line(
+    log_output: LogOutput, key: str, bound: str, logged: str
+) -> None:
     app = FastAPI()
 
-    @app.get("/stamped")
-    async def stamped() -> None:
-        bind_request_context(timestamp="2020-01-01T00:00:00Z")
+    @app.get("/bound")
+    async def rebinding() -> None:
+        bind_request_context(**{key: bound})
 
     app.add_middleware(RequestContextMiddleware)
-    TestClient(app).get("/stamped")
-    assert log_output.one(event="request finished")["timestamp"] == "2020-01-01T00:00:00Z"
+    TestClient(app).get("/bound")
+    assert log_output.one(event="request finished")[key] == logged
 
 
 @pytest.mark.parametrize("direct", [True, False])
