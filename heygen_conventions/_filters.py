@@ -10,26 +10,34 @@ value checked here is a 422 naming the field, the same on every database.
 from __future__ import annotations
 
 import enum
+import numbers
+import operator
 import uuid
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 from decimal import Decimal
 from typing import Any, NoReturn
 
-from sqlalchemy import BigInteger, Integer, SmallInteger, TypeDecorator
+from sqlalchemy import BigInteger, Integer, SmallInteger, TypeDecorator, Uuid
+from sqlalchemy import Enum as SAEnum
 from sqlalchemy.sql.schema import Column
 
 from heygen_conventions.errors import InvalidInputError
 from heygen_conventions.responses import ErrorDetail
 
 _NUMBERS = (int, float, Decimal)
+# bool, and numpy's bool_ (no subclass of bool): booleans are not numbers here.
+_BOOLEAN_TYPES = frozenset({"bool", "bool_"})
 
 
 @dataclass(frozen=True)
 class _Accepted:
-    types: tuple[type, ...]
-    name: str  # what to call them in the message
+    kind: str  # "number", "boolean", "uuid", "enum" or "types"
+    name: str  # what to call the values in the message
+    types: tuple[type, ...] = ()
     bits: int = 64  # integers must fit in this many bits (SQLite binds no wider one)
+    parse_uuids: bool = False  # text for a UUID column becomes a UUID
+    names: frozenset[str] = frozenset()  # the strings an enum column stores
 
 
 # Column -> what its filters take, or None: not checked.
@@ -44,8 +52,11 @@ def _accepted(column: Column[Any]) -> _Accepted | None:
         python_type: type = type_.python_type
     except NotImplementedError:
         return None
+    if isinstance(type_, Uuid):
+        # UUID objects or text, whichever the column hands back (as_uuid).
+        return _Accepted("uuid", "a UUID", parse_uuids=python_type is uuid.UUID)
     if python_type is bool:
-        return _Accepted((bool,), "a boolean")
+        return _Accepted("boolean", "a boolean")
     if python_type in _NUMBERS:
         # The portable range of the declared integer type: PostgreSQL holds an
         # INTEGER to 32 bits (SQLite would store more, and compare it).
@@ -54,29 +65,33 @@ def _accepted(column: Column[Any]) -> _Accepted | None:
             bits = 16
         elif isinstance(type_, Integer) and not isinstance(type_, BigInteger):
             bits = 32
-        return _Accepted(_NUMBERS, "a number", bits)
+        return _Accepted("number", "a number", bits=bits)
+    if isinstance(type_, SAEnum) and issubclass(python_type, enum.Enum):
+        return _Accepted(
+            "enum",
+            f"a {python_type.__name__} member or name",
+            types=(python_type,),
+            names=frozenset(type_.enums),
+        )
     if python_type is str:
-        return _Accepted((str,), "text")
-    if python_type is uuid.UUID:
-        return _Accepted((uuid.UUID, str), "a UUID")
-    if issubclass(python_type, enum.Enum):
-        return _Accepted((python_type, str), f"a {python_type.__name__} member or name")
+        return _Accepted("types", "text", (str,))
     if python_type is datetime:
-        return _Accepted((datetime,), "a datetime")
+        return _Accepted("types", "a datetime", (datetime,))
     if python_type is date:
-        return _Accepted((date,), "a date")
+        return _Accepted("types", "a date", (date,))
     if python_type in (time, timedelta):
-        return _Accepted((python_type,), f"a {python_type.__name__}")
+        return _Accepted("types", f"a {python_type.__name__}", (python_type,))
     if python_type is bytes:
-        return _Accepted((bytes, bytearray, memoryview), "bytes")
+        return _Accepted("types", "bytes", (bytes, bytearray, memoryview))
     return None  # JSON, arrays and the like: the column type decides
 
 
 def filter_values(name: str, column: Column[Any], values: list[Any]) -> list[Any]:
     """``values`` checked against ``column``'s type; UUIDs given as text parsed.
 
-    None is left as it is (IS NULL). A boolean is not a number here, and an
-    integer must fit in 64 bits.
+    None is left as it is (IS NULL). A boolean is not a number here, an
+    integer (numpy's too) must fit the declared integer type, and an enum
+    column takes its members or the strings it stores.
 
     Raises:
         InvalidInputError: A value the column cannot be compared with (422).
@@ -87,31 +102,45 @@ def filter_values(name: str, column: Column[Any], values: list[Any]) -> list[Any
         accepted = _ACCEPTED[column] = _accepted(column)
     if accepted is None:
         return values
-    types = accepted.types
-    parse_uuids = uuid.UUID in types
-    limit = 2 ** (accepted.bits - 1)
+    kind = accepted.kind
     for index, value in enumerate(values):
         if value is None:
             continue
-        kind = type(value)
-        if kind is int:
-            if int in types and -limit <= value < limit:
+        if kind == "number":
+            if type(value).__name__ in _BOOLEAN_TYPES:
+                pass
+            elif isinstance(value, numbers.Integral):
+                limit = 2 ** (accepted.bits - 1)
+                if -limit <= operator.index(value) < limit:
+                    continue
+                _refuse(name, f"Number out of range ({accepted.bits}-bit integers)")
+            elif isinstance(value, numbers.Real | Decimal):
                 continue
-        elif kind is bool:
-            if bool in types:
+        elif kind == "boolean":
+            if type(value).__name__ in _BOOLEAN_TYPES:
                 continue
-        elif kind is str and parse_uuids:
-            # Parsed here: SQLite's UUID column takes UUID objects only.
-            try:
-                values[index] = uuid.UUID(value)
-            except ValueError:
-                _refuse(name, "Not a valid UUID")
+        elif kind == "uuid":
+            if isinstance(value, uuid.UUID):
+                continue
+            if isinstance(value, str):
+                if not accepted.parse_uuids:
+                    continue
+                # Parsed here: SQLite's UUID column takes UUID objects only.
+                try:
+                    values[index] = uuid.UUID(value)
+                except ValueError:
+                    _refuse(name, "Not a valid UUID")
+                continue
+        elif kind == "enum":
+            if isinstance(value, accepted.types):
+                continue
+            if isinstance(value, str):
+                if value in accepted.names:
+                    continue
+                _refuse(name, f"Expected {accepted.name}, got an unknown name")
+        elif isinstance(value, accepted.types):
             continue
-        elif isinstance(value, types) and not isinstance(value, bool):
-            continue
-        if isinstance(value, int) and not isinstance(value, bool) and int in types:
-            _refuse(name, f"Number out of range ({accepted.bits}-bit integers)")
-        _refuse(name, f"Expected {accepted.name}, got {kind.__name__}")
+        _refuse(name, f"Expected {accepted.name}, got {type(value).__name__}")
     return values
 
 

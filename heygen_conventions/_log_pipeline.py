@@ -78,6 +78,9 @@ class Output:
         self._binary: IO[bytes] | None = None
         self._text: IO[str] | None = None
         self._fd: int | None = None  # the binary stream's file descriptor, when it is a file's
+        # Held so that a text stream given inline (``stream=open(path, "a")``)
+        # is not collected, and its finaliser does not close the buffer written to.
+        self._stream = stream
         if stream is None:  # discard: capture_logs() without a configured pipeline
             return
         try:
@@ -99,12 +102,16 @@ class Output:
             self._binary = cast("IO[bytes]", stream)
         else:
             self._text = cast("IO[str]", stream)
-        if isinstance(self._binary, io.BufferedWriter | io.FileIO):
-            # Every line is flushed whole, so nothing waits in the buffer: one
-            # write(2) per line instead of a copy into it and a flush.
+        binary = self._binary
+        raw = binary.raw if isinstance(binary, io.BufferedWriter) else binary
+        if type(raw) is io.FileIO:
+            # A plain blocking file, pipe or terminal (not a socket: TLS and
+            # timeouts live above its descriptor): one write(2) per line instead
+            # of a copy into the buffer and a flush.
             with suppress(ValueError, OSError):
-                self._binary.flush()
-                self._fd = self._binary.fileno()
+                fd = raw.fileno()
+                if os.get_blocking(fd):
+                    self._fd = fd
 
     def write(self, line: str | bytes) -> None:
         try:
@@ -138,8 +145,9 @@ class Output:
                     return
                 if binary.closed:  # its descriptor may belong to another file by now
                     return
+                binary.flush()  # what the application wrote to the same file goes first
                 written = os.write(fd, data)
-                while written < len(data):  # a pipe or socket can take part of it
+                while written < len(data):  # a signal can cut a large write short
                     data = data[written:]
                     written = os.write(fd, data)
         except Exception:
@@ -535,8 +543,9 @@ class Pipeline:
         ``error`` names the exception the application let out, if any (its
         response may have started with another status, then been cut short).
         ``request_id`` is the id the middleware made or checked: while the
-        context holds that very string it is known clean (and, new on every
-        request, not worth remembering as such).
+        context holds that very string it is scrubbed on its own, without a
+        place in the redactor's cache of clean strings (new on every request,
+        it would only push out the strings that repeat).
 
         When the chain is the stock JSON one, the line is built directly: its
         own fields are plain and known to be clean, so only the context (which
@@ -570,7 +579,8 @@ class Pipeline:
             if request_id is not None and event_dict.get("request_id") is request_id:
                 event_dict["request_id"] = None  # in place: the key keeps its position
                 self.redactor(None, "info", event_dict)
-                event_dict["request_id"] = request_id
+                # A safe id can still be a short JWT a client sent as its id.
+                event_dict["request_id"] = self.redactor.scrub(cast("str", request_id))
             else:
                 self.redactor(None, "info", event_dict)
             event_dict["logger"] = ACCESS_LOGGER

@@ -255,9 +255,10 @@ def translate_db_error(exc: BaseException, *, table: Table | None = None) -> App
     if isinstance(sqlite_code, int):
         return _from_sqlite(exc, sqlite_code)
     if isinstance(exc, StatementError) and isinstance(
-        exc.orig, TypeError | ValueError | AttributeError
+        exc.orig, TypeError | ValueError | AttributeError | LookupError
     ):
-        # A value the column type could not bind (e.g. "abc" for a UUID column).
+        # A value the column type could not bind (e.g. "abc" for a UUID column,
+        # a name an Enum(validate_strings=True) column does not know).
         return InvalidInputError("A value has the wrong type or format")
     # asyncpg's own connection errors carry SQLSTATE class 08 and are handled above;
     # a socket error may sit behind a driver adapter.

@@ -544,6 +544,8 @@ class RequestContextMiddleware:
                 if message_type == "http.response.start":
                     status_code = message["status"]
                 sent = message.get("headers") or ()
+                if type(sent) is not list and type(sent) is not tuple:
+                    sent = list(sent)  # any iterable of pairs: read it once only
                 for name, _ in sent:
                     if name.lower() == header_key:  # the app set one: ours replaces it
                         sent = [h for h in sent if h[0].lower() != header_key]

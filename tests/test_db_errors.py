@@ -14,7 +14,7 @@ import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from sqlalchemy import Column, Integer, MetaData, String, Table, UniqueConstraint
-from sqlalchemy.exc import IntegrityError, InterfaceError, OperationalError
+from sqlalchemy.exc import IntegrityError, InterfaceError, OperationalError, StatementError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 
 from heygen_conventions import (
@@ -242,3 +242,16 @@ def test_the_original_error_is_chained() -> None:
     with pytest.raises(ConflictError) as caught, translate_db_errors():
         raise original
     assert caught.value.__cause__ is original
+
+
+@pytest.mark.parametrize(
+    "cause",
+    [
+        ValueError("badly formed hexadecimal UUID string"),
+        TypeError("expected str"),
+        LookupError("'purple' is not among the defined enum values"),  # validate_strings=True
+    ],
+)
+def test_a_value_the_column_type_cannot_bind_is_invalid_input(cause: Exception) -> None:
+    error = StatementError("(builtins.X) ...", "SELECT 1", None, cause)
+    assert isinstance(translate_db_error(error), InvalidInputError)

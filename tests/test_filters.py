@@ -53,6 +53,8 @@ NOW = datetime.now(UTC)
         (String(), ["a", Color.RED.value], b"a", "Expected text, got bytes"),
         (Uuid(), [ID], "zz", "Not a valid UUID"),
         (Enum(Color), [Color.RED, "RED"], 1, "Expected a Color member or name, got int"),
+        (Enum(Color), [Color.RED], "purple", "Color member or name, got an unknown name"),
+        (Uuid(as_uuid=False), [ID, str(ID)], 7, "Expected a UUID, got int"),
         (DateTime(timezone=True), [NOW], "2024-01-01", "Expected a datetime, got str"),
         (Date(), [date(2024, 1, 1), NOW], "2024-01-01", "Expected a date, got str"),
         (Time(), [time(1, 2)], 3600, "Expected a time, got int"),
@@ -83,3 +85,31 @@ def test_types_that_decide_for_themselves_are_not_checked(type_: Any) -> None:
     column: Column[Any] = Column("field", type_)
     values = [{"a": 1}, "text", 5]
     assert filter_values("field", column, values) == values
+
+
+class Wide(int):
+    """An int subclass (IntEnum members, numpy-style integers): range-checked all the same."""
+
+
+class bool_:  # named as numpy names its boolean, which is no subclass of bool
+    def __bool__(self) -> bool:
+        return True
+
+
+def test_integers_of_any_integral_type_are_range_checked() -> None:
+    column: Column[Any] = Column("n", BigInteger())
+    assert filter_values("n", column, [Wide(5)]) == [Wide(5)]
+    with pytest.raises(InvalidInputError, match="out of range"):
+        filter_values("n", column, [Wide(2**70)])
+
+
+def test_numpy_style_booleans_are_booleans_not_numbers() -> None:
+    flag = bool_()
+    assert filter_values("f", Column("f", Boolean()), [flag]) == [flag]
+    with pytest.raises(InvalidInputError, match="Expected a number, got bool_"):
+        filter_values("n", Column("n", Integer()), [flag])
+
+
+def test_text_for_a_uuid_column_that_keeps_text_stays_text() -> None:
+    column: Column[Any] = Column("id", Uuid(as_uuid=False))
+    assert filter_values("id", column, [str(ID)]) == [str(ID)]

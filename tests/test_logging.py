@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import gc
 import io
 import logging
 import os
 import re
+import socket
 import sys
 import threading
+import time
 from typing import Any
 
 import orjson
@@ -29,7 +32,7 @@ from heygen_conventions import (
 from heygen_conventions._context import end_request_context, start_request_context
 from heygen_conventions._log_pipeline import HANDLER_MARK
 from heygen_conventions._redact import REDACTED
-from heygen_conventions.logging import _snapshot
+from heygen_conventions.logging import _SINK, _snapshot
 from tests.conftest import TEST_DATABASE_URL
 from tests.fixtures.logging import LogOutput
 
@@ -586,3 +589,61 @@ def test_a_line_the_descriptor_takes_in_parts_is_written_whole(
         restore()
     (line,) = path.read_bytes().splitlines()
     assert orjson.loads(line)["payload"] == "x" * 100
+
+
+def test_a_socket_stream_keeps_its_timeout_and_loses_no_line() -> None:
+    # A socket's file is no plain descriptor to write to: TLS and timeouts live above it.
+    ours, theirs = socket.socketpair()
+    ours.settimeout(10)  # non-blocking underneath, waiting up to 10 s above
+    stream = ours.makefile("wb")
+    received = bytearray()
+
+    def slow_reader() -> None:
+        time.sleep(0.3)  # the socket's buffer fills up meanwhile
+        while chunk := theirs.recv(65536):
+            received.extend(chunk)
+
+    reader = threading.Thread(target=slow_reader)
+    reader.start()
+    restore = _snapshot()
+    try:
+        configure_logging(json=True, stream=stream)
+        for n in range(300):
+            get_logger("s").info("over a socket", n=n, padding="x" * 1000)
+    finally:
+        restore()
+        stream.close()
+        ours.close()
+        reader.join()
+        theirs.close()
+    lines = [orjson.loads(line) for line in received.splitlines()]
+    assert [line["n"] for line in lines] == list(range(300))
+
+
+def test_lines_keep_their_place_among_the_applications_own_writes(tmp_path: Any) -> None:
+    path = tmp_path / "shared.log"
+    restore = _snapshot()
+    try:
+        with open(path, "wb") as stream:
+            configure_logging(json=True, stream=stream)
+            stream.write(b"header\n")  # buffered by the file object, not yet written
+            get_logger("a").info("between")
+            stream.write(b"trailer\n")
+    finally:
+        restore()
+    header, between, trailer = path.read_bytes().splitlines()
+    assert (header, orjson.loads(between)["event"], trailer) == (b"header", "between", b"trailer")
+
+
+def test_a_text_stream_given_inline_stays_open(tmp_path: Any) -> None:
+    path = tmp_path / "inline.log"
+    restore = _snapshot()
+    try:
+        configure_logging(json=True, stream=open(path, "a"))  # noqa: SIM115 - as users write it
+        gc.collect()  # nothing else holds the text wrapper
+        get_logger("a").info("still written")
+        inline = _SINK.pipeline.output._stream  # closed here only to end the test cleanly
+    finally:
+        restore()
+    inline.close()
+    assert orjson.loads(path.read_bytes())["event"] == "still written"

@@ -672,3 +672,26 @@ async def test_a_cancelled_request_is_named_and_still_cancelled(log_output: LogO
         "CancelledError",
     )
     assert not [line for line in log_output.lines() if "exception" in line]
+
+
+def test_response_headers_given_as_any_iterable_are_all_kept(log_output: LogOutput) -> None:
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        headers = (
+            (name, value) for name, value in [(b"content-type", b"text/plain"), (b"x-custom", b"1")]
+        )
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        await send({"type": "http.response.body", "body": b"ok"})
+
+    response = TestClient(RequestContextMiddleware(app)).get("/", headers={"X-Request-ID": "req-g"})
+    assert response.text == "ok"
+    assert (response.headers["content-type"], response.headers["x-custom"]) == ("text/plain", "1")
+    assert response.headers["x-request-id"] == "req-g"
+
+
+def test_a_jwt_sent_as_the_request_id_is_masked_in_every_line(log_output: LogOutput) -> None:
+    token = "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJib2IifQ.c2lnbmF0dXJl"  # safe characters only
+    response = TestClient(make_app()).get("/videos/v1", headers={"X-Request-ID": token})
+    assert response.headers["x-request-id"] == token  # the client's own value, echoed
+    assert token not in log_output.text
+    assert log_output.one(event="request finished")["request_id"] == "[REDACTED]"
+    assert log_output.one(event="loading video")["request_id"] == "[REDACTED]"
