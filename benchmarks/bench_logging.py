@@ -486,13 +486,23 @@ def main() -> None:
         choices=["events", "filtered", "middleware", "server", "server-split"],
         help="one part only (server-split: only when asked)",
     )
+    parser.add_argument(
+        "--split-stack",
+        choices=["fastest", "h11"],
+        default="fastest",
+        help="server-split through httptools + uvloop when installed, or through h11 + asyncio",
+    )
     args = parser.parse_args()
     parts: dict[str, Callable[[], None]] = {
         "events": lambda: bench_events(args.rounds),
         "filtered": lambda: bench_filtered(args.rounds),
         "middleware": lambda: bench_middleware(args.rounds),
         "server": lambda: bench_servers(args.rounds),
-        "server-split": lambda: bench_server(args.rounds, *fastest_stack(), SPLIT_CONTENDERS),
+        "server-split": lambda: bench_server(
+            args.rounds,
+            *(fastest_stack() if args.split_stack == "fastest" else ("h11", "asyncio")),
+            SPLIT_CONTENDERS,
+        ),
     }
     for name, part in parts.items():
         if args.only == name or (args.only is None and name != "server-split"):
