@@ -509,8 +509,8 @@ class RequestContextMiddleware:
             return
         request_id = None
         header_key = self._header_key
+        size = len(header_key)
         if self.trust_incoming:
-            size = len(header_key)
             for name, value in scope.get("headers") or ():
                 # Servers lower-case header names; the length rules out most at once.
                 if len(name) == size and name.lower() == header_key:
@@ -547,7 +547,8 @@ class RequestContextMiddleware:
                 if type(sent) is not list and type(sent) is not tuple:
                     sent = list(sent)  # any iterable of pairs: read it once only
                 for name, _ in sent:
-                    if name.lower() == header_key:  # the app set one: ours replaces it
+                    if len(name) == size and name.lower() == header_key:
+                        # The app set one: ours replaces it.
                         sent = [h for h in sent if h[0].lower() != header_key]
                         break
                 message["headers"] = [*sent, header]
