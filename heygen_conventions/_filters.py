@@ -13,6 +13,7 @@ import enum
 import numbers
 import operator
 import uuid
+import weakref
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 from decimal import Decimal
@@ -40,8 +41,9 @@ class _Accepted:
     names: frozenset[str] = frozenset()  # the strings an enum column stores
 
 
-# Column -> what its filters take, or None: not checked.
-_ACCEPTED: dict[Column[Any], _Accepted | None] = {}
+# Column -> what its filters take, or None: not checked. Weak: models made
+# and dropped at run time (tests, dynamic tables) take their columns along.
+_ACCEPTED: weakref.WeakKeyDictionary[Column[Any], _Accepted | None] = weakref.WeakKeyDictionary()
 
 
 def _accepted(column: Column[Any]) -> _Accepted | None:

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import enum
+import gc
 import uuid
+import weakref
 from datetime import UTC, date, datetime, time
 from decimal import Decimal
 from typing import Any
@@ -113,3 +115,12 @@ def test_numpy_style_booleans_are_booleans_not_numbers() -> None:
 def test_text_for_a_uuid_column_that_keeps_text_stays_text() -> None:
     column: Column[Any] = Column("id", Uuid(as_uuid=False))
     assert filter_values("id", column, [str(ID)]) == [str(ID)]
+
+
+def test_columns_dropped_at_run_time_are_not_kept_alive() -> None:
+    column: Column[Any] = Column("n", Integer())
+    filter_values("n", column, [1])
+    alive = weakref.ref(column)
+    del column
+    gc.collect()
+    assert alive() is None
