@@ -887,7 +887,6 @@ class BaseRepository(Generic[ModelT]):
 
         dialect = self._dialect_name
         on_postgresql = dialect == "postgresql"
-        written: dict[tuple[Any, ...], dict[str, Any]] = {}
         inserted: set[tuple[Any, ...]] = set()
         touched: builtins.list[tuple[Any, ...]] = []  # primary keys, without objects
         created = 0
@@ -946,7 +945,6 @@ class BaseRepository(Generic[ModelT]):
                             # reads them (an enum given by name, a UUID given as text); the
                             # inserted flag, if any, is past the columns (zip stops before it).
                             row.update(zip(read, values, strict=False))
-                            written[key] = row
                             if is_new:
                                 inserted.add(key)
                         elif not is_new:
@@ -956,10 +954,11 @@ class BaseRepository(Generic[ModelT]):
             await self._refresh_held(plan, touched)
         else:
             with _bulk.collector_paused():
+                # Every row came back (each is inserted or updated), so each holds its columns.
                 objects = _bulk.persist(
                     self.session.sync_session,
                     plan,
-                    [written[key] for key in merged],
+                    builtins.list(merged.values()),
                     [key in inserted for key in merged],
                 )
         return UpsertResult(objects, created, len(merged) - created)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import enum
 import gc
+import pickle
 import random
 import uuid
 from collections.abc import Iterator
@@ -725,6 +726,35 @@ async def test_create_many_objects_are_in_the_identity_map(
         await session.refresh(videos[0], attribute_names=["comments"])
         assert videos[0].comments == [comment]
         await session.commit()
+
+
+@pytest.mark.parametrize("write", ["create_many", "upsert_many"])
+async def test_bulk_written_objects_own_their_values(session: AsyncSession, write: str) -> None:
+    # The objects are built from the rows the repository made, never from the
+    # caller's dicts: changing or reusing those afterwards changes no object.
+    rows: list[dict[str, Any]] = [{"title": "a", "slug": "a"}, {"title": "b", "slug": "b"}]
+    repo = VideoRepository(session)
+    if write == "create_many":
+        videos = await repo.create_many(rows)
+    else:
+        videos = (await repo.upsert_many(rows, on="slug")).items
+    rows[0]["title"] = "changed"
+    rows[1].clear()
+    assert rows[0] == {"title": "changed", "slug": "a"}
+    assert [(v.title, v.slug) for v in videos] == [("a", "a"), ("b", "b")]
+    # Plain ORM objects: tracked, expired and refreshed, copied and detached as any other.
+    videos[0].title = "a2"
+    assert session.is_modified(videos[0])
+    assert not session.is_modified(videos[1])
+    session.expire(videos[1])
+    await session.refresh(videos[1])
+    assert videos[1].title == "b"
+    copy = pickle.loads(pickle.dumps(videos[1]))  # noqa: S301 - our own bytes
+    assert (copy.id, copy.title, copy.created_at) == (videos[1].id, "b", videos[1].created_at)
+    await session.flush()
+    session.expunge(videos[0])
+    assert inspect(videos[0]).detached
+    assert (await repo.get_one(slug="a")).title == "a2"
 
 
 @pytest.mark.parametrize("write", ["create_many", "insert_many", "upsert_many"])
