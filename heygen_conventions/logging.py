@@ -516,6 +516,7 @@ class RequestContextMiddleware:
                 if len(name) == size and name.lower() == header_key:
                     request_id = safe_request_id(value)
                     break
+        made_here = request_id is None
         if request_id is None:
             request_id = new_request_id()
         state[REQUEST_ID_STATE_KEY] = request_id
@@ -586,6 +587,7 @@ class RequestContextMiddleware:
                         int(((finished or time.perf_counter()) - started) * 1_000_000) / 1000,
                         error,
                         request_id,
+                        made_here,
                     )
             finally:
                 end_request_context(token)

@@ -11,6 +11,7 @@ import socket
 import sys
 import threading
 import time
+from datetime import UTC, datetime
 from typing import Any
 
 import orjson
@@ -30,7 +31,7 @@ from heygen_conventions import (
     get_logger,
 )
 from heygen_conventions._context import end_request_context, start_request_context
-from heygen_conventions._log_pipeline import HANDLER_MARK
+from heygen_conventions._log_pipeline import HANDLER_MARK, iso_timestamp, iso_timestamp_ns
 from heygen_conventions._redact import REDACTED
 from heygen_conventions.logging import _SINK, _snapshot
 from tests.conftest import TEST_DATABASE_URL
@@ -51,6 +52,21 @@ def test_structlog_lines_are_json_with_level_logger_and_timestamp(log_output: Lo
     assert line["video_id"] == "v1"
     assert line["size"] == 3
     assert ISO_UTC.match(line["timestamp"]), line["timestamp"]
+
+
+@pytest.mark.parametrize(
+    "now_ns",
+    [0, 1_764_215_519_000_000_999, 1_764_215_519_999_999_999, 1_764_215_520_000_001_000],
+)
+def test_timestamps_are_the_instant_in_utc_to_the_microsecond(now_ns: int) -> None:
+    # Lines logged now and records carrying their own time (a float) render alike.
+    expected = datetime.fromtimestamp(now_ns // 1000 / 1_000_000, UTC).strftime(
+        "%Y-%m-%dT%H:%M:%S.%fZ"
+    )
+    assert iso_timestamp_ns(now_ns) == expected
+    assert iso_timestamp_ns(now_ns + 1_000_000_000) != expected  # the cached second moves on
+    assert iso_timestamp_ns(now_ns) == expected
+    assert iso_timestamp(now_ns // 1000 / 1_000_000)[:20] == expected[:20]
 
 
 def test_get_logger_is_named_after_the_calling_module(log_output: LogOutput) -> None:
