@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import gc
 import math
+import numbers
 from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -617,6 +618,12 @@ def in_values(
     if len(values) <= IN_LIST_MAX:
         return attribute.in_(values)
     type_: TypeEngine[Any] = attribute.type
+    if isinstance(_unwrapped(type_), Integer) and not all(
+        value is None or isinstance(value, numbers.Integral) for value in values
+    ):
+        # Bound as INTEGER[], 1.7 would be truncated to 1 (and match it): numbers
+        # that are not integers compare as NUMERIC, as IN (...) compares them.
+        type_ = Numeric()
     if dialect == "postgresql" and _array_safe(type_):
         return attribute == any_(bindparam(None, list(values), type_=ARRAY(type_)))
     if dialect == "sqlite" and _array_safe(type_):

@@ -248,6 +248,9 @@ def translate_db_error(exc: BaseException, *, table: Table | None = None) -> App
         return _unavailable()
     if isinstance(exc, OSError | TimeoutError) and _raised_by_database_stack(exc):
         return _unavailable()
+    if isinstance(exc, OverflowError) and _raised_by_database_stack(exc):
+        # sqlite3 binding an integer past 64 bits raises it bare, unwrapped.
+        return InvalidInputError("A value has the wrong type, format or size")
     sqlstate = _first_attribute(exc, "sqlstate")
     if isinstance(sqlstate, str) and len(sqlstate) == 5:
         return _from_sqlstate(exc, sqlstate, table)

@@ -44,6 +44,7 @@ from sqlalchemy import (
 from sqlalchemy import delete as sql_delete
 from sqlalchemy import inspect as sa_inspect
 from sqlalchemy import update as sql_update
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.orm import (
@@ -60,7 +61,7 @@ from sqlalchemy.sql.schema import Column
 
 from heygen_conventions import _bulk
 from heygen_conventions._filters import filter_values
-from heygen_conventions._sql_errors import translate_db_errors
+from heygen_conventions._sql_errors import _first_attribute, translate_db_errors
 from heygen_conventions.db import (
     _SQLITE_LOWER,
     _cursor_key,
@@ -151,6 +152,16 @@ def _in_key_order(
         return sorted(rows, key=lambda pair: [(value is not None, value) for value in pair[0]])
     except TypeError:  # values of one column of unlike types: their text is a fixed order
         return sorted(rows, key=lambda pair: [str(value) for value in pair[0]])
+
+
+def _repeated_key(fields: Sequence[str]) -> InvalidInputError:
+    message = f"Rows repeat a value of {', '.join(fields)} (given in different forms)"
+    return InvalidInputError(
+        message,
+        details=[
+            ErrorDetail(code="repeated_key", message=message, field=field) for field in fields
+        ],
+    )
 
 
 def _stale_version() -> ConflictError:
@@ -853,7 +864,8 @@ class BaseRepository(Generic[ModelT]):
         was given rather than made here, the keys that exist are read first,
         in the same transaction, once it holds the write lock.
         """
-        conflict = [self._column(name) for name in ([on] if isinstance(on, str) else on)]
+        on_fields = [on] if isinstance(on, str) else builtins.list(on)
+        conflict = [self._column(name) for name in on_fields]
         update_columns = None if update is None else [self._column(name).key for name in update]
         plan = _bulk.plan_for(self._mapper)
         _bulk.require_one_table(plan)
@@ -917,13 +929,20 @@ class BaseRepository(Generic[ModelT]):
                         objects=returning,
                     )
                 with self._guard():
-                    result = await self.session.execute(
-                        statement, bind_arguments=self._bulk_bind(plan)
-                    )
+                    try:
+                        result = await self.session.execute(
+                            statement, bind_arguments=self._bulk_bind(plan)
+                        )
+                    except DBAPIError as error:
+                        # PostgreSQL: two rows of the statement hit one row (cardinality_violation).
+                        if _first_attribute(error, "sqlstate") == "21000":
+                            raise _repeated_key(on_fields) from error
+                        raise
                     with _bulk.collector_paused():  # the rows are made here, in sync code
                         returned = result.all()
                 with _bulk.collector_paused():
                     sent = dict(batch)
+                    matched: set[tuple[Any, ...]] = set()
                     width = len(read)
                     pk_at = _bulk.tuple_getter([read.index(key) for key in pk_keys])
                     stored_key_of = _bulk.tuple_getter([read.index(c.key) for c in conflict])
@@ -931,6 +950,11 @@ class BaseRepository(Generic[ModelT]):
                         stored = stored_key_of(values)
                         # A key the column type normalised is found by position; order still holds.
                         key = stored if stored in sent else batch[position][0]
+                        if key in matched:
+                            # SQLite: two rows of the statement wrote one row, keys
+                            # unlike in Python but stored alike ("light", Shade.light).
+                            raise _repeated_key(on_fields)
+                        matched.add(key)
                         row = sent[key]
                         if on_postgresql:
                             is_new = bool(values[width])  # xmax = 0: this statement inserted it

@@ -30,6 +30,7 @@ from sqlalchemy import (
     Time,
     Uuid,
     event,
+    func,
     inspect,
     select,
     text,
@@ -1400,3 +1401,53 @@ async def test_upsert_many_without_objects_leaves_none_stale_in_the_session(
                 [{"title": "newer", "slug": "s"}], on="slug", returning=False
             )
         assert log.count == 1
+
+
+async def test_upsert_rows_whose_keys_the_column_stores_alike_are_refused(
+    database: Database,
+) -> None:
+    # "light" (an enum given by name) and Shade.light are two keys in Python but one
+    # row in the database: one statement cannot write that row twice. Refused with a
+    # 422 naming the field on both databases, never an object for a row that is not
+    # there or a 500.
+    await database.create_all(DefaultsBase.metadata)
+    async with database.session() as session:
+        repo = PaintRepository(session)
+        rows: list[dict[str, Any]] = [
+            {"shade": "light", "finish": Shade.dark},
+            {"shade": Shade.light, "finish": Shade.light},
+        ]
+        with pytest.raises(InvalidInputError) as caught:
+            await repo.upsert_many(rows, on="shade")
+        assert caught.value.details[0].field == "shade"
+        await session.rollback()
+        assert await session.scalar(select(func.count()).select_from(Paint)) == 0
+
+
+@pytest.mark.parametrize("count", [1, 1_001])
+@pytest.mark.parametrize("value", [1.7, Decimal("1.7")])
+async def test_non_integral_filter_values_for_an_integer_column(
+    session: AsyncSession, value: Any, count: int
+) -> None:
+    # duration is an INTEGER: 1.7 matches no row, however many values the list has
+    # (past IN_LIST_MAX values the list is one array parameter, which must not
+    # truncate 1.7 to 1).
+    await add_videos(session, 2, duration=1)
+    repo = VideoRepository(session)
+    assert await repo.list(duration=[value] * count) == []
+    assert await repo.count(duration=[value, 5] * count) == 0
+    assert len(await repo.list(duration=[1.0] * count)) == 2  # 1.0 is 1
+
+
+async def test_an_integer_too_large_for_the_database_is_invalid_input(
+    session: AsyncSession,
+) -> None:
+    # A path parameter typed int takes any integer: one past 64 bits is invalid
+    # input on both databases (SQLite's driver raises a bare OverflowError).
+    repo = CounterRepository(session)
+    with pytest.raises(InvalidInputError):
+        await repo.get_by_id(2**70)
+    with pytest.raises(InvalidInputError):
+        await repo.delete_many([2**70])
+    with pytest.raises(InvalidInputError):
+        await repo.create({"name": "big", "value": 2**70})
