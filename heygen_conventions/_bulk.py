@@ -62,6 +62,7 @@ from sqlalchemy.sql.elements import ColumnElement
 from sqlalchemy.sql.schema import Column
 from sqlalchemy.types import TypeDecorator, TypeEngine
 
+from heygen_conventions._filters import WriteSpec, write_specs
 from heygen_conventions.errors import InvalidInputError
 from heygen_conventions.responses import ErrorDetail
 
@@ -156,6 +157,7 @@ class BulkPlan:
     # as "not given", as the ORM's INSERT does (types that store None as JSON null aside).
     defaulted: frozenset[str]
     one_table: bool  # False for joined-table inheritance: a row spans several tables
+    write_specs: dict[str, WriteSpec]  # attribute key -> how its written values are checked
 
 
 _PLANS: dict[Mapper[Any], BulkPlan] = {}
@@ -219,6 +221,13 @@ def plan_for(mapper: Mapper[Any]) -> BulkPlan:
             and not column.type.should_evaluate_none
         ),
         one_table=len(mapper.tables) == 1,
+        write_specs=write_specs(
+            {
+                prop.key: prop.columns[0]
+                for prop in mapper.column_attrs
+                if isinstance(prop.columns[0], Column)
+            }
+        ),
     )
     _PLANS[mapper] = plan
     return plan

@@ -60,7 +60,7 @@ from sqlalchemy.sql.expression import ClauseElement, Executable
 from sqlalchemy.sql.schema import Column
 
 from heygen_conventions import _bulk
-from heygen_conventions._filters import filter_values
+from heygen_conventions._filters import checked_row, filter_values
 from heygen_conventions._sql_errors import _first_attribute, translate_db_errors
 from heygen_conventions.db import (
     _SQLITE_LOWER,
@@ -544,7 +544,18 @@ class BaseRepository(Generic[ModelT]):
                     for key in unknown
                 ],
             )
+        self._check_writes(values)
         return values
+
+    def _check_writes(self, values: dict[str, Any]) -> None:
+        """Column values checked against their columns' types, UUID text parsed, in place.
+
+        SQLite would store text in an INTEGER column (PostgreSQL refuses it):
+        on both databases a value of the wrong type is a 422 naming the field.
+        """
+        checked = checked_row(_bulk.plan_for(self._mapper).write_specs, values)
+        if checked is not values:
+            values.update(checked)
 
     def _rows(self, items: Iterable[Data]) -> builtins.list[dict[str, Any]]:
         plan = _bulk.plan_for(self._mapper)
@@ -560,9 +571,10 @@ class BaseRepository(Generic[ModelT]):
             ]
 
     def _column_values(self, plan: _bulk.BulkPlan, item: Data) -> Mapping[str, Any]:
-        """``item``'s field values, read only: the caller copies them into a row."""
+        """``item``'s field values, checked, read only: the caller copies them into a row."""
         if type(item) is dict and plan.attributes.issuperset(item):
-            values: Mapping[str, Any] = item  # no copy per row: complete_row() makes the row
+            # No copy per row (complete_row() makes the row) unless a value is converted.
+            values: Mapping[str, Any] = checked_row(plan.write_specs, item)
         else:
             values = self._values(item, partial=False)
         relationships = plan.relationships
@@ -769,8 +781,10 @@ class BaseRepository(Generic[ModelT]):
         """
         if not filters and not equals:
             raise ValueError("update_many() without filters would update every row")
+        checked = dict(values)
+        self._check_writes(checked)
         changes: dict[Any, Any] = {
-            self._column_attribute(key): value for key, value in values.items()
+            self._column_attribute(key): value for key, value in checked.items()
         }
         version_column = self._mapper.version_id_col
         if version_column is not None:
