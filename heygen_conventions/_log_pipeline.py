@@ -433,14 +433,20 @@ def _level_method(name: str) -> Callable[..., Any]:
     return method
 
 
+def _level_name(level: int) -> str:
+    """The method name for ``level``: a custom level takes the nearest one below it."""
+    name = LEVEL_NAMES.get(level)
+    if name is None:
+        known = [number for number in LEVEL_NAMES if number <= level]
+        name = LEVEL_NAMES[max(known)] if known else "debug"
+    return name
+
+
 def _log_method(min_level: int) -> Callable[..., Any]:
     def log(self: Any, level: int, event: Any, *args: Any, **kw: Any) -> Any:
         if level < min_level:
             return None
-        name = LEVEL_NAMES.get(level)
-        if name is None:
-            known = [number for number in LEVEL_NAMES if number <= level]
-            name = LEVEL_NAMES[max(known)] if known else "debug"
+        name = _level_name(level)
         if args:
             event = _interpolated(event, args, kw)
         return self._proxy_to_logger(name, event, **kw)
@@ -456,11 +462,24 @@ async def _anop(self: Any, event: Any = None, *args: Any, **kw: Any) -> None:
     return None
 
 
+def _async_level_method(name: str) -> Callable[..., Any]:
+    # structlog's own formats ``event % args`` in the caller, unguarded: a
+    # format string that does not match its arguments raised into the application.
+    def method(self: Any, event: Any, *args: Any, **kw: Any) -> Any:
+        if args:
+            event = _interpolated(event, args, kw)
+        return getattr(_UNFILTERED, f"a{name}")(self, event, **kw)
+
+    method.__name__ = f"a{name}"
+    return method
+
+
 def _alog_method(min_level: int) -> Callable[..., Any]:
-    async def alog(self: Any, level: int, event: Any, *args: Any, **kw: Any) -> Any:
+    def alog(self: Any, level: int, event: Any, *args: Any, **kw: Any) -> Any:
         if level < min_level:
-            return None
-        return await _UNFILTERED.alog(self, level, event, *args, **kw)
+            return _anop(self, event)
+        # structlog's alog raises KeyError for a level that is not one of its five.
+        return _ASYNC_LEVEL_METHODS[_level_name(level)](self, event, *args, **kw)
 
     return alog
 
@@ -469,6 +488,7 @@ def _alog_method(min_level: int) -> Callable[..., Any]:
 # ``exception`` (which calls ``error``) are taken from it.
 _UNFILTERED: Any = structlog.make_filtering_bound_logger(logging.NOTSET)
 _LEVEL_METHODS = {name: _level_method(name) for name in LEVEL_NAMES.values()}
+_ASYNC_LEVEL_METHODS = {name: _async_level_method(name) for name in LEVEL_NAMES.values()}
 _ALIASES = (("fatal", "critical"), ("warn", "warning"), ("msg", "info"))
 _SAFE_BOUND_LOGGER: type[Any] = type(
     "SafeFilteringBoundLogger", (_UNFILTERED,), {"_proxy_to_logger": _safe_proxy_to_logger}
@@ -487,7 +507,7 @@ def wrapper_class(level: int) -> type[Any]:
     for number, name in LEVEL_NAMES.items():
         active = number >= level
         setattr(cls, name, _LEVEL_METHODS[name] if active else _nop)
-        setattr(cls, f"a{name}", getattr(_UNFILTERED, f"a{name}") if active else _anop)
+        setattr(cls, f"a{name}", _ASYNC_LEVEL_METHODS[name] if active else _anop)
     for alias, target in _ALIASES:
         setattr(cls, alias, getattr(cls, target))
         setattr(cls, f"a{alias}", getattr(cls, f"a{target}"))
@@ -542,6 +562,13 @@ class Pipeline:
             json and not processors and not any(redactor.is_secret_key(key) for key in _ACCESS_KEYS)
         )
         self.handler = Handler(self)
+
+    def process(self, logger: WrappedLogger, method_name: str, event_dict: EventDict) -> Any:
+        """The whole chain as one structlog processor (what bound loggers hold)."""
+        line: Any = event_dict
+        for processor in self.processors:
+            line = processor(logger, method_name, line)
+        return line
 
     def access_line(
         self,

@@ -177,7 +177,12 @@ _UNWALKED_KEYS = frozenset({"exc_info"})
 # A b64token: ``token_type=bearer expires_in=3600`` holds none.
 _BEARER = re.compile(r"(?i)\b(bearer)\s+[A-Za-z0-9\-._~+/]++=*+(?![\w=])")
 _BASIC = re.compile(r"(?i)\b(basic)[ \t]+([A-Za-z0-9+/]{4,}={0,2})(?![\w+/=])")
-_JWT = re.compile(r"\beyJ[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+(?:\.[A-Za-z0-9_-]*)?")
+# A JWT: a header (``eyJ``, base64url of ``{"``, to the end of its run), then
+# ``.payload`` and an optional ``.signature``. Found by _mask_jwts, which skips
+# a whole run once its header fails: every ``-eyJ`` in ``eyJ-eyJ-...`` starts
+# a header ending where the first one does, and trying each would be quadratic.
+_JWT_HEADER = re.compile(r"\beyJ[A-Za-z0-9_-]++")
+_JWT_REST = re.compile(r"\.[A-Za-z0-9_-]++(?:\.[A-Za-z0-9_-]*+)?")
 # ``scheme://user:`` or ``scheme://user@``: where a URL's userinfo may start.
 _URL_USERINFO = re.compile(r"(?i)(?<![a-z0-9+.-])[a-z][a-z0-9+.-]*+://([^\s/?#@:\"'<>]*+)[:@]")
 # A userinfo without a password, up to the last ``@`` before the host
@@ -209,8 +214,13 @@ _FLAG_VALUE = re.compile(r"\"[^\"\r\n]*+\"?|'[^'\r\n]*+'?|\S+")
 # A multipart/form-data part (raw, or escaped as in a bytes repr): the field
 # name in its header, the blank line before its value, the line starting the
 # next part.
+# The lazy scan for ``name=`` stops at the next part header: that header finds
+# the same ``name=`` itself, and scanning on from every header on one long
+# line would be quadratic.
 _FORM_FIELD = re.compile(
-    r"(?i)content-disposition:[ \t]*form-data\b[^\r\n\\]*?\bname=\\*\"?([^\"\\;\r\n]*)"
+    r"(?i)content-disposition:[ \t]*form-data\b"
+    r"(?:(?!content-disposition:[ \t]*form-data\b)[^\r\n\\])*?"
+    r"\bname=\\*\"?([^\"\\;\r\n]*)"
 )
 _FORM_VALUE_START = re.compile(r"\r?\n\r?\n|(?:\\r)?\\n(?:\\r)?\\n")
 _FORM_VALUE_END = re.compile(r"(?:\r?\n|(?:\\r)?\\n)--")
@@ -388,6 +398,25 @@ def _closing_quote(text: str, start: int, limit: int, quote: str, escapes: int) 
     return limit
 
 
+def _mask_jwts(text: str) -> str:
+    """``text`` with each JWT masked, in time linear in its length."""
+    parts: list[str] = []
+    done = position = 0
+    while (header := _JWT_HEADER.search(text, position)) is not None:
+        # Any later ``eyJ`` in this run ends where this header does: not a JWT either.
+        position = header.end()
+        rest = _JWT_REST.match(text, position)
+        if rest is None:
+            continue
+        parts.append(text[done : header.start()])
+        parts.append(REDACTED)
+        done = position = rest.end()
+    if not parts:
+        return text
+    parts.append(text[done:])
+    return "".join(parts)
+
+
 def _mask_basic(match: re.Match[str]) -> str:
     # ``Basic dXNlcjpwYXNz`` is ``user:pass``; ``basic plan`` decodes to noise.
     try:
@@ -441,7 +470,7 @@ class Redactor:
         elif isinstance(key, bytes):
             text = key.decode("latin-1")
         else:
-            text = str(key)
+            text = _safe_str(key)  # a key whose repr raises must not cost the line
         secret = self._names.secret(key_words(text))
         if len(self._key_cache) >= _KEY_CACHE_SIZE:
             self._key_cache.clear()
@@ -451,7 +480,7 @@ class Redactor:
     def scrub(self, text: str) -> str:
         """``text`` with tokens, credentials, URL passwords and ``secret=value`` pairs masked."""
         if "eyJ" in text:
-            text = _JWT.sub(REDACTED, text)
+            text = _mask_jwts(text)
         if "earer" in text or "EARER" in text:
             text = _BEARER.sub(r"\1 " + REDACTED, text)
         if "asic" in text or "ASIC" in text:

@@ -109,8 +109,11 @@ _DEFAULT = Pipeline(
 )
 # Every bound logger holds these two objects, and configuration changes them
 # in place: a logger bound at import time follows a later configure_logging().
+# The list holds one processor, the pipeline's whole chain: replacing it is one
+# step, so a line another thread is processing meanwhile runs through one
+# chain from start to end, never through part of each (its redactor skipped).
 _SINK = StreamLogger(_DEFAULT)
-_PROCESSORS: list[Processor] = list(_DEFAULT.processors)
+_PROCESSORS: list[Processor] = [_DEFAULT.process]
 _STATE: Pipeline | None = None
 
 
@@ -171,7 +174,7 @@ def configure_logging(
 
 def _install(pipeline: Pipeline, *, uvicorn_access: bool) -> None:
     global _STATE
-    _PROCESSORS[:] = pipeline.processors
+    _PROCESSORS[:] = [pipeline.process]
     _SINK.retarget(pipeline)
     structlog.configure(
         processors=_PROCESSORS,
@@ -401,7 +404,7 @@ def _snapshot() -> Callable[[], None]:
         _HELD_LEVELS.clear()
         _HELD_LEVELS.update(held_levels)
         active = previous or _DEFAULT
-        _PROCESSORS[:] = active.processors
+        _PROCESSORS[:] = [active.process]
         _SINK.retarget(active)
         if ours:
             config["processors"] = _PROCESSORS
@@ -425,7 +428,7 @@ def _unconfigure() -> None:
             held.setLevel(logging.NOTSET)
         del _HELD_LEVELS[name]
     _STATE = None
-    _PROCESSORS[:] = _DEFAULT.processors
+    _PROCESSORS[:] = [_DEFAULT.process]
     _SINK.retarget(_DEFAULT)
     structlog.reset_defaults()
     _rebuild_loggers()

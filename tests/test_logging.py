@@ -663,3 +663,62 @@ def test_a_text_stream_given_inline_stays_open(tmp_path: Any) -> None:
         restore()
     inline.close()
     assert orjson.loads(path.read_bytes())["event"] == "still written"
+
+
+async def test_async_log_calls_never_raise_like_their_sync_twins(log_output: LogOutput) -> None:
+    log = get_logger("r")
+    # As the sync methods do, the async ones keep a format string that does
+    # not match its arguments, and map a custom level to the nearest one below,
+    # rather than raise TypeError or KeyError into the application.
+    log.info("sync %s %s", 1)
+    log.log(25, "sync custom level")
+    await log.ainfo("async %s %s", 1)
+    await log.alog(25, "async custom level")
+    await log.awarning("async %(missing)s", {"other": 1})
+    sync_line = log_output.one(event="sync %s %s")
+    assert log_output.one(event="async %s %s")["positional_args"] == sync_line["positional_args"]
+    assert log_output.one(event="async custom level")["level"] == "info"
+    assert log_output.one(event="async %(missing)s")["level"] == "warning"
+
+
+class Unprintable:
+    def __repr__(self) -> str:
+        raise RuntimeError("no repr")
+
+
+def test_a_key_whose_repr_raises_keeps_the_line(log_output: LogOutput) -> None:
+    # The line keeps its fields; it is not replaced by "Log call failed".
+    get_logger("r").info("lookup", table={Unprintable(): 1, "password": "hunter2"}, n=1)
+    line = log_output.one(event="lookup")
+    assert line["n"] == 1
+    assert line["table"]["password"] == REDACTED
+    assert "hunter2" not in log_output.text
+
+
+def test_a_line_in_flight_during_a_reconfiguration_is_still_redacted(
+    log_output: LogOutput,
+) -> None:
+    # configure_logging() swaps the chain every logger holds: a line another
+    # thread is processing meanwhile runs through one chain, start to end, and
+    # never skips a redactor by carrying on at its index into a shorter chain.
+    reached, resume = threading.Event(), threading.Event()
+
+    def tag(logger: object, method: str, event_dict: dict[str, Any]) -> dict[str, Any]:
+        event_dict["tagged"] = True
+        return event_dict
+
+    def pause(logger: object, method: str, event_dict: dict[str, Any]) -> dict[str, Any]:
+        if event_dict.get("event") == "in flight":
+            reached.set()
+            resume.wait(5)
+        return event_dict
+
+    log_output.configure(level="DEBUG", processors=[tag, pause])
+    worker = threading.Thread(target=lambda: get_logger("r").info("in flight", password="hunter2"))
+    worker.start()
+    assert reached.wait(5)
+    log_output.configure(level="DEBUG")  # the same stream, no extra processors
+    resume.set()
+    worker.join(5)
+    assert "hunter2" not in log_output.text
+    assert log_output.one(event="in flight")["password"] == REDACTED

@@ -695,3 +695,19 @@ def test_a_jwt_sent_as_the_request_id_is_masked_in_every_line(log_output: LogOut
     assert token not in log_output.text
     assert log_output.one(event="request finished")["request_id"] == "[REDACTED]"
     assert log_output.one(event="loading video")["request_id"] == "[REDACTED]"
+
+
+async def test_a_hostile_request_path_does_not_block_the_event_loop(log_output: LogOutput) -> None:
+    # The path is in the context of every line of the request, scrubbed on
+    # each: a hostile one must not hold the event loop (it did for seconds).
+    app = FastAPI()
+    install_exception_handlers(app)
+    app.add_middleware(RequestContextMiddleware)
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
+        started = time.perf_counter()
+        response = await client.get("/" + "eyJ-" * 16_000)
+        elapsed = time.perf_counter() - started
+    assert response.status_code == 404
+    assert log_output.one(event="request finished")["status_code"] == 404
+    assert elapsed < 1.0

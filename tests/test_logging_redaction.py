@@ -7,6 +7,7 @@ import datetime
 import enum
 import json
 import logging
+import time
 import uuid
 from decimal import Decimal
 from typing import Any
@@ -751,3 +752,34 @@ def test_encoded_pairs_flags_two_word_keys_and_elements_are_masked(
     get_logger("r").info(text)
     logging.getLogger("r").info("%s", text)
     assert [line["event"] for line in log_output.lines()] == [expected, expected]
+
+
+def scrub_seconds(redactor: Redactor, text: str) -> float:
+    started = time.perf_counter()
+    redactor.scrub(text)
+    return time.perf_counter() - started
+
+
+def test_scrubbing_many_jwt_starts_in_one_run_stays_linear() -> None:
+    # Every ``-eyJ`` is a place a JWT could start; trying each against the rest
+    # of the run is quadratic (160 kB: about 14 s). Hostile text stays linear.
+    redactor = Redactor()
+    hostile = "eyJ-" * 40_000
+    assert scrub_seconds(redactor, hostile) < 1.0
+    assert redactor.scrub(hostile) == hostile
+    # Still masked where it is a token, also after a run of false starts.
+    assert redactor.scrub(f"eyJ-eyJ-x {JWT} -{JWT}") == f"eyJ-eyJ-x {REDACTED} -{REDACTED}"
+
+
+def test_scrubbing_many_form_data_headers_on_one_line_stays_linear() -> None:
+    # Each ``content-disposition: form-data`` looking to the end of the line
+    # for its ``name=`` is quadratic too (160 kB with a secret word: about 10 s).
+    redactor = Redactor()
+    hostile = "content-disposition: form-data " * 5_000 + "token"
+    assert scrub_seconds(redactor, hostile) < 1.0
+    assert redactor.scrub(hostile) == hostile
+    form = (
+        "Content-Disposition: form-data; x=1; "
+        'content-disposition: form-data; name="password"\r\n\r\nhunter2\r\n--b'
+    )
+    assert redactor.scrub(form).endswith(f"\r\n\r\n{REDACTED}\r\n--b")
