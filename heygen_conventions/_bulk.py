@@ -62,7 +62,7 @@ from sqlalchemy.sql.elements import ColumnElement
 from sqlalchemy.sql.schema import Column
 from sqlalchemy.types import TypeDecorator, TypeEngine
 
-from heygen_conventions._filters import WriteSpec, write_specs
+from heygen_conventions._filters import WriteSpec, check_columns, write_specs
 from heygen_conventions.errors import InvalidInputError
 from heygen_conventions.responses import ErrorDetail
 
@@ -158,6 +158,7 @@ class BulkPlan:
     defaulted: frozenset[str]
     one_table: bool  # False for joined-table inheritance: a row spans several tables
     write_specs: dict[str, WriteSpec]  # attribute key -> how its written values are checked
+    column_write_specs: dict[str, WriteSpec]  # the same by column key
 
 
 _PLANS: dict[Mapper[Any], BulkPlan] = {}
@@ -191,13 +192,21 @@ def plan_for(mapper: Mapper[Any]) -> BulkPlan:
         column.key: mapper.get_property_by_column(column).key for column in mapper.columns
     }
     pk_keys = tuple(str(column.key) for column in mapper.primary_key)
+    checks = write_specs(
+        {
+            prop.key: prop.columns[0]
+            for prop in mapper.column_attrs
+            if isinstance(prop.columns[0], Column)
+        }
+    )
+    column_of = {attribute: column for column, attribute in attribute_of.items()}
     plan = BulkPlan(
         mapper=mapper,
         table=table,
         columns=tuple(str(column.key) for column in table.columns),
         defaults=defaults,
         attribute_of=attribute_of,
-        column_of={attribute: column for column, attribute in attribute_of.items()},
+        column_of=column_of,
         pk_keys=pk_keys,
         pk_types=_python_types(mapper.primary_key),
         pk_made_here=all(key in defaults for key in pk_keys),
@@ -221,13 +230,10 @@ def plan_for(mapper: Mapper[Any]) -> BulkPlan:
             and not column.type.should_evaluate_none
         ),
         one_table=len(mapper.tables) == 1,
-        write_specs=write_specs(
-            {
-                prop.key: prop.columns[0]
-                for prop in mapper.column_attrs
-                if isinstance(prop.columns[0], Column)
-            }
-        ),
+        write_specs=checks,
+        column_write_specs={
+            column_of[key]: spec for key, spec in checks.items() if key in column_of
+        },
     )
     _PLANS[mapper] = plan
     return plan
@@ -252,6 +258,12 @@ def without_default_nones(plan: BulkPlan, values: Mapping[str, Any]) -> Mapping[
     except Exception:  # noqa: S110 - a value whose == raises (a SQL expression): look at each
         pass
     return {k: v for k, v in values.items() if v is not None or k not in defaulted}
+
+
+def check_rows(plan: BulkPlan, rows: Sequence[dict[str, Any]]) -> None:
+    """Column-keyed rows of this call's own checked against the column types, in place."""
+    if rows:
+        check_columns(plan.column_write_specs, rows, plan.attribute_of)
 
 
 def complete_row(plan: BulkPlan, values: Mapping[str, Any]) -> dict[str, Any]:

@@ -15,10 +15,11 @@ import numbers
 import operator
 import uuid
 import weakref
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 from decimal import Decimal
+from operator import itemgetter
 from typing import Any, NoReturn
 
 from sqlalchemy import BigInteger, Integer, SmallInteger, TypeDecorator, Uuid
@@ -173,6 +174,42 @@ def checked_row(specs: Mapping[str, WriteSpec], row: Mapping[str, Any]) -> Mappi
                 converted = dict(row)
             converted[key] = checked
     return row if converted is None else converted
+
+
+def check_columns(
+    specs: Mapping[str, WriteSpec],
+    rows: Sequence[dict[str, Any]],
+    names: Mapping[str, str],
+) -> None:
+    """``rows`` (the caller's own) checked as :func:`checked_row` checks one, column by
+    column, converted in place: the bulk writes' check, cheaper than one row at a time.
+
+    Args:
+        specs: By the rows' keys.
+        names: The field name to report for each key.
+
+    Raises:
+        InvalidInputError: A value its column cannot hold (422).
+    """
+    for key, spec in specs.items():
+        try:
+            types = set(map(type, map(itemgetter(key), rows)))  # no Python frame per row
+        except KeyError:  # rows that leave the column out (it takes its server default)
+            types = {type(row.get(key)) for row in rows}
+        types.discard(type(None))
+        if types <= spec.exact:
+            continue
+        if int in types and types - {int} <= spec.exact:
+            ints = [value for row in rows if type(value := row.get(key)) is int]
+            if -spec.limit <= min(ints) and max(ints) < spec.limit:
+                continue
+        name = names.get(key, key)
+        for row in rows:
+            value = row.get(key)
+            if value is not None:
+                checked = write_values(name, spec.column, [value])[0]
+                if checked is not value:
+                    row[key] = checked
 
 
 def _checked(name: str, column: Column[Any], values: list[Any], *, writing: bool) -> list[Any]:

@@ -20,6 +20,7 @@ load raises instead of issuing hidden queries.
 from __future__ import annotations
 
 import builtins
+import functools
 from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
@@ -563,18 +564,20 @@ class BaseRepository(Generic[ModelT]):
         # The caller's generator, if any, runs with the collector on.
         items = items if isinstance(items, builtins.list | tuple) else builtins.list(items)
         with _bulk.collector_paused():
-            return [
+            rows = [
                 _bulk.complete_row(
                     plan, _bulk.without_default_nones(plan, self._column_values(plan, item))
                 )
                 for item in items
             ]
+            _bulk.check_rows(plan, rows)
+            return rows
 
     def _column_values(self, plan: _bulk.BulkPlan, item: Data) -> Mapping[str, Any]:
-        """``item``'s field values, checked, read only: the caller copies them into a row."""
+        """``item``'s field values, read only: the caller copies them into a row
+        (and checks its values: :func:`_bulk.check_rows`)."""
         if type(item) is dict and plan.attributes.issuperset(item):
-            # No copy per row (complete_row() makes the row) unless a value is converted.
-            values: Mapping[str, Any] = checked_row(plan.write_specs, item)
+            values: Mapping[str, Any] = item  # no copy per row: complete_row() makes the row
         else:
             values = self._values(item, partial=False)
         relationships = plan.relationships
@@ -892,10 +895,11 @@ class BaseRepository(Generic[ModelT]):
         keyed_here: set[tuple[Any, ...]] = set()
         # The caller's generator, if any, runs with the collector on.
         items = items if isinstance(items, builtins.list | tuple) else builtins.list(items)
+        values_of = functools.partial(self._column_values, plan)
         with _bulk.collector_paused():
-            for item in items:
-                given = self._column_values(plan, item)
-                row = _bulk.complete_row(plan, given)
+            built = [(given, _bulk.complete_row(plan, given)) for given in map(values_of, items)]
+            _bulk.check_rows(plan, [row for _, row in built])  # before keys are read from them
+            for given, row in built:
                 try:
                     key = key_of(row)
                 except KeyError as missing:

@@ -1501,3 +1501,25 @@ async def test_written_values_the_column_takes(session: AsyncSession) -> None:
     assert video.duration == 3
     made = await repo.create_many([{"title": "u", "slug": "u", "author_id": str(author.id)}])
     assert made[0].author_id == author.id
+
+
+async def test_bulk_writes_check_every_row(session: AsyncSession) -> None:
+    repo = VideoRepository(session)
+    author = await AuthorRepository(session).create({"name": "a"})
+    rows: list[dict[str, Any]] = [
+        {"title": "a", "slug": "a", "duration": 1},
+        {"title": "b", "slug": "b"},  # leaves duration out
+        {"title": "c", "slug": "c", "duration": "3"},
+    ]
+    with pytest.raises(InvalidInputError) as caught:
+        await repo.create_many(rows)
+    assert caught.value.details[0].field == "duration"
+    with pytest.raises(InvalidInputError, match="'duration'"):
+        await repo.upsert_many(rows, on="slug")
+    assert await repo.count() == 0
+    # Text for a UUID column is parsed in any row, before the rows are keyed.
+    rows[2]["duration"] = 3
+    rows[1]["author_id"] = str(author.id)
+    result = await repo.upsert_many(rows, on="slug")
+    assert [v.author_id for v in result.items] == [None, author.id, None]
+    assert rows[1]["author_id"] == str(author.id)  # the caller's rows are left as they were
