@@ -12,6 +12,9 @@ REQUEST_ID_STATE_KEY = "request_id"
 DEFAULT_REQUEST_ID_HEADER = "X-Request-ID"
 #: Key under ``scope["state"]`` naming the header the request id travels in.
 REQUEST_ID_HEADER_STATE_KEY = "request_id_header"
+#: Attribute of ``app.state`` holding ``setup_app``'s ``(header, trust_incoming)``, for
+#: the error handlers answering a request no RequestContextMiddleware has seen.
+REQUEST_ID_OPTIONS_APP_KEY = "heygen_request_id_options"
 #: Key under ``scope["state"]`` naming the type of an exception answered with a 500.
 FAILURE_STATE_KEY = "heygen_failure"
 
@@ -60,9 +63,16 @@ def request_id_from_scope(scope: Any, header: str = DEFAULT_REQUEST_ID_HEADER) -
     existing = state.get(REQUEST_ID_STATE_KEY)
     if existing:
         return str(existing)
+    trust = True
+    # No middleware ran (the request failed outside it): the app's own settings
+    # still decide which header, if any, an id may come from.
+    options = getattr(getattr(scope.get("app"), "state", None), REQUEST_ID_OPTIONS_APP_KEY, None)
+    if options is not None:
+        header, trust = options
+        state.setdefault(REQUEST_ID_HEADER_STATE_KEY, header)
     wanted = header.lower().encode("latin-1")
     found: str | None = None
-    for name, value in scope.get("headers", ()):
+    for name, value in scope.get("headers", ()) if trust else ():
         if name.lower() == wanted:
             found = safe_request_id(value)
             break
@@ -111,19 +121,29 @@ def get_request_context() -> dict[str, Any]:
 
 # Set on an exception once the library has logged its traceback: the server
 # logs whatever the application lets out ("Exception in ASGI application")
-# after the request context is gone, and that second copy is dropped.
+# after the request context is gone, and that second copy is dropped. The mark
+# names the request (its ``scope["state"]``) that logged it: one exception
+# instance can fail several requests (callers sharing a single-flight future,
+# a module-level instance), and each of them logs its own traceback.
 _LOGGED = "__heygen_conventions_logged__"
 
 
-def mark_logged(exc: BaseException) -> None:
+def mark_logged(exc: BaseException, request: object = None) -> None:
+    """Mark ``exc`` as logged, by the request whose ``scope["state"]`` is ``request``."""
     try:
-        setattr(exc, _LOGGED, True)
+        setattr(exc, _LOGGED, True if request is None else request)
     except Exception:  # pragma: no cover - an exception refusing attributes is logged twice
         return
 
 
-def was_logged(exc: BaseException | None) -> bool:
+def was_logged(exc: BaseException | None, request: object = None) -> bool:
+    """Whether ``exc`` was logged: by that request, or (``request`` None) by any."""
     try:
-        return exc is not None and getattr(exc, _LOGGED, False) is True
+        if exc is None:
+            return False
+        mark = getattr(exc, _LOGGED, None)
+        if mark is None:
+            return False
+        return request is None or mark is request
     except Exception:
         return False

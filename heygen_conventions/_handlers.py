@@ -430,7 +430,8 @@ class _UnhandledErrorMiddleware:
 
 
 def _log_unhandled(scope: Scope, exc: Exception) -> None:
-    if was_logged(exc):  # by RequestContextMiddleware, inside this one
+    state = scope.setdefault("state", {})
+    if was_logged(exc, state):  # by RequestContextMiddleware, inside this one
         return
     logger.error(
         "Unhandled exception",
@@ -441,7 +442,7 @@ def _log_unhandled(scope: Scope, exc: Exception) -> None:
             "request_id": request_id_from_scope(scope),
         },
     )
-    mark_logged(exc)
+    mark_logged(exc, state)
 
 
 def install_exception_handlers(app: FastAPI, *, format: ErrorFormat = "envelope") -> None:

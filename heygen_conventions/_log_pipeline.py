@@ -51,6 +51,8 @@ _ACCESS_KEYS = ("logger", "status_code", "duration_ms", "error", "event", "level
 
 # uvicorn's loggers, whose exception lines repeat what the library logged.
 _SERVER_LOGGER = "uvicorn"
+# uvicorn's access line: '%s - "%s %s HTTP/%s" %d' % (client, method, path?query, version, status).
+_SERVER_ACCESS_LOGGER = "uvicorn.access"
 
 #: Marks the handler ``configure_logging`` installs, so a second call replaces it.
 HANDLER_MARK = "_heygen_conventions_handler"
@@ -378,6 +380,16 @@ _RECORD_ATTRIBUTES = frozenset(logging.makeLogRecord({}).__dict__) | {
 }
 
 
+def without_query_string(record: logging.LogRecord) -> logging.LogRecord:
+    """uvicorn's access record with its path cut at ``?`` (a copy): query strings carry tokens."""
+    args = record.args
+    if type(args) is not tuple or len(args) != 5 or type(args[2]) is not str or "?" not in args[2]:
+        return record
+    copy = logging.makeLogRecord(record.__dict__)
+    copy.args = (*args[:2], args[2].partition("?")[0], *args[3:])
+    return copy
+
+
 def record_event(record: logging.LogRecord) -> dict[str, Any]:
     """The event dict a stdlib record enters the chain as: ``extra=`` fields become keys."""
     event_dict: dict[str, Any] = {"logger": record.name, "event": record.getMessage()}
@@ -685,6 +697,8 @@ class Pipeline:
             and was_logged(exc_info[1])
         ):
             return None
+        if record.name == _SERVER_ACCESS_LOGGER:
+            record = without_query_string(record)
         event_dict: Any = record_event(record)
         method_name = record.levelname.lower()
         try:

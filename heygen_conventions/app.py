@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 from fastapi import FastAPI
 
-from heygen_conventions._context import DEFAULT_REQUEST_ID_HEADER
+from heygen_conventions._context import DEFAULT_REQUEST_ID_HEADER, REQUEST_ID_OPTIONS_APP_KEY
 from heygen_conventions._handlers import ErrorFormat, install_exception_handlers
 from heygen_conventions._lifespan import check_at_startup
 from heygen_conventions.auth import JWTAuth, UserLoader, check_auth_installed, install_auth
@@ -109,6 +109,8 @@ def setup_app(
     app.add_middleware(
         RequestContextMiddleware, header=request_id_header, trust_incoming=trust_request_id
     )
+    # For the error handlers, when a middleware added later fails outside this one.
+    setattr(app.state, REQUEST_ID_OPTIONS_APP_KEY, (request_id_header, trust_request_id))
     check_at_startup(app, check_auth_installed)
     components = AppComponents(settings=settings, database=database, cache=cache, auth=auth)
     setattr(app.state, _STATE_KEY, components)

@@ -544,7 +544,12 @@ class RequestContextMiddleware:
             if message_type == "http.response.body":
                 if not message.get("more_body", False):
                     finished = time.perf_counter()
-            elif message_type == "http.response.start" or message_type == "websocket.accept":
+            elif (
+                message_type == "http.response.start"
+                or message_type == "websocket.accept"
+                # A WebSocket refused with an HTTP response (the denial extension).
+                or message_type == "websocket.http.response.start"
+            ):
                 if message_type == "http.response.start":
                     status_code = message["status"]
                 sent = message.get("headers") or ()
@@ -568,12 +573,12 @@ class RequestContextMiddleware:
                 raise
             if status_code is None:
                 status_code = 500
-            if _STATE is not None and not was_logged(exc):
+            if _STATE is not None and not was_logged(exc, state):
                 # Logged here, with the request context, rather than by the
                 # server once the context is gone; the pipeline drops the
                 # server's copy. Without the pipeline the server's is the only one.
                 _ERRORS_LOGGER.error("Unhandled exception", exc_info=exc)
-                mark_logged(exc)
+                mark_logged(exc, state)
             raise
         finally:
             try:

@@ -17,15 +17,19 @@ import structlog
 from fastapi import BackgroundTasks, Depends, FastAPI, WebSocket
 from fastapi.responses import StreamingResponse
 from fastapi.testclient import TestClient
+from starlette.responses import Response
+from starlette.testclient import WebSocketDenialResponse
 
 from heygen_conventions import (
     NotFoundError,
     RequestContextMiddleware,
+    Settings,
     _log_pipeline,
     bind_request_context,
     get_logger,
     get_request_context,
     install_exception_handlers,
+    setup_app,
 )
 from heygen_conventions._log_pipeline import Pipeline
 from heygen_conventions.logging import _SINK, DEFAULT_REDACTED_KEYS
@@ -711,3 +715,95 @@ async def test_a_hostile_request_path_does_not_block_the_event_loop(log_output: 
     assert response.status_code == 404
     assert log_output.one(event="request finished")["status_code"] == 404
     assert elapsed < 1.0
+
+
+async def test_a_failure_shared_by_concurrent_requests_is_logged_for_each_of_them(
+    log_output: LogOutput,
+) -> None:
+    # Single flight (as the library's own cache read-through does): callers of
+    # the same key await one future and all re-raise its one exception instance.
+    app = FastAPI()
+    install_exception_handlers(app)
+    flight: asyncio.Future[Any] | None = None
+
+    @app.get("/shared")
+    async def shared() -> Any:
+        nonlocal flight
+        if flight is None:
+            flight = asyncio.get_running_loop().create_future()
+            await asyncio.sleep(0.01)  # the second request joins meanwhile
+            flight.set_exception(RuntimeError("loader failed"))
+        return await asyncio.shield(flight)
+
+    app.add_middleware(RequestContextMiddleware)
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+        first, second = await asyncio.gather(
+            client.get("/shared", headers={"X-Request-ID": "req-1"}),
+            client.get("/shared", headers={"X-Request-ID": "req-2"}),
+        )
+    assert (first.status_code, second.status_code) == (500, 500)
+    for request_id in ("req-1", "req-2"):
+        access = log_output.one(event="request finished", request_id=request_id)
+        assert access["error"] == "RuntimeError"
+        # Each failed request has its traceback, under its own id.
+        tracebacks = log_output.find(event="Unhandled exception", request_id=request_id)
+        assert len(tracebacks) == 1, log_output.text
+    # And uvicorn's copy of an exception that escaped is still dropped.
+    logging.getLogger("uvicorn.error").error(
+        "Exception in ASGI application\n", exc_info=flight.exception() if flight else None
+    )
+    assert len([line for line in log_output.lines() if "exception" in line]) == 2
+
+
+def test_a_websocket_denial_response_carries_the_request_id(log_output: LogOutput) -> None:
+    app = FastAPI()
+
+    @app.websocket("/ws")
+    async def ws(websocket: WebSocket) -> None:
+        await websocket.send_denial_response(Response("go away", status_code=403))
+
+    app.add_middleware(RequestContextMiddleware)
+    with (
+        pytest.raises(WebSocketDenialResponse) as denied,
+        TestClient(app).websocket_connect("/ws", headers={"X-Request-ID": "req-ws"}),
+    ):
+        pass
+    assert denied.value.status_code == 403
+    assert denied.value.headers.get("x-request-id") == "req-ws"
+
+
+class FailingOuterMiddleware:
+    """A middleware the application adds after setup_app (so outside the request context)."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] == "http":
+            raise RuntimeError("rate limiter down")
+        await self.app(scope, receive, send)
+
+
+@pytest.mark.parametrize(
+    ("options", "sent"),
+    [
+        ({"trust_request_id": False}, {"X-Request-ID": "client-chosen"}),
+        ({"request_id_header": "X-Correlation-ID"}, {"X-Request-ID": "client-chosen"}),
+    ],
+)
+def test_the_500_of_a_failure_outside_the_middleware_keeps_the_request_id_settings(
+    log_output: LogOutput, options: dict[str, Any], sent: dict[str, str]
+) -> None:
+    app = FastAPI()
+    setup_app(app, Settings(), configure_logs=False, **options)
+    app.add_middleware(FailingOuterMiddleware)
+    with TestClient(app, raise_server_exceptions=False) as client:
+        response = client.get("/anything", headers=sent)
+    assert response.status_code == 500
+    header = options.get("request_id_header", "X-Request-ID")
+    request_id = response.headers[header]
+    assert request_id != "client-chosen"
+    assert response.json()["metadata"]["request_id"] == request_id
+    assert "client-chosen" not in log_output.text
+    assert log_output.one(event="Unhandled exception")["request_id"] == request_id

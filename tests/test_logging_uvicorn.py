@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import signal
 import socket
@@ -13,6 +14,8 @@ from pathlib import Path
 import httpx
 import orjson
 import pytest
+
+from tests.fixtures.logging import LogOutput
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -134,3 +137,21 @@ def test_uvicorn_own_lines_and_the_apps_lines_share_one_json_format(tmp_path: Pa
     tracebacks = [line for line in lines if "exception" in line]
     assert [line["request_id"] for line in tracebacks] == ["req-boom", "req-late"], stderr
     assert tracebacks[1]["path"] == "/late-boom"
+
+
+def test_uvicorns_access_line_when_kept_does_not_log_the_query_string(
+    log_output: LogOutput,
+) -> None:
+    log_output.configure(level="INFO", uvicorn_access=True)
+    # What uvicorn's h11/httptools protocols log for "GET /callback?code=...&state=...".
+    logging.getLogger("uvicorn.access").info(
+        '%s - "%s %s HTTP/%s" %d',
+        "127.0.0.1:50000",
+        "GET",
+        "/callback?code=oauth-code-77&state=xyz",
+        "1.1",
+        200,
+    )
+    line = log_output.one(logger="uvicorn.access")
+    assert line["event"] == '127.0.0.1:50000 - "GET /callback HTTP/1.1" 200'
+    assert "oauth-code-77" not in log_output.text
