@@ -54,7 +54,7 @@ FILE_TEMPLATE = (
 )
 TRUNCATE_SLUG_LENGTH = 60
 
-_SLUG_UNSAFE = re.compile(r"[^0-9a-zA-Z]+")
+_SLUG_WORD = re.compile(r"\w+")
 
 
 def migration_filename(message: str, *, when: datetime | None = None) -> str:
@@ -65,7 +65,12 @@ def migration_filename(message: str, *, when: datetime | None = None) -> str:
     to check names in CI or to name hand-written revisions alike.
     """
     moment = (when or datetime.now(UTC)).astimezone(UTC)
-    slug = _SLUG_UNSAFE.sub("_", message).strip("_").lower()[:TRUNCATE_SLUG_LENGTH].rstrip("_")
+    # Alembic's own slug (ScriptDirectory._rev_path): the message's words
+    # (``\w+``, Unicode letters and underscores included) joined by "_", cut
+    # at the last word boundary within the length, with a trailing "_".
+    slug = "_".join(_SLUG_WORD.findall(message)).lower()
+    if len(slug) > TRUNCATE_SLUG_LENGTH:
+        slug = slug[:TRUNCATE_SLUG_LENGTH].rsplit("_", 1)[0] + "_"
     return f"{moment:%Y_%m_%d_%H_%M_%S}_{slug}.py"
 
 
@@ -123,13 +128,16 @@ def _with_render_item(options: dict[str, Any]) -> dict[str, Any]:
 def _configure_and_run(connection: Connection, metadata: MetaData, options: dict[str, Any]) -> None:
     from alembic import context
 
+    defaults: dict[str, Any] = {
+        "compare_type": True,
+        # SQLite rebuilds a table to change it; batch mode does that for ALTERs.
+        "render_as_batch": connection.dialect.name == "sqlite",
+    }
     context.configure(
         connection=connection,
         target_metadata=metadata,
-        compare_type=True,
-        # SQLite rebuilds a table to change it; batch mode does that for ALTERs.
-        render_as_batch=connection.dialect.name == "sqlite",
-        **_with_render_item(options),
+        # The caller's options win over these defaults rather than collide with them.
+        **_with_render_item({**defaults, **options}),
     )
     with context.begin_transaction():
         context.run_migrations()

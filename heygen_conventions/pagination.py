@@ -58,7 +58,8 @@ logger = logging.getLogger("heygen_conventions.pagination")
 SortOrder = Literal["asc", "desc"]
 CountStrategy = Literal["exact", "estimate", "none"]
 
-#: Highest page number accepted: its offset still fits a 64-bit integer at any page size.
+#: Highest page number accepted. With a page size past 9,223 its offset can pass 64 bits:
+#: such a page is past the end of any table and answers empty without a query.
 MAX_PAGE = 10**15
 
 DEFAULT_PER_PAGE = 20

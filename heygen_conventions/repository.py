@@ -35,9 +35,9 @@ from sqlalchemy import (
     Select,
     Table,
     and_,
-    exists,
     func,
     insert,
+    literal,
     or_,
     select,
     tuple_,
@@ -176,6 +176,9 @@ def _stale_version() -> ConflictError:
 # Sortable when a repository names no sortable_fields: they tell no more than
 # the default order (UUIDv7 keys are creation-ordered) or the response itself.
 _TIMESTAMP_FIELDS = ("created_at", "updated_at")
+
+# Largest OFFSET + LIMIT both databases take (a signed 64-bit integer).
+_MAX_SQL_INTEGER = 2**63 - 1
 
 
 class BaseRepository(Generic[ModelT]):
@@ -393,7 +396,8 @@ class BaseRepository(Generic[ModelT]):
         return SortKey(
             attribute=self._column_attribute(name),
             descending=descending,
-            nullable=bool(column.nullable),
+            # A column_property is an expression, which may be NULL.
+            nullable=bool(getattr(column, "nullable", True)),
             enum_class=getattr(column.type, "enum_class", None),
         )
 
@@ -485,9 +489,12 @@ class BaseRepository(Generic[ModelT]):
         self, *filters: ColumnElement[bool], search: str | None = None, **equals: Any
     ) -> int:
         """How many rows match."""
+        # From the mapped class, not its table: a single-table subclass counts
+        # its own rows (the discriminator applies) and a joined-table one joins
+        # its tables instead of multiplying them.
         statement = (
             select(func.count())
-            .select_from(self._table)
+            .select_from(self.model)
             .where(*self._where(filters, equals, search))
         )
         with self._guard():
@@ -495,7 +502,10 @@ class BaseRepository(Generic[ModelT]):
 
     async def exists(self, *filters: ColumnElement[bool], **equals: Any) -> bool:
         """Whether any row matches (``SELECT EXISTS``: stops at the first)."""
-        statement = select(exists().where(*self._where(filters, equals)))
+        # A FROM of its own (EXISTS (SELECT *) with no filter has none) and the
+        # mapped class's rows only (inheritance).
+        matching = select(literal(1)).select_from(self.model).where(*self._where(filters, equals))
+        statement = select(matching.exists())
         with self._guard():
             return bool(await self.session.scalar(statement))
 
@@ -1096,11 +1106,15 @@ class BaseRepository(Generic[ModelT]):
                 )
 
         fetch = per_page if used == "exact" else per_page + 1
-        page_query = (
-            base.options(*self._load_options(load)).order_by(*order).offset(offset).limit(fetch)
-        )
-        with self._guard():
-            rows = builtins.list((await self.session.scalars(page_query)).unique().all())
+        rows: builtins.list[Any] = []
+        # An offset past 64 bits (a large max_per_page) is past the end of any
+        # table: both databases refuse it as a parameter.
+        if offset + fetch <= _MAX_SQL_INTEGER:
+            page_query = (
+                base.options(*self._load_options(load)).order_by(*order).offset(offset).limit(fetch)
+            )
+            with self._guard():
+                rows = builtins.list((await self.session.scalars(page_query)).unique().all())
         if used == "estimated" and total is not None:
             if len(rows) > per_page:
                 total = max(total, offset + per_page + 1)
@@ -1141,7 +1155,10 @@ class BaseRepository(Generic[ModelT]):
             params = compiled.params
             filters = compiled.string + "".join(f"|{n}={params[n]!r}" for n in sorted(params))
         max_age = self.cursor_max_age.total_seconds() if self.cursor_max_age else None
-        return CursorCodec(key, listing_fingerprint(self._table.name, sort, filters), max_age)
+        # The mapped class, not only its table: single-table subclasses share one.
+        model = f"{self.model.__module__}.{self.model.__qualname__}"
+        listing = listing_fingerprint(model, self._table.fullname, sort, filters)
+        return CursorCodec(key, listing, max_age)
 
     async def paginate_cursor(
         self,
@@ -1180,6 +1197,13 @@ class BaseRepository(Generic[ModelT]):
         with self._guard():
             rows = builtins.list((await self.session.scalars(statement)).unique().all())
         more = len(rows) > limit
+        if backwards and len(rows) < limit:
+            # Back at the start with less than a page (rows before were deleted
+            # meanwhile, perhaps all of them): the first page, not a short or
+            # empty one that says nothing follows.
+            return await self.paginate_cursor(
+                *filters, limit=limit, sort=sort, search=search, load=load, **equals
+            )
         rows = rows[:limit]
         if backwards:
             rows.reverse()
