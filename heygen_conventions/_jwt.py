@@ -30,7 +30,7 @@ import orjson
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, rsa
-from cryptography.x509 import load_pem_x509_certificate
+from cryptography.x509 import load_der_x509_certificate, load_pem_x509_certificate
 from jose import jwk
 from jose.exceptions import JOSEError
 
@@ -175,8 +175,18 @@ def _looks_like_public_key(secret: bytes) -> bool:
     candidates = [stripped]
     with contextlib.suppress(binascii.Error, ValueError):
         candidates.append(base64.b64decode(stripped, validate=True))
+    # base64url without padding, as JWK members and some tools write DER.
+    unpadded = stripped.rstrip(b"=")
+    if re.fullmatch(rb"[A-Za-z0-9_-]+", unpadded):
+        with contextlib.suppress(binascii.Error, ValueError):
+            candidates.append(base64.urlsafe_b64decode(unpadded + b"=" * (-len(unpadded) % 4)))
     for candidate in candidates:
-        for loader in (serialization.load_der_public_key, serialization.load_ssh_public_key):
+        for loader in (
+            serialization.load_der_public_key,
+            serialization.load_ssh_public_key,
+            # An X.509 certificate (a JWKS's x5c is one, base64 DER) carries a public key.
+            load_der_x509_certificate,
+        ):
             try:
                 loader(candidate)
             except Exception:  # noqa: S112 - any parse failure means "not this format"

@@ -29,6 +29,7 @@ import asyncio
 import inspect
 import logging
 import math
+import secrets
 import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from datetime import datetime, timedelta
@@ -124,13 +125,23 @@ def _spent_at(value: bytes) -> float | None:
     if not value.startswith(_SPENT_PREFIX):
         return None
     try:
-        return float(value[len(_SPENT_PREFIX) :])
+        # ``spent:<time>:<nonce>``; entries written before the nonce are ``spent:<time>``.
+        return float(value[len(_SPENT_PREFIX) :].split(b":", 1)[0])
     except ValueError:
         return -math.inf  # unreadable time: still spent, no extra window
 
 
 def _timestamp(value: datetime | float) -> float:
-    return value.timestamp() if isinstance(value, datetime) else float(value)
+    if isinstance(value, datetime):
+        # A naive datetime is read in the host's zone: a naive UTC time (what a
+        # DateTime column without time zone returns) would move a cutoff or a
+        # revocation's expiry by the host's UTC offset, letting tokens through.
+        if value.tzinfo is None or value.utcoffset() is None:
+            raise ValueError(
+                "a naive datetime is ambiguous; pass an aware one (tzinfo=UTC) or a timestamp"
+            )
+        return value.timestamp()
+    return float(value)
 
 
 def _stored_cutoff(value: bytes) -> float:
@@ -412,9 +423,19 @@ class JWTAuth:
             cutoff_at = None if cutoff is None else _cutoff_ms(cutoff)
             if entry is None and (cutoff_at is None or session_started_ms(claims) >= cutoff_at):
                 now = self._clock()
-                marker = _SPENT_PREFIX + str(now).encode()
+                # Unique to this call, so that it can recognise its own write.
+                marker = _SPENT_PREFIX + f"{now}:{secrets.token_hex(8)}".encode()
                 ttl = max(claims.expires_at + self.codec.leeway - now, 1.0)
-                if await self._bounded(store, store.set_if_absent(key, marker, ttl=ttl)):
+                try:
+                    spent = await self._bounded(store, store.set_if_absent(key, marker, ttl=ttl))
+                except Exception:
+                    # The write may have been applied with only its reply lost or
+                    # late: answering 503 ("nothing spent") would make the client's
+                    # retry look like a replay. If the entry is ours, this call spent it.
+                    if await self._bounded(store, store.get(key)) != marker:
+                        raise
+                    spent = True
+                if spent:
                     if store is not self._local_store:
                         await self._local_store.set(key, marker, ttl=ttl)
                     if self._store_down_since is not None:

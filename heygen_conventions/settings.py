@@ -210,11 +210,20 @@ class Settings(BaseSettings):
                 f"{variable} must be set when environment is {self.environment!r}: "
                 f"generate one with `python -c 'import secrets; print(secrets.token_urlsafe(48))'`"
             )
-        if secret == DEVELOPMENT_JWT_SECRET:
+        # Padded or quoted (a secret file's newline), it is still a key anyone can try.
+        if DEVELOPMENT_JWT_SECRET in secret:
             raise ValueError(
                 f"{variable} is the public development secret; set a private one "
                 f"for environment {self.environment!r}"
             )
+        for kid, old in self.jwt_verification_secrets.items():
+            # Verification secrets verify tokens as the signing secret does.
+            if DEVELOPMENT_JWT_SECRET in old.get_secret_value():
+                raise ValueError(
+                    f"{prefix}JWT_VERIFICATION_SECRETS[{kid!r}] is the public development "
+                    f"secret: anyone could sign tokens under that kid in environment "
+                    f"{self.environment!r}"
+                )
         if len(secret.encode()) < MIN_HMAC_SECRET_BYTES:
             raise ValueError(
                 f"{variable} is {len(secret.encode())} bytes; {self.jwt_algorithm} needs at "
