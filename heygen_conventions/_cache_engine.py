@@ -48,6 +48,7 @@ _PLAIN_KEY = re.compile(r"[A-Za-z0-9._:@/+=-]{1,120}")
 _NAMESPACE = re.compile(r"[A-Za-z0-9_.-]{1,64}")
 _FORMAT = 2  # part of the schema hash: bump when the entry layout changes
 NO_GENERATION = b"-" * 16
+UNSERVABLE = b"!" * 16  # a generation no token ever equals (see generation_of)
 VALUE = b"V"
 NOT_FOUND = b"N"
 HEADER = 17  # tag byte + 16-byte generation
@@ -102,10 +103,25 @@ def _readable_or_hashed(text: str) -> str:
 def generation_of(raw: bytes | None) -> bytes:
     if raw is None:
         return NO_GENERATION
-    if len(raw) == 16:
+    if len(raw) == 16 and raw != UNSERVABLE:
         return raw
     # Not written by us: any value still works as a token, at a fixed width.
     return hashlib.blake2b(raw, digest_size=8).hexdigest().encode()
+
+
+def reply(values: Any, count: int) -> list[bytes | None]:
+    """A ``get_many`` answer, checked: ``count`` values, each bytes or None.
+
+    Anything else (a proxy or server answering with integers, a short array)
+    is the backend failing, not data: the caller answers from the loader.
+    """
+    if (
+        not isinstance(values, list | tuple)
+        or len(values) != count
+        or not all(value is None or isinstance(value, bytes) for value in values)
+    ):
+        raise CacheUnavailableError("Cache answered a read with a malformed reply")
+    return values if isinstance(values, list) else list(values)
 
 
 def version_segment(raw: bytes | None) -> str:
@@ -653,6 +669,10 @@ async def invalidate_keys(config: Config, backend: Any, texts: Sequence[str]) ->
     tokens = {f"{base}:g:{text}": secrets.token_hex(8).encode() for text in texts}
     try:
         await backend.set_many(tokens, ttl=config.generation_ttl())
+    except asyncio.CancelledError as exc:
+        # The caller is gone but the write it follows is durable: retry it.
+        _invalidation_failed(backend, state, config, exc, texts)
+        raise
     except Exception as exc:
         _invalidation_failed(backend, state, config, exc, texts)
         return False
@@ -676,6 +696,9 @@ async def invalidate_namespace(config: Config, backend: Any) -> bool:
             # is a new version.
             version = secrets.randbits(48)
             await backend.set(version_key, str(version).encode())
+    except asyncio.CancelledError as exc:
+        _invalidation_failed(backend, state, config, exc, None)
+        raise
     except Exception as exc:
         _invalidation_failed(backend, state, config, exc, None)
         return False
@@ -858,6 +881,7 @@ __all__ = [
     "key_text",
     "record_error",
     "record_recovery",
+    "reply",
     "retry_failed",
     "seconds",
     "start_local",

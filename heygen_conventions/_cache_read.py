@@ -68,7 +68,8 @@ async def read_many(
     version, segment = state.versions.get(config.namespace, engine.NO_VERSION)
     while True:
         data_keys = [f"{base}:v{segment}:{codec.schema_hash}:{texts[i]}" for i in lookup]
-        raw = await backend.get_many([version_key, *generation_keys, *data_keys])
+        keys = [version_key, *generation_keys, *data_keys]
+        raw = engine.reply(await backend.get_many(keys), len(keys))
         if raw[0] == version:
             return data_keys, raw[1 : 1 + count], raw[1 + count :]
         version, segment = state.remember_version(config.namespace, raw[0])
@@ -229,6 +230,7 @@ class Flight:
         self.read_keys: tuple[str, str, str] = ("", "", "")
         self.generation = engine.NO_GENERATION
         self.writable = False
+        self.flight: asyncio.Future[Outcome] | None = None
 
     async def lead(self) -> Any:
         """Read; on a miss load and store. Callers arriving meanwhile share the outcome."""
@@ -236,6 +238,7 @@ class Flight:
         slot = (self.config.namespace, text)
         schema = codec.schema_hash
         flight: asyncio.Future[Outcome] = asyncio.get_running_loop().create_future()
+        self.flight = flight
         leaders = state.inflight.get(slot)
         if leaders is None:
             state.inflight[slot] = {schema: flight}
@@ -291,15 +294,15 @@ class Flight:
         generation_key = names.generation_prefix + self.text
         data_key = f"{names.base}:v{segment}{schema_text}"
         try:
-            raw_version, raw_generation, raw = await backend.get_many(
-                (names.version_key, generation_key, data_key)
+            raw_version, raw_generation, raw = engine.reply(
+                await backend.get_many((names.version_key, generation_key, data_key)), 3
             )
             if raw_version != version:
                 # The namespace was invalidated (maybe elsewhere): read at the new version.
                 version, segment = state.remember_version(namespace, raw_version)
                 data_key = f"{names.base}:v{segment}{schema_text}"
-                raw_version, raw_generation, raw = await backend.get_many(
-                    (names.version_key, generation_key, data_key)
+                raw_version, raw_generation, raw = engine.reply(
+                    await backend.get_many((names.version_key, generation_key, data_key)), 3
                 )
         except Exception as exc:
             engine.record_error(backend, stats, namespace, "read", exc)
@@ -367,12 +370,21 @@ class Flight:
 
     async def _store(self, payload: bytes | None) -> None:
         config = self.config
+        generation = self.generation
+        leaders = self.state.inflight.get((config.namespace, self.text))
+        if leaders is None or leaders.get(self.codec.schema_hash) is not self.flight:
+            # The key was invalidated while we loaded (forget() dropped this
+            # read): the value may predate it. Its new token guards the entry
+            # only while that token stays in the store; once the token is
+            # evicted or expires, an entry carrying the old one would be
+            # served again. Mark it as never servable instead.
+            generation = engine.UNSERVABLE
         if payload is None:
             if config.negative_ttl is None:
                 return
-            entry, ttl = NOT_FOUND + self.generation, config.negative_ttl
+            entry, ttl = NOT_FOUND + generation, config.negative_ttl
         else:
-            entry, ttl = VALUE + self.generation + payload, self.lifetime
+            entry, ttl = VALUE + generation + payload, self.lifetime
         try:
             await self.backend.set(self.data_key, entry, ttl=config.jittered(ttl))
         except Exception as exc:

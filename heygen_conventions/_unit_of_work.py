@@ -17,6 +17,7 @@ so that the transaction reads its own writes.
 
 from __future__ import annotations
 
+import asyncio
 import inspect
 import logging
 from collections.abc import Awaitable, Callable, Sequence
@@ -110,9 +111,26 @@ def pending_after_commit(session: Any) -> Sequence[AfterCommitCallback]:
 
 
 async def run_after_commit(session: AsyncSession) -> None:
-    """Run the callbacks of the transaction that just committed (none: a no-op)."""
+    """Run the callbacks of the transaction that just committed (none: a no-op).
+
+    The data is committed: the callbacks run to their end even when the caller
+    is cancelled meanwhile (a request timeout, a client gone), which then gets
+    its ``CancelledError`` at once.
+    """
     ready: list[AfterCommitCallback] | None = session.info.pop(_READY, None)
-    for callback in ready or ():
+    if not ready:
+        return
+    task = asyncio.get_running_loop().create_task(_run_callbacks(ready))
+    _RUNNING.add(task)
+    task.add_done_callback(_RUNNING.discard)
+    await asyncio.shield(task)
+
+
+_RUNNING: set[asyncio.Task[None]] = set()  # strong references while shielded
+
+
+async def _run_callbacks(ready: list[AfterCommitCallback]) -> None:
+    for callback in ready:
         try:
             result = callback()
             if inspect.isawaitable(result):

@@ -342,13 +342,15 @@ class CachedServiceMixin:
                 stats.local_hits += 1
                 return self._serve(stats, local, codec)  # type: ignore[no-any-return]
 
-        leaders = state.inflight.get((namespace, text))
-        if leaders is not None:
-            leader = leaders.get(codec.schema_hash)
-            if leader is not None:
-                shared = await join(leader, stats, codec)
-                if shared is not TAKE_OVER:
-                    return shared  # type: ignore[no-any-return]
+        while (leaders := state.inflight.get((namespace, text))) is not None and (
+            leader := leaders.get(codec.schema_hash)
+        ) is not None:
+            shared = await join(leader, stats, codec)
+            if shared is not TAKE_OVER:
+                return shared  # type: ignore[no-any-return]
+            if not leader.cancelled():
+                break  # its value could not be shared: load our own
+            # Its caller was cancelled: the first waiter to wake leads, the others join it.
         if lifetime is None:
             lifetime = self._lifetime(config, None)
         flight = Flight(backend, state, stats, config, codec, loader, text, lifetime, epoch)
