@@ -990,7 +990,10 @@ async def test_waiters_share_the_loaders_error(cache_backend: CacheBackend) -> N
     assert all(isinstance(r, LookupError) for r in results)
 
 
-async def test_a_cancelled_leader_hands_over_to_a_waiter(cache_backend: CacheBackend) -> None:
+@pytest.mark.parametrize("count", [1, 5])
+async def test_a_cancelled_leader_hands_over_to_one_waiter(
+    cache_backend: CacheBackend, count: int
+) -> None:
     service = VideoService(cache_backend, FakeDB())
     calls = 0
     gate = asyncio.Event()
@@ -1005,12 +1008,15 @@ async def test_a_cancelled_leader_hands_over_to_a_waiter(cache_backend: CacheBac
 
     leader = asyncio.create_task(service.cached(1, slow, model=VideoResponse))
     await _until(lambda: calls == 1)
-    waiter = asyncio.create_task(service.cached(1, slow, model=VideoResponse))
+    waiters = [
+        asyncio.create_task(service.cached(1, slow, model=VideoResponse)) for _ in range(count)
+    ]
     await asyncio.sleep(0.05)
-    leader.cancel()
+    leader.cancel()  # e.g. its request timed out while the database was slow
+    await asyncio.sleep(0.05)
     gate.set()
-    assert (await waiter) == VideoResponse(id=1, title="second")
-    assert calls == 2
+    assert await asyncio.gather(*waiters) == [VideoResponse(id=1, title="second")] * count
+    assert calls == 2  # one load for all the waiters, not one each
     with pytest.raises(asyncio.CancelledError):
         await leader
 

@@ -1,5 +1,5 @@
-"""The cache when things go wrong mid-way: single flight after a cancelled leader,
-malformed replies, invalidations cut off by cancellation, a racing fill outliving its token."""
+"""The cache when things go wrong mid-way: malformed replies, invalidations cut off by
+cancellation, a fill racing an invalidation outliving its token."""
 
 from __future__ import annotations
 
@@ -8,40 +8,10 @@ from collections.abc import AsyncIterator, Mapping
 
 import pytest
 
-from heygen_conventions import CacheBackend, MemoryCache, RedisCache, cache_stats
+from heygen_conventions import MemoryCache, RedisCache, cache_stats
 from tests.fixtures.cache import unique_prefix
-from tests.test_cache import FakeDB, VideoResponse, VideoService, _until
+from tests.test_cache import FakeDB, VideoResponse, VideoService
 from tests.test_cache_unit_of_work import Scene, VideoRepository, scene  # noqa: F401
-
-# -- single flight: a cancelled leader hands over to ONE waiter ----------------------
-
-
-async def test_a_cancelled_leader_hands_over_to_one_waiter_not_to_all(
-    cache_backend: CacheBackend,
-) -> None:
-    service = VideoService(cache_backend, FakeDB())
-    calls = 0
-    gate = asyncio.Event()
-
-    async def slow() -> VideoResponse:
-        nonlocal calls
-        calls += 1
-        if calls == 1:
-            await asyncio.Event().wait()  # the first load never finishes
-        await gate.wait()
-        return VideoResponse(id=1, title="second")
-
-    leader = asyncio.create_task(service.cached(1, slow, model=VideoResponse))
-    await _until(lambda: calls == 1)
-    waiters = [asyncio.create_task(service.cached(1, slow, model=VideoResponse)) for _ in range(5)]
-    await asyncio.sleep(0.05)
-    leader.cancel()  # e.g. its request timed out while the database was slow
-    await asyncio.sleep(0.05)
-    gate.set()
-    values = await asyncio.gather(*waiters)
-    assert values == [VideoResponse(id=1, title="second")] * 5
-    assert calls == 2  # one load for the five waiters, not five
-
 
 # -- a malformed reply from the server -------------------------------------------------
 
