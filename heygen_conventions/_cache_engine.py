@@ -48,7 +48,6 @@ _PLAIN_KEY = re.compile(r"[A-Za-z0-9._:@/+=-]{1,120}")
 _NAMESPACE = re.compile(r"[A-Za-z0-9_.-]{1,64}")
 _FORMAT = 2  # part of the schema hash: bump when the entry layout changes
 NO_GENERATION = b"-" * 16
-UNSERVABLE = b"!" * 16  # a generation no token ever equals (see generation_of)
 VALUE = b"V"
 NOT_FOUND = b"N"
 HEADER = 17  # tag byte + 16-byte generation
@@ -103,7 +102,7 @@ def _readable_or_hashed(text: str) -> str:
 def generation_of(raw: bytes | None) -> bytes:
     if raw is None:
         return NO_GENERATION
-    if len(raw) == 16 and raw != UNSERVABLE:
+    if len(raw) == 16:
         return raw
     # Not written by us: any value still works as a token, at a fixed width.
     return hashlib.blake2b(raw, digest_size=8).hexdigest().encode()

@@ -377,8 +377,9 @@ class Flight:
             # read): the value may predate it. Its new token guards the entry
             # only while that token stays in the store; once the token is
             # evicted or expires, an entry carrying the old one would be
-            # served again. Mark it as never servable instead.
-            generation = engine.UNSERVABLE
+            # served again. Not stored: a reader that started after the
+            # invalidation may have stored the new value meanwhile.
+            return
         if payload is None:
             if config.negative_ttl is None:
                 return

@@ -109,7 +109,8 @@ def filter_values(name: str, column: Column[Any], values: list[Any]) -> list[Any
 
 def write_values(name: str, column: Column[Any], values: list[Any]) -> list[Any]:
     """``values`` to store in ``column``, checked as :func:`filter_values` checks them,
-    except that an integer column takes integers only (1.7 is not rounded).
+    except that an integer column takes integers only (1.7 is not rounded) and a
+    float or numeric column takes integers of any size (stored, not compared).
     SQL expressions (``Video.views + 1``) are left to the database.
 
     Raises:
@@ -137,9 +138,10 @@ def write_specs(columns: Mapping[str, Column[Any]]) -> dict[str, WriteSpec]:
         exact: set[type] = set()
         limit = 0
         if accepted.kind == "number":
-            limit = 2 ** (accepted.bits - 1)
-            if not accepted.integer:
-                exact = {float, Decimal}
+            if accepted.integer:
+                limit = 2 ** (accepted.bits - 1)
+            else:  # a float or numeric column stores an integer of any size
+                exact = {int, float, Decimal}
         elif accepted.kind == "boolean":
             exact = {bool}
         elif accepted.kind == "uuid":
@@ -150,15 +152,14 @@ def write_specs(columns: Mapping[str, Column[Any]]) -> dict[str, WriteSpec]:
     return specs
 
 
-def checked_row(specs: Mapping[str, WriteSpec], row: Mapping[str, Any]) -> Mapping[str, Any]:
-    """``row`` with its values checked as :func:`write_values` checks them: ``row``
-    itself, or a copy when a value was converted (UUID text). Cheap for the values
-    that pass at once (an exact type), for bulk writes.
+def checked_row(specs: Mapping[str, WriteSpec], row: dict[str, Any]) -> None:
+    """``row`` (the caller's own) with its values checked as :func:`write_values`
+    checks them, converted in place (UUID text). Cheap for the values that pass
+    at once (an exact type).
 
     Raises:
         InvalidInputError: A value its column cannot hold (422).
     """
-    converted: dict[str, Any] | None = None
     for key, value in row.items():
         if value is None:
             continue
@@ -170,10 +171,7 @@ def checked_row(specs: Mapping[str, WriteSpec], row: Mapping[str, Any]) -> Mappi
             continue
         checked = write_values(key, spec.column, [value])[0]
         if checked is not value:
-            if converted is None:
-                converted = dict(row)
-            converted[key] = checked
-    return row if converted is None else converted
+            row[key] = checked  # a new value, not a new key: iterating on is safe
 
 
 def check_columns(
@@ -227,6 +225,8 @@ def _checked(name: str, column: Column[Any], values: list[Any], *, writing: bool
             if type(value).__name__ in _BOOLEAN_TYPES:
                 pass
             elif isinstance(value, numbers.Integral):
+                if writing and not accepted.integer:
+                    continue  # stored as a float or numeric: the drivers convert any size
                 limit = 2 ** (accepted.bits - 1)
                 if -limit <= operator.index(value) < limit:
                     continue

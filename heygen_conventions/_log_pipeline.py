@@ -477,10 +477,12 @@ async def _anop(self: Any, event: Any = None, *args: Any, **kw: Any) -> None:
 def _async_level_method(name: str) -> Callable[..., Any]:
     # structlog's own formats ``event % args`` in the caller, unguarded: a
     # format string that does not match its arguments raised into the application.
+    unfiltered = getattr(_UNFILTERED, f"a{name}")  # once, not per call
+
     def method(self: Any, event: Any, *args: Any, **kw: Any) -> Any:
         if args:
             event = _interpolated(event, args, kw)
-        return getattr(_UNFILTERED, f"a{name}")(self, event, **kw)
+        return unfiltered(self, event, **kw)
 
     method.__name__ = f"a{name}"
     return method

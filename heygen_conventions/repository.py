@@ -564,9 +564,7 @@ class BaseRepository(Generic[ModelT]):
         SQLite would store text in an INTEGER column (PostgreSQL refuses it):
         on both databases a value of the wrong type is a 422 naming the field.
         """
-        checked = checked_row(_bulk.plan_for(self._mapper).write_specs, values)
-        if checked is not values:
-            values.update(checked)
+        checked_row(_bulk.plan_for(self._mapper).write_specs, values)
 
     def _rows(self, items: Iterable[Data]) -> builtins.list[dict[str, Any]]:
         plan = _bulk.plan_for(self._mapper)

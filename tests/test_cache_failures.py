@@ -161,3 +161,29 @@ async def test_a_fill_that_raced_an_invalidation_is_not_served_once_the_token_is
     for i in (2, 3, 4):  # other traffic: the LRU evicts the token, oldest
         await service.get(i)
     assert (await service.get(1)).title == "renamed"  # type: ignore[union-attr]
+
+
+async def test_a_stale_fill_finishing_late_does_not_drop_the_fresh_entry() -> None:
+    cache = MemoryCache(maxsize=100)
+    db = FakeDB()
+    db.rows = {1: {"id": 1, "title": "video 1"}}
+    service = VideoService(cache, db)
+    loaded, release = asyncio.Event(), asyncio.Event()
+
+    async def slow_load() -> dict[str, object]:
+        row = dict(db.rows[1])
+        loaded.set()
+        await release.wait()
+        return row
+
+    reader = asyncio.create_task(service.cached(1, slow_load, model=VideoResponse))
+    await loaded.wait()
+    db.rows[1]["title"] = "renamed"
+    await service.invalidate(1)
+    # A reader arriving after the invalidation loads the new row and stores it.
+    assert (await service.get(1)).title == "renamed"  # type: ignore[union-attr]
+    assert len(db.loads) == 1
+    release.set()
+    await reader  # the stale reader finishes last
+    assert (await service.get(1)).title == "renamed"  # type: ignore[union-attr]
+    assert len(db.loads) == 1, db.loads  # served from the fresh entry, no reload

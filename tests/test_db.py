@@ -998,3 +998,32 @@ async def test_create_all_takes_models_tables(
         monkeypatch,
     )
     assert report == ""
+
+
+async def test_after_commit_callbacks_run_to_their_end_when_the_caller_is_cancelled(
+    database: Database,
+) -> None:
+    started, release = asyncio.Event(), asyncio.Event()
+    ran: list[str] = []
+
+    async def slow() -> None:
+        started.set()
+        await release.wait()
+        ran.append("slow")
+
+    async def write() -> None:
+        async with database.session() as session:
+            after_commit(session, slow)
+            after_commit(session, lambda: ran.append("next"))
+            await session.commit()
+
+    task = asyncio.create_task(write())
+    await started.wait()  # committed; the callbacks are running
+    task.cancel()  # the request times out
+    with pytest.raises(asyncio.CancelledError):
+        await task  # at once, not after the callbacks
+    assert ran == []
+    release.set()
+    for _ in range(10):
+        await asyncio.sleep(0)
+    assert ran == ["slow", "next"]  # neither cut short nor skipped

@@ -3,15 +3,17 @@
 
 from __future__ import annotations
 
+import enum
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 import pytest
 from alembic import command
 from fastapi import FastAPI
-from sqlalchemy import ForeignKey, MetaData, String, func
+from sqlalchemy import Date, Float, ForeignKey, Integer, MetaData, Numeric, String, func, select
 from sqlalchemy.orm import DeclarativeBase, Mapped, column_property, mapped_column
 
 from heygen_conventions import (
@@ -275,3 +277,65 @@ async def test_run_migrations_takes_its_own_configure_options(
     async with database.engine.begin() as connection:
         await connection.run_sync(revise)
     assert list((directory / "versions").glob("*.py"))
+
+
+class Prio(enum.IntEnum):
+    low = 1
+    high = 2
+
+
+class Color(enum.StrEnum):
+    red = "red"
+
+
+class Thing(UUIDPrimaryKeyMixin, EdgeBase):
+    __tablename__ = "edge_things"
+    name: Mapped[str] = mapped_column(String(50), default="x")
+    prio: Mapped[int | None] = mapped_column(Integer, default=None)
+    day: Mapped[date | None] = mapped_column(Date, default=None)
+    ratio: Mapped[float | None] = mapped_column(Float, default=None)
+    amount: Mapped[Decimal | None] = mapped_column(Numeric(40, 0), default=None)
+
+
+class ThingRepository(BaseRepository[Thing]):
+    model = Thing
+
+
+CASES = [
+    ("prio", Prio.high),
+    ("name", Color.red),
+    ("day", datetime(2024, 1, 2, 3, 4)),
+    ("ratio", Decimal("1.5")),
+    ("ratio", 10**20),
+    ("amount", 10**30),
+    ("amount", Decimal(10**30)),
+]
+
+
+@pytest.mark.parametrize(("field", "value"), CASES)
+@pytest.mark.parametrize("write", ["create", "create_many", "update_many"])
+async def test_written_values_their_columns_take(
+    database: Database, field: str, value: Any, write: str
+) -> None:
+    # Subclasses (IntEnum, StrEnum, datetime for a date), a Decimal for a float and
+    # integers of any size for a float or numeric column pass the type checks.
+    await database.create_all(EdgeBase.metadata)
+    async with database.session() as session:
+        repo = ThingRepository(session)
+        if write == "create":
+            await repo.create({field: value})
+        elif write == "create_many":
+            await repo.create_many([{field: value}, {field: value}])
+        else:
+            await repo.create({})
+            await repo.update_many({field: value}, name="x")
+        await session.commit()
+        stored = await session.scalars(select(getattr(Thing, field)))
+        expected = value.date() if isinstance(value, datetime) else value
+        assert all(_same(got, expected) for got in stored)
+
+
+def _same(got: Any, expected: Any) -> bool:
+    if isinstance(got, Decimal | float) and isinstance(expected, int | Decimal):
+        return float(got) == float(expected)  # SQLite keeps NUMERIC as a float
+    return bool(got == expected)
