@@ -253,6 +253,12 @@ class MemoryCache(_CloseHooks):
         finally:
             self._channels.get(channel, set()).discard(queue)
 
+    def _reopen(self) -> None:
+        # An app's lifespan can run again after shutdown closed the cache (a
+        # second TestClient or app_client block): serve again, empty, as a
+        # Redis client or a disposed engine do.
+        self._closed = False
+
     async def close(self) -> None:
         await self._run_close_hooks()
         self._closed = True

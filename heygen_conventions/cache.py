@@ -63,7 +63,7 @@ from heygen_conventions._cache_read import (
     read_many,
     write_spread,
 )
-from heygen_conventions._lifespan import close_after_lifespan
+from heygen_conventions._lifespan import check_at_startup, close_after_lifespan
 from heygen_conventions._unit_of_work import after_commit, pending_after_commit
 
 if TYPE_CHECKING:
@@ -164,6 +164,10 @@ def install_cache(app: FastAPI, backend: CacheBackend) -> CacheBackend:
         await backend.close()
 
     close_after_lifespan(app, close)
+    reopen = getattr(backend, "_reopen", None)
+    if callable(reopen):
+        # Closed by an earlier shutdown of this app: usable again when it restarts.
+        check_at_startup(app, lambda _app: reopen())
     return backend
 
 

@@ -55,6 +55,22 @@ def _display_name(tp: Any) -> str:
     return name[:1].upper() + name[1:]
 
 
+_GENERIC_MODULES = frozenset({"builtins", "typing", "types", "collections.abc"})
+
+
+def _defining_module(tp: Any) -> str | None:
+    """The module of the first application type in ``tp``, looking inside ``list[...]`` etc.
+
+    ``APIResponse[list[videos.Item]]`` and ``APIResponse[list[users.Item]]`` then
+    carry different modules, which FastAPI uses to tell their schemas apart.
+    """
+    if typing.get_origin(tp) is None and isinstance(tp, type):
+        module = getattr(tp, "__module__", None)
+        if module not in _GENERIC_MODULES:
+            return module
+    return next((m for m in map(_defining_module, typing.get_args(tp)) if m is not None), None)
+
+
 class _ReadableGenericName(BaseModel):
     """Gives every fully parametrised model a concrete class with a readable name.
 
@@ -78,11 +94,7 @@ class _ReadableGenericName(BaseModel):
         if concrete is None:
             name = parametrised.__name__
             module = next(
-                (
-                    getattr(arg, "__module__", None)
-                    for arg in metadata["args"]
-                    if getattr(arg, "__module__", "builtins") not in ("builtins", "typing")
-                ),
+                (m for m in map(_defining_module, metadata["args"]) if m is not None),
                 cls.__module__,
             )
             concrete = type(name, (parametrised,), {"__module__": module, "__qualname__": name})

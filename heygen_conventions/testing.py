@@ -25,6 +25,7 @@ from fastapi import FastAPI
 from pydantic import BaseModel
 from sqlalchemy import MetaData, make_url, text
 from sqlalchemy.ext.asyncio import create_async_engine
+from starlette.types import Receive, Scope, Send
 
 from heygen_conventions.auth import STATE_KEY as _AUTH_STATE_KEY
 from heygen_conventions.auth import JWTAuth
@@ -75,12 +76,21 @@ async def app_client(
     (which belong to the loop that opened them) where Starlette's
     ``TestClient``, running the app in a loop of its own, does not.
     """
-    transport = httpx.ASGITransport(app=app)
-    async with (
-        app.router.lifespan_context(app),
-        httpx.AsyncClient(transport=transport, base_url=base_url, headers=headers) as client,
-    ):
-        yield client
+    async with app.router.lifespan_context(app) as state:
+        # What the lifespan yields reaches each request's ``request.state``, a
+        # shallow copy per request, as ASGI servers (and ``TestClient``) do.
+        lifespan_state = dict(state or {})
+
+        async def with_state(scope: Scope, receive: Receive, send: Send) -> None:
+            if scope["type"] in ("http", "websocket"):
+                scope = {**scope, "state": {**lifespan_state, **scope.get("state", {})}}
+            await app(scope, receive, send)
+
+        transport = httpx.ASGITransport(app=with_state)
+        async with httpx.AsyncClient(
+            transport=transport, base_url=base_url, headers=headers
+        ) as client:
+            yield client
 
 
 def _auth_of(app: FastAPI) -> JWTAuth:

@@ -3,6 +3,7 @@
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Annotated, Any
 
 import pytest
@@ -20,6 +21,7 @@ from heygen_conventions import (
     CacheBackend,
     CachedServiceMixin,
     Database,
+    MemoryCache,
     NotFoundError,
     Settings,
     get_cache,
@@ -318,3 +320,26 @@ async def test_defaults_come_from_settings(tmp_path: Any) -> None:
     async with app_client(app) as client:
         await components.database.ping()
         assert (await client.get("/nothing")).status_code == 404
+
+
+async def test_the_in_process_cache_works_again_after_a_restart(tmp_path: Path) -> None:
+    # Served twice (two app_client or TestClient blocks on one app object), the
+    # default in-process cache works again, as the database and RedisCache do.
+    app = FastAPI()
+    settings = Settings(
+        environment="test", database_url=f"sqlite+aiosqlite:///{tmp_path}/restart.db"
+    )
+    setup_app(app, settings, cache=MemoryCache(), configure_logs=False)
+
+    @app.put("/counter")
+    async def bump(cache: Annotated[CacheBackend, Depends(get_cache)]) -> dict[str, object]:
+        await cache.set("counter", b"1", ttl=60)
+        return {
+            "success": True,
+            "message": "OK",
+            "data": (await cache.get("counter") or b"").decode(),
+        }
+
+    for _ in range(2):
+        async with app_client(app) as client:
+            assert assert_ok(await client.put("/counter")) == "1"

@@ -178,3 +178,37 @@ def test_two_models_with_one_name_do_not_collide() -> None:
         for ref in refs.values()
     }
     assert len(data_refs) == 2
+
+
+VideoItem: Any = type(
+    "Item", (BaseModel,), {"__annotations__": {"title": str}, "__module__": "pkg_videos"}
+)
+UserItem: Any = type(
+    "Item", (BaseModel,), {"__annotations__": {"email": str}, "__module__": "pkg_users"}
+)
+
+
+def _ref_of(paths: list[str]) -> dict[str, str]:
+    app = FastAPI()
+    for path in paths:
+        item = VideoItem if path == "/videos" else UserItem
+        app.get(path, response_model=APIResponse[list[item]])(lambda: None)
+    document = app.openapi()
+    return {
+        path: document["paths"][path]["get"]["responses"]["200"]["content"]["application/json"][
+            "schema"
+        ]["$ref"]
+        for path in paths
+    }
+
+
+def test_list_envelopes_of_same_named_models_keep_their_names_whatever_the_route_order() -> None:
+    first = _ref_of(["/videos", "/users"])
+    second = _ref_of(["/users", "/videos"])
+    assert first["/videos"] != first["/users"]
+    # The name of a schema must not depend on the order routes were declared in...
+    assert first == second
+    # ...nor be numbered, nor claim to come from the library.
+    for ref in first.values():
+        assert not ref.endswith(("__1", "__2")), ref
+        assert "heygen_conventions" not in ref, ref

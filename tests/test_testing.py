@@ -1,11 +1,13 @@
 """The public test helpers behave as documented."""
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from typing import Annotated
+from typing import Annotated, Any
 
 import httpx
 import pytest
-from fastapi import Depends, FastAPI
+from fastapi import Depends, FastAPI, Request
 from fastapi.testclient import TestClient
 from sqlalchemy import text
 
@@ -179,3 +181,28 @@ async def test_isolated_databases_do_not_see_each_other(url: str | None) -> None
             assert (await session.execute(text("SELECT count(*) FROM t_iso"))).scalar() == 0
         async with first.transaction() as session:
             assert (await session.execute(text("SELECT count(*) FROM t_iso"))).scalar() == 1
+
+
+def app_with_lifespan_state() -> FastAPI:
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[dict[str, Any]]:
+        yield {"greeting": "hello"}
+
+    app = FastAPI(lifespan=lifespan)
+    install_exception_handlers(app)
+
+    @app.get("/greeting")
+    async def greeting(request: Request) -> dict[str, str]:
+        return {"greeting": request.state.greeting}
+
+    return app
+
+
+async def test_app_client_passes_lifespan_state_to_requests() -> None:
+    # What a lifespan yields reaches request.state, as under a server or TestClient.
+    with TestClient(app_with_lifespan_state()) as client:
+        assert client.get("/greeting").json() == {"greeting": "hello"}
+    async with app_client(app_with_lifespan_state()) as client:
+        response = await client.get("/greeting")
+    assert response.status_code == 200, response.text
+    assert response.json() == {"greeting": "hello"}
