@@ -22,11 +22,11 @@ from fastapi import FastAPI
 from fastapi import routing as fastapi_routing
 from fastapi.dependencies.models import Dependant
 from fastapi.security.base import SecurityBase
-from pydantic import BaseModel
+from pydantic import AliasChoices, BaseModel
 from pydantic.fields import FieldInfo
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
-from starlette.routing import BaseRoute, Mount
+from starlette.routing import BaseRoute, Host, Mount
 
 __all__ = [
     "STATUSES_ATTRIBUTE",
@@ -35,6 +35,7 @@ __all__ = [
     "RouteInspector",
     "is_fastapi_validation_error",
     "iter_api_routes",
+    "request_name",
     "strip_optional",
 ]
 
@@ -141,17 +142,34 @@ def _walk_routes(
                 (item.path_format, method) in validation_documented for method in item.methods
             )
             yield prefix, item, documented
-        elif isinstance(original, Mount):
+        elif isinstance(original, Mount | Host):
             # A mounted sub-application is served under the mount's path and
-            # documents its routes in its own OpenAPI document.
-            mounted = original.app
+            # documents its routes in its own OpenAPI document. Middleware
+            # (Mount(middleware=...) or an app wrapped by hand) is looked through.
+            mounted = _routed_app(getattr(item, "_base_app", None) or item.app)
+            if isinstance(original, Mount):  # served under the mount's path, like a route's
+                mount_prefix = prefix + _CONVERTOR.sub(r"{\1}", item.path)
+            else:  # a Host matches on the host name only
+                mount_prefix = prefix
             yield from _walk_routes(
-                getattr(item, "routes", None) or [],
-                prefix + item.path,
+                getattr(mounted, "routes", None) or [],
+                mount_prefix,
                 _validation_documented(mounted)
                 if isinstance(mounted, FastAPI)
                 else validation_documented,
             )
+
+
+_CONVERTOR: Final = re.compile(r"\{([^}:]+):[^}]*\}")
+
+
+def _routed_app(app: Any) -> Any:
+    """The application under the middleware wrapping ``app``: the first with routes."""
+    seen: set[int] = set()
+    while not hasattr(app, "routes") and hasattr(app, "app") and id(app) not in seen:
+        seen.add(id(app))
+        app = app.app
+    return app
 
 
 def _unwrap_call(call: Any) -> Any:
@@ -163,14 +181,26 @@ def _unwrap_call(call: Any) -> Any:
         return call
 
 
+def _own_scopes(dependant: Dependant) -> list[str]:
+    # FastAPI >= 0.160 names them own_oauth_scopes; earlier, security_scopes.
+    scopes = getattr(dependant, "own_oauth_scopes", None) or getattr(
+        dependant, "security_scopes", None
+    )
+    return list(scopes or [])
+
+
 def _dependants(root: Dependant) -> list[Dependant]:
-    """The route's dependency tree, each callable once (as FastAPI resolves it)."""
-    seen: set[int] = set()
+    """The route's dependency tree, each callable once per set of scopes (as FastAPI
+    resolves it: ``Security(dep, scopes=[...])`` is not the ``Depends(dep)`` of a router)."""
+    seen: set[tuple[int, tuple[str, ...]]] = set()
     ordered: list[Dependant] = []
     stack = [root]
     while stack:
         dependant = stack.pop()
-        key = id(dependant.call) if dependant.call is not None else id(dependant)
+        key = (
+            id(dependant.call) if dependant.call is not None else id(dependant),
+            tuple(sorted(_own_scopes(dependant))),
+        )
         if key in seen:
             continue
         seen.add(key)
@@ -194,9 +224,19 @@ def _query_params(fields: Iterable[Any]) -> Iterator[Param]:
         if isinstance(model, type) and issubclass(model, BaseModel):
             # A pydantic model as Query(): each of its fields is a query parameter.
             for name, sub_info in model.model_fields.items():
-                yield Param(sub_info.alias or name, sub_info)
+                yield Param(request_name(name, sub_info), sub_info)
         else:
-            yield Param(model_field.alias or model_field.name, info)
+            yield Param(request_name(model_field.alias or model_field.name, info), info)
+
+
+def request_name(name: str, info: FieldInfo) -> str:
+    """The key a client sends for a field: its validation alias, else its alias."""
+    alias = info.validation_alias
+    if isinstance(alias, AliasChoices):  # as documented: the first choice
+        alias = next((choice for choice in alias.choices if isinstance(choice, str)), None)
+    if isinstance(alias, str) and alias:
+        return alias
+    return info.alias or name
 
 
 _SKIPPED_MODULES: Final = ("fastapi.", "starlette.", "pydantic.")
@@ -324,11 +364,7 @@ class RouteInspector:
                 # As the OpenAPI document names it (FastAPI's classes name theirs after the class).
                 name = getattr(call, "scheme_name", None)
                 info.security_schemes.append(name if isinstance(name, str) else type(call).__name__)
-            # FastAPI >= 0.160 names them own_oauth_scopes; earlier, security_scopes.
-            scopes = getattr(dependant, "own_oauth_scopes", None) or getattr(
-                dependant, "security_scopes", None
-            )
-            info.scoped = info.scoped or bool(scopes)
+            info.scoped = info.scoped or bool(_own_scopes(dependant))
             if dependant.call is not None and not isinstance(call, SecurityBase):
                 info.raises |= self.statuses(dependant.call)
         return info

@@ -25,6 +25,7 @@ from starlette.responses import JSONResponse, Response
 from heygen_conventions._check_routes import (
     RouteFacts,
     is_fastapi_validation_error,
+    request_name,
     strip_optional,
 )
 from heygen_conventions._naming import (
@@ -371,8 +372,14 @@ def _returns_response_object(route: RouteFacts) -> bool:
         annotation = get_typed_return_annotation(route.endpoint)
     except Exception:  # an unresolvable hint is FastAPI's concern, not ours
         return False
-    annotation = strip_optional(annotation)
-    return isinstance(annotation, type) and issubclass(annotation, Response)
+    if typing.get_origin(annotation) in (typing.Union, types.UnionType):
+        members = [arg for arg in typing.get_args(annotation) if arg is not type(None)]
+    else:
+        members = [annotation]
+    # `-> RedirectResponse | JSONResponse` with response_model=None: it builds each one.
+    return bool(members) and all(
+        isinstance(member, type) and issubclass(member, Response) for member in members
+    )
 
 
 def response_findings(route: RouteFacts, method: str) -> Iterator[Finding]:
@@ -524,7 +531,11 @@ def model_label(model: type[BaseModel]) -> str:
 def model_findings(model: type[BaseModel], *, response: bool) -> Iterator[Finding]:
     fields = {name: info for name, info in model.model_fields.items() if name != "root"}
     wire_names = {
-        name: ((info.serialization_alias if response else None) or info.alias or name)
+        name: (
+            (info.serialization_alias or info.alias or name)
+            if response
+            else request_name(name, info)
+        )
         for name, info in fields.items()
     }
     not_snake = [wire for wire in wire_names.values() if not is_snake_case(wire)]

@@ -324,10 +324,14 @@ def check_app(
 
     Raises:
         ValueError: An unknown rule in ``select``, ``ignore`` or a route's marker,
-            or a route's ignore without a reason.
+            a ``select`` naming no rule, or a route's ignore without a reason.
     """
     started = time.perf_counter()
+    if isinstance(select, str):
+        select = [select]
     selected = set(RULES) if select is None else set().union(*map(_expand_selector, select))
+    if not selected:
+        raise ValueError("select names no rule; leave it out to check every rule")
     findings = _Findings(selected, _expand_ignores(ignore, "ignored for the whole application"))
     inspector = RouteInspector()
     model_users: dict[tuple[type[BaseModel], bool], list[RouteFacts]] = {}
@@ -361,7 +365,9 @@ def check_app(
         extra_models = [
             r.get("model") for r in api_route.responses.values() if isinstance(r, Mapping)
         ]
-        returned = models_in([response_model, *extra_models], model_cache)
+        # A streamed route's items (`-> AsyncIterator[VideoResponse]`) are its response.
+        stream_item = getattr(api_route, "stream_item_type", None)
+        returned = models_in([response_model, stream_item, *extra_models], model_cache)
         received = models_in(route.body_types, model_cache)
         for model in returned:
             model_users.setdefault((model, True), []).append(route)
