@@ -60,10 +60,17 @@ _FOREIGN_KEY = "23503"
 _NOT_NULL = "23502"
 _CHECK = "23514"
 _EXCLUSION = "23P01"
+_PROGRAM_LIMIT = "54000"  # e.g. "index row requires 12016 bytes, maximum size is 8191"
+_LOCK_NOT_AVAILABLE = "55P03"  # lock_timeout, NOWAIT
+_READ_ONLY_TRANSACTION = "25006"  # a standby (after a failover) refusing writes
 _SERIALIZATION = frozenset({"40001", "40P01"})  # serialization failure, deadlock
 _UNAVAILABLE_CLASSES = frozenset({"08", "53", "57"})  # connection, resources, operator
 
 _SQLITE_COLUMNS = re.compile(r"constraint failed: (?P<columns>[\w.\"`, ]+)$")
+# A unique index on expressions is reported by name: "UNIQUE constraint failed: index 'ix_x'".
+_SQLITE_INDEX = re.compile(r"constraint failed: index '(?P<name>[^']+)'$")
+# A CHECK is reported by its name, or by its expression (SQL, maybe values) when unnamed.
+_IDENTIFIER = re.compile(r"^\w+$")
 # Only the column list of PostgreSQL's "Key (a, b)=(...)" detail; the values are user data.
 _PG_KEY_COLUMNS = re.compile(r"^Key \((?P<columns>[\w\", ]+)\)=")
 
@@ -142,10 +149,23 @@ def _unique(columns: list[str]) -> AppError:
     return ConflictError(message, details=_details("unique_violation", message, columns))
 
 
-def _foreign_key(exc: BaseException, columns: list[str]) -> AppError:
+def _only_referenced(table: Table | None) -> bool:
+    """``table`` references no table but is referenced: its FK violations are "still referenced"."""
+    if table is None or table.foreign_keys:
+        return False
+    return any(
+        fk.references(table)
+        for other in table.metadata.tables.values()
+        for fk in other.foreign_keys
+    )
+
+
+def _foreign_key(
+    exc: BaseException, columns: list[str], *, still_referenced: bool = False
+) -> AppError:
     detail = str(_first_attribute(exc, "detail") or "")
     statement = str(getattr(exc, "statement", "") or "").lstrip().upper()
-    if "still referenced" in detail or statement.startswith("DELETE"):
+    if still_referenced or "still referenced" in detail or statement.startswith("DELETE"):
         message = "The record is still referenced by other records"
         return ConflictError(message, details=_details("foreign_key_violation", message, []))
     message = "A referenced record does not exist"
@@ -196,6 +216,10 @@ def _from_sqlstate(exc: BaseException, sqlstate: str, table: Table | None) -> Ap
         return _check(constraint)
     if sqlstate in _SERIALIZATION:
         return _concurrent()
+    if sqlstate in (_LOCK_NOT_AVAILABLE, _READ_ONLY_TRANSACTION):
+        return _unavailable()
+    if sqlstate == _PROGRAM_LIMIT:
+        return InvalidInputError("A value has the wrong type, format or size")
     if sqlstate[:2] in _UNAVAILABLE_CLASSES:
         return _unavailable()
     if sqlstate.startswith("22"):  # data exception: out of range, too long, bad format
@@ -203,18 +227,22 @@ def _from_sqlstate(exc: BaseException, sqlstate: str, table: Table | None) -> Ap
     return None
 
 
-def _from_sqlite(exc: BaseException, code: int) -> AppError | None:
+def _from_sqlite(exc: BaseException, code: int, table: Table | None) -> AppError | None:
     args = _first_attribute(exc, "args") or ("",)
     match = _SQLITE_COLUMNS.search(str(args[0]))
     named = _split_columns(match["columns"]) if match else []
     if code in (_SQLITE_CONSTRAINT_UNIQUE, _SQLITE_CONSTRAINT_PRIMARYKEY):
+        index = _SQLITE_INDEX.search(str(args[0]))
+        if index:
+            named = _columns_of_constraint(table, index["name"])
         return _unique(named)
     if code == _SQLITE_CONSTRAINT_FOREIGNKEY:
-        return _foreign_key(exc, [])
+        return _foreign_key(exc, [], still_referenced=_only_referenced(table))
     if code == _SQLITE_CONSTRAINT_NOTNULL:
         return _not_null(named)
     if code == _SQLITE_CONSTRAINT_CHECK:
-        return _check(named[0] if named else None)
+        check = str(args[0]).partition("CHECK constraint failed: ")[2]
+        return _check(check if _IDENTIFIER.match(check) else None)
     primary = code & 0xFF
     if primary in _SQLITE_UNAVAILABLE:
         return _unavailable()
@@ -256,7 +284,7 @@ def translate_db_error(exc: BaseException, *, table: Table | None = None) -> App
         return _from_sqlstate(exc, sqlstate, table)
     sqlite_code = _first_attribute(exc, "sqlite_errorcode")
     if isinstance(sqlite_code, int):
-        return _from_sqlite(exc, sqlite_code)
+        return _from_sqlite(exc, sqlite_code, table)
     if isinstance(exc, StatementError) and isinstance(
         exc.orig, TypeError | ValueError | AttributeError | LookupError
     ):
