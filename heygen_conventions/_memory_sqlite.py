@@ -12,10 +12,12 @@ lock, and fail the same way (503) after the busy timeout.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
 from collections import deque
-from typing import Any
+from typing import Any, cast
 
+from sqlalchemy.engine.interfaces import DBAPIConnection
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from sqlalchemy.pool import ConnectionPoolEntry, StaticPool
 from sqlalchemy.util import await_only
@@ -97,6 +99,23 @@ class SharedConnectionPool(StaticPool):
         super().__init__(creator, **kwargs)
         self._timeout = timeout
         self._turn = _Turn()
+        # The connection an invalidation let go of (a statement cancelled, a
+        # recycle): it still holds the database, so the next checkout gets it back.
+        self._orphan: Any = None
+        self._disposing = False
+        connect = self._invoke_creator
+
+        def reconnect(rec: ConnectionPoolEntry) -> DBAPIConnection:
+            orphan, self._orphan = self._orphan, None
+            if orphan is not None:
+                try:
+                    orphan.rollback()  # what the invalidated transaction left half done
+                    return cast("DBAPIConnection", orphan)
+                except Exception:
+                    self._close_for_good(orphan)
+            return connect(rec)
+
+        self._invoke_creator = reconnect
 
     def recreate(self) -> SharedConnectionPool:
         pool = super().recreate()
@@ -125,3 +144,32 @@ class SharedConnectionPool(StaticPool):
 
     def _do_return_conn(self, record: ConnectionPoolEntry) -> None:
         self._turn.release()
+
+    def _close_connection(self, connection: Any, *, terminate: bool = False) -> None:
+        if self._disposing:
+            super()._close_connection(connection, terminate=terminate)
+            return
+        # Closing the connection would drop the database with it: stop what it
+        # runs (sqlite3's interrupt() is thread-safe) and keep it for the next checkout.
+        with contextlib.suppress(Exception):  # not aiosqlite, or already closed
+            connection._connection._conn.interrupt()
+        if self._orphan is not None and self._orphan is not connection:  # pragma: no cover
+            self._close_for_good(self._orphan)
+        self._orphan = connection
+
+    def _close_for_good(self, connection: Any) -> None:
+        self._disposing, disposing = True, self._disposing
+        try:
+            super()._close_connection(connection, terminate=True)
+        finally:
+            self._disposing = disposing
+
+    def dispose(self) -> None:
+        self._disposing = True
+        try:
+            super().dispose()
+            orphan, self._orphan = self._orphan, None
+            if orphan is not None:
+                super()._close_connection(orphan)
+        finally:
+            self._disposing = False

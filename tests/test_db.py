@@ -1027,3 +1027,59 @@ async def test_after_commit_callbacks_run_to_their_end_when_the_caller_is_cancel
     for _ in range(10):
         await asyncio.sleep(0)
     assert ran == ["slow", "next"]  # neither cut short nor skipped
+
+
+async def test_in_memory_sqlite_keeps_its_data_when_a_statement_is_cancelled() -> None:
+    # The database lives in its one connection: a statement cancelled midway (a
+    # timeout, a cancelled request) must not close the connection and the data with it.
+    db = Database("sqlite+aiosqlite://")
+    try:
+        await db.create_all(Model.metadata)
+        async with db.transaction() as session:
+            session.add(Clip(slug="kept"))
+        assert await count_clips(db) == 1
+
+        async def slow() -> None:
+            async with db.session() as session:
+                await session.execute(text(SLOW_SQLITE_QUERY))
+
+        task = asyncio.create_task(slow())
+        await asyncio.sleep(0.2)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        assert await count_clips(db) == 1
+    finally:
+        await db.dispose()
+
+
+async def test_in_memory_sqlite_rolls_back_a_cancelled_transaction() -> None:
+    db = Database("sqlite+aiosqlite://")
+    try:
+        await db.create_all(Model.metadata)
+        async with db.transaction() as session:
+            session.add(Clip(slug="kept"))
+
+        async def write_then_hang() -> None:
+            async with db.session() as session:
+                session.add(Clip(slug="half-done"))
+                await session.flush()
+                await session.execute(text(SLOW_SQLITE_QUERY))
+
+        task = asyncio.create_task(write_then_hang())
+        await asyncio.sleep(0.2)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        async with db.session() as session:
+            assert list(await session.scalars(select(Clip.slug))) == ["kept"]
+            assert await session.scalar(text("PRAGMA foreign_keys")) == 1
+    finally:
+        await db.dispose()
+
+
+# Counts to 30 million: seconds of work that a cancellation interrupts.
+SLOW_SQLITE_QUERY = (
+    "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < 30000000) "
+    "SELECT count(*) FROM c"
+)
