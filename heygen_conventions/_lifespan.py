@@ -32,7 +32,9 @@ def check_at_startup(app: FastAPI, check: Callable[[FastAPI], None]) -> None:
     """Run ``check(app)`` when the app starts, before its own startup code.
 
     For mistakes only visible once every route is added (after setup): the
-    server then refuses to start instead of failing requests.
+    server then refuses to start instead of failing requests. Also for what
+    must be undone before each start, such as reopening an in-process cache
+    that an earlier shutdown of the same app closed (``install_cache``).
     """
     inner = app.router.lifespan_context
 
