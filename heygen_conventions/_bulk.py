@@ -23,6 +23,7 @@ from __future__ import annotations
 import gc
 import math
 import numbers
+import uuid
 from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -63,6 +64,7 @@ from sqlalchemy.sql.schema import Column
 from sqlalchemy.types import TypeDecorator, TypeEngine
 
 from heygen_conventions._filters import WriteSpec, check_columns, write_specs
+from heygen_conventions.db import utcnow, uuid7, uuid7_many
 from heygen_conventions.errors import InvalidInputError
 from heygen_conventions.responses import ErrorDetail
 
@@ -75,6 +77,11 @@ IN_LIST_MAX = 1_000
 
 # Types PostgreSQL takes as arrays in one unnest(); a batch with others is sent as VALUES.
 _ARRAY_SAFE_TYPES = (Boolean, Date, DateTime, Float, Integer, Interval, Numeric, String, Time, Uuid)
+
+# Primary-key defaults that never repeat a value: a key one made cannot be held yet.
+_UNIQUE_IDS: tuple[Any, ...] = tuple(
+    {uuid7, uuid.uuid4, getattr(uuid, "uuid7", uuid.uuid4)}  # uuid.uuid7: Python 3.14+
+)
 
 _UPSERT_INSERTS: dict[str, Any] = {"postgresql": postgresql_insert, "sqlite": sqlite_insert}
 
@@ -159,6 +166,7 @@ class BulkPlan:
     one_table: bool  # False for joined-table inheritance: a row spans several tables
     write_specs: dict[str, WriteSpec]  # attribute key -> how its written values are checked
     column_write_specs: dict[str, WriteSpec]  # the same by column key
+    stamped: tuple[str, ...]  # column keys whose default is utcnow: one instant per new row
 
 
 _PLANS: dict[Mapper[Any], BulkPlan] = {}
@@ -234,6 +242,7 @@ def plan_for(mapper: Mapper[Any]) -> BulkPlan:
         column_write_specs={
             column_of[key]: spec for key, spec in checks.items() if key in column_of
         },
+        stamped=tuple(key for key, default in defaults.items() if default is utcnow),
     )
     _PLANS[mapper] = plan
     return plan
@@ -266,35 +275,86 @@ def check_rows(plan: BulkPlan, rows: Sequence[dict[str, Any]]) -> None:
         check_columns(plan.column_write_specs, rows, plan.attribute_of)
 
 
-def complete_row(plan: BulkPlan, values: Mapping[str, Any]) -> dict[str, Any]:
-    """Column-keyed values of one new row, Python defaults filled in."""
+def complete_rows(
+    plan: BulkPlan, given: Sequence[Mapping[str, Any]]
+) -> tuple[list[dict[str, Any]], bool]:
+    """Column-keyed values of new rows, Python defaults filled in, a column at a time.
+
+    Ids from :func:`~heygen_conventions.uuid7` are made for the whole batch
+    at once; a row taking both timestamps from ``utcnow`` gets one instant
+    for both (``updated_at == created_at`` on a new row). Other defaults run
+    once per row and column, as in the ORM's INSERT.
+
+    Returns:
+        The rows, and whether every row's primary key was made here by a
+        unique-id generator (no object can hold it yet).
+    """
     column_of = plan.column_of
-    if plan.keys_match and column_of.keys() >= values.keys():
-        row = dict(values)  # attribute keys are column keys: a plain copy
+    column_keys = column_of.keys()
+    if plan.keys_match:
+        # Attribute keys are column keys: a plain copy, unless a key is not a column.
+        rows = [
+            dict(values)
+            if column_keys >= values.keys()
+            else {column_of[key]: value for key, value in values.items()}
+            for values in given
+        ]
     else:
-        row = {column_of[key]: value for key, value in values.items()}
+        rows = [{column_of[key]: value for key, value in values.items()} for values in given]
+    fresh_keys = all(
+        plan.defaults.get(key) in _UNIQUE_IDS and not any(key in row for row in rows)
+        for key in plan.pk_keys
+    )
     for key, default in plan.defaults.items():
-        if key not in row:
-            row[key] = default.value if type(default) is _Scalar else default()
-    return row
+        if default is utcnow:
+            continue  # below, for all such columns of a row at once
+        missing = [row for row in rows if key not in row]
+        if not missing:
+            continue
+        if type(default) is _Scalar:
+            value = default.value
+            for row in missing:
+                row[key] = value
+        elif default is uuid7:
+            for row, made in zip(missing, uuid7_many(len(missing)), strict=True):
+                row[key] = made
+        else:
+            for row in missing:
+                row[key] = default()
+    stamped = plan.stamped
+    if stamped:
+        for row in rows:
+            now = None
+            for key in stamped:
+                if key not in row:
+                    if now is None:
+                        now = utcnow()
+                    row[key] = now
+    return rows, fresh_keys
 
 
-def by_fields(
-    rows: Iterable[tuple[Any, dict[str, Any]]],
-) -> list[tuple[tuple[str, ...], list[tuple[Any, dict[str, Any]]]]]:
-    """Rows (tagged) grouped by the columns they give: each group can share statements.
+def by_fields(items: Sequence[Any], *, second: bool = False) -> list[tuple[tuple[str, ...], Any]]:
+    """Rows grouped by the columns they give: each group can share statements.
 
+    ``items`` are rows, or with ``second`` pairs whose second item is the row.
     A row leaving out a column must not send NULL for it (it would override
     the column's server default), so rows giving different columns never
-    share a statement. Groups come in the order of their first row.
+    share a statement. Groups come in the order of their first row; when all
+    rows give the same columns (the usual case), the one group is ``items``.
     """
-    groups: dict[frozenset[str], list[tuple[Any, dict[str, Any]]]] = {}
-    for pair in rows:
-        fields = frozenset(pair[1])
+    if not items:
+        return []
+    rows: Iterable[dict[str, Any]] = map(itemgetter(1), items) if second else items
+    first = (items[0][1] if second else items[0]).keys()
+    if all(map(first.__eq__, map(dict.keys, rows))):
+        return [(tuple(sorted(first)), items)]
+    groups: dict[frozenset[str], list[Any]] = {}
+    for item in items:
+        fields = frozenset(item[1] if second else item)
         group = groups.get(fields)
         if group is None:
             groups[fields] = group = []
-        group.append(pair)
+        group.append(item)
     return [(tuple(sorted(fields)), group) for fields, group in groups.items()]
 
 
@@ -351,6 +411,8 @@ def persist(
     plan: BulkPlan,
     rows: Iterable[dict[str, Any]],
     inserted: Sequence[bool] | None = None,
+    *,
+    fresh_keys: bool = False,
 ) -> list[Any]:
     """Objects for rows this session's transaction has just written, as a query would load them.
 
@@ -367,12 +429,16 @@ def persist(
     writes: if it (or a savepoint) rolls back, objects for rows it inserted
     (``inserted``, by row; None: every row) leave the session, as
     :meth:`Session.add`-ed ones do, and the others are expired.
+    ``fresh_keys`` says every row's key was just made (no object can hold it).
     """
     mapper = plan.mapper
     manager = mapper.class_manager
     new_instance = manager.new_instance
     on_load = manager.dispatch.load
     held = session.identity_map
+    # Nothing to find when the keys were just made, or the session holds no
+    # object at all (the rows' keys differ from one another).
+    look_up = None if fresh_keys or not len(held) else held.get
     add_unpresent = getattr(held, "_add_unpresent", None) if _ATTACH_AS_LOADED else None
     # With the loader's own path: build the state and hand it the row as the
     # object's __dict__, as unpickling does, rather than copy every value into
@@ -404,7 +470,7 @@ def persist(
             if attribute_of is None
             else {attribute_of[k]: v for k, v in row.items() if k in attribute_of}
         )
-        obj = held.get(key)
+        obj = None if look_up is None else look_up(key)
         if obj is not None:
             for name, value in values.items():
                 set_committed_value(obj, name, value)

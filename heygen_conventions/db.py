@@ -104,32 +104,69 @@ _ECHO_LOGGING_NAME = "echo"
 _uuid7_lock = threading.Lock()
 _uuid7_last = [0, 0]  # [unix ms, 12-bit counter]
 _random_pool = bytearray()  # os.urandom() read 4 KiB at a time: one syscall per 512 ids
+_UUID7_BITS = (0x7 << 76) | (0b10 << 62)  # version 7, RFC 9562 variant
+_RAND_B = 0x3FFF_FFFF_FFFF_FFFF
+# Filling a made UUID's slots directly: what UUID(int=value) ends with,
+# without re-validating a value built in range (UUID refuses __setattr__).
+_set_int = uuid.UUID.__dict__["int"].__set__
+_set_is_safe = uuid.UUID.__dict__["is_safe"].__set__
+_UNKNOWN_SAFETY = uuid.SafeUUID.unknown
+
+
+def _uuid7_slots(count: int) -> int:
+    """Reserve ``count`` consecutive (millisecond, counter) slots; return the first.
+
+    RFC 9562 section 6.2 method 1: a 12-bit counter in rand_a keeps ids made
+    in the same millisecond in creation order within the process. A slot is
+    ``ms << 12 | counter``, so counting past 0xFFF borrows the next
+    millisecond rather than repeat. Call with ``_uuid7_lock`` held.
+    """
+    now_slot = (time.time_ns() // 1_000_000) << 12
+    last_slot = (_uuid7_last[0] << 12) | _uuid7_last[1]
+    first = now_slot if now_slot > last_slot else last_slot + 1
+    end = first + count - 1
+    _uuid7_last[0], _uuid7_last[1] = end >> 12, end & 0xFFF
+    return first
+
+
+def _made_uuid(value: int) -> uuid.UUID:
+    made = object.__new__(uuid.UUID)
+    _set_int(made, value)
+    _set_is_safe(made, _UNKNOWN_SAFETY)
+    return made
+
+
+def _uuid7_value(slot: int, rand_b: int) -> int:
+    return ((slot >> 12) << 80) | ((slot & 0xFFF) << 64) | _UUID7_BITS | (rand_b & _RAND_B)
 
 
 def _uuid7_fallback() -> uuid.UUID:
-    # RFC 9562 section 6.2 method 1: a 12-bit counter in rand_a keeps ids made
-    # in the same millisecond in creation order within the process.
     global _random_pool
     with _uuid7_lock:
-        now_ms = time.time_ns() // 1_000_000
-        last_ms, counter = _uuid7_last
-        if now_ms > last_ms:
-            last_ms, counter = now_ms, 0
-        else:
-            counter += 1
-            if counter > 0xFFF:  # borrow the next millisecond rather than repeat
-                last_ms, counter = last_ms + 1, 0
-        _uuid7_last[0], _uuid7_last[1] = last_ms, counter
+        slot = _uuid7_slots(1)
         if not _random_pool:
             _random_pool = bytearray(os.urandom(4096))
-        rand_b = int.from_bytes(_random_pool[-8:]) & 0x3FFF_FFFF_FFFF_FFFF
+        rand_b = int.from_bytes(_random_pool[-8:])
         del _random_pool[-8:]
-    value = (last_ms << 80) | (0x7 << 76) | (counter << 64) | (0b10 << 62) | rand_b
-    # What UUID(int=value) makes, without re-validating a value built in range.
-    made = object.__new__(uuid.UUID)
-    object.__setattr__(made, "int", value)
-    object.__setattr__(made, "is_safe", uuid.SafeUUID.unknown)
-    return made
+    return _made_uuid(_uuid7_value(slot, rand_b))
+
+
+def _uuid7_many_fallback(count: int) -> list[uuid.UUID]:
+    with _uuid7_lock:
+        first = _uuid7_slots(count)
+    # One read of fresh random bytes for the batch, taken 8 at a time as integers.
+    randoms = memoryview(os.urandom(8 * count)).cast("Q")
+    made = object.__new__
+    set_int, set_is_safe, unknown, uuid_type = _set_int, _set_is_safe, _UNKNOWN_SAFETY, uuid.UUID
+    bits, rand_mask = _UUID7_BITS, _RAND_B
+    ids: list[uuid.UUID] = []
+    append = ids.append
+    for slot, rand_b in zip(range(first, first + count), randoms, strict=True):
+        new = made(uuid_type)
+        set_int(new, ((slot >> 12) << 80) | ((slot & 0xFFF) << 64) | bits | (rand_b & rand_mask))
+        set_is_safe(new, unknown)
+        append(new)
+    return ids
 
 
 def _uuid7_after_fork() -> None:
@@ -148,6 +185,14 @@ if hasattr(os, "register_at_fork"):  # pragma: no branch - absent only on Window
 def uuid7() -> uuid.UUID:
     """A time-ordered UUID (version 7): new rows land at the right edge of the index."""
     return _stdlib_uuid7() if _stdlib_uuid7 is not None else _uuid7_fallback()
+
+
+def uuid7_many(count: int) -> list[uuid.UUID]:
+    """``count`` ids as :func:`uuid7` makes them, in order, for a bulk write: one
+    lock and one read of random bytes for the batch instead of one per id."""
+    if _stdlib_uuid7 is not None:
+        return [_stdlib_uuid7() for _ in range(count)]
+    return _uuid7_many_fallback(count) if count > 0 else []
 
 
 _stdlib_uuid7: Callable[[], uuid.UUID] | None = getattr(uuid, "uuid7", None)  # Python 3.14+

@@ -566,26 +566,28 @@ class BaseRepository(Generic[ModelT]):
         """
         checked_row(_bulk.plan_for(self._mapper).write_specs, values)
 
-    def _rows(self, items: Iterable[Data]) -> builtins.list[dict[str, Any]]:
+    def _rows(self, items: Iterable[Data]) -> tuple[builtins.list[dict[str, Any]], bool]:
+        """New rows for ``items``, checked, and whether every key was made here."""
         plan = _bulk.plan_for(self._mapper)
         _bulk.require_one_table(plan)
         # The caller's generator, if any, runs with the collector on.
         items = items if isinstance(items, builtins.list | tuple) else builtins.list(items)
         with _bulk.collector_paused():
-            rows = [
-                _bulk.complete_row(
-                    plan, _bulk.without_default_nones(plan, self._column_values(plan, item))
-                )
-                for item in items
-            ]
+            rows, fresh_keys = _bulk.complete_rows(
+                plan,
+                [
+                    _bulk.without_default_nones(plan, self._column_values(plan, item))
+                    for item in items
+                ],
+            )
             _bulk.check_rows(plan, rows)
-            return rows
+            return rows, fresh_keys
 
     def _column_values(self, plan: _bulk.BulkPlan, item: Data) -> Mapping[str, Any]:
         """``item``'s field values, read only: the caller copies them into a row
         (and checks its values: :func:`_bulk.check_rows`)."""
         if type(item) is dict and plan.attributes.issuperset(item):
-            values: Mapping[str, Any] = item  # no copy per row: complete_row() makes the row
+            values: Mapping[str, Any] = item  # no copy per row: complete_rows() makes the row
         else:
             values = self._values(item, partial=False)
         relationships = plan.relationships
@@ -637,7 +639,7 @@ class BaseRepository(Generic[ModelT]):
         Single-table inheritance subclasses get their discriminator; a
         joined-table subclass (rows in several tables) raises ``TypeError``.
         """
-        rows = self._rows(items)
+        rows, fresh_keys = self._rows(items)
         if not rows:
             return []
         plan = _bulk.plan_for(self._mapper)
@@ -646,14 +648,13 @@ class BaseRepository(Generic[ModelT]):
         _bulk.add_nulls(plan, rows)
         # Keys given in another type than the column's (str UUIDs) would not
         # find their rows in the identity map: every column is read back then.
-        typed = _bulk.keys_typed(plan, rows)
+        typed = fresh_keys or _bulk.keys_typed(plan, rows)
         dialect = self._dialect_name
         pk_keys = plan.pk_keys
-        for keys, group in _bulk.by_fields(enumerate(rows)):
+        for keys, group_rows in _bulk.by_fields(rows):
             read_back = _bulk.filled_by_database(plan, keys if typed else ())
             size = _bulk.rows_per_statement(dialect, plan.table, keys, self.batch_size)
-            for batch in _chunks(group, size):
-                batch_rows = [row for _, row in batch]
+            for batch_rows in _chunks(group_rows, size):
                 statement = _bulk.insert_statement(dialect, plan, keys, batch_rows)
                 if read_back:
                     statement = statement.returning(*(plan.table.c[key] for key in read_back))
@@ -673,7 +674,7 @@ class BaseRepository(Generic[ModelT]):
                     for row, values in zip(batch_rows, returned, strict=True):
                         row.update(zip(read_back, values, strict=True))
         with _bulk.collector_paused():
-            objects = _bulk.persist(self.session.sync_session, plan, rows)
+            objects = _bulk.persist(self.session.sync_session, plan, rows, fresh_keys=fresh_keys)
             if plan.collections:
                 for obj in objects:
                     _bulk.mark_new_collections_empty(plan, obj)
@@ -686,14 +687,13 @@ class BaseRepository(Generic[ModelT]):
         PostgreSQL) minus ``RETURNING`` and the ORM objects, which cost about
         as much again as the insert itself for large batches.
         """
-        rows = self._rows(items)
+        rows, _ = self._rows(items)
         plan = _bulk.plan_for(self._mapper)
         dialect = self._dialect_name
         table = plan.table
-        for keys, group in _bulk.by_fields(enumerate(rows)):
+        for keys, group_rows in _bulk.by_fields(rows):
             size = _bulk.rows_per_statement(dialect, table, keys, self.batch_size)
-            for batch in _chunks(group, size):
-                batch_rows = [row for _, row in batch]
+            for batch_rows in _chunks(group_rows, size):
                 with self._guard():
                     if _bulk.can_unnest(dialect, table, keys):
                         await self.session.execute(
@@ -712,7 +712,7 @@ class BaseRepository(Generic[ModelT]):
         plan = _bulk.plan_for(self._mapper)
         statement = insert(self.model).returning(self.model, sort_by_parameter_order=True)
         placed: dict[int, ModelT] = {}
-        for _, group in _bulk.by_fields(enumerate(rows)):
+        for _, group in _bulk.by_fields(builtins.list(enumerate(rows)), second=True):
             for batch in _chunks(group, self.batch_size):
                 params = [
                     {plan.attribute_of[key]: value for key, value in row.items()}
@@ -901,13 +901,15 @@ class BaseRepository(Generic[ModelT]):
         # Keys of rows whose primary key was made here: a new row returns that
         # key, an existing one its own. Other rows need another witness.
         keyed_here: set[tuple[Any, ...]] = set()
+        on_postgresql = self._dialect_name == "postgresql"
         # The caller's generator, if any, runs with the collector on.
         items = items if isinstance(items, builtins.list | tuple) else builtins.list(items)
         values_of = functools.partial(self._column_values, plan)
         with _bulk.collector_paused():
-            built = [(given, _bulk.complete_row(plan, given)) for given in map(values_of, items)]
-            _bulk.check_rows(plan, [row for _, row in built])  # before keys are read from them
-            for given, row in built:
+            given_rows = builtins.list(map(values_of, items))
+            rows, _ = _bulk.complete_rows(plan, given_rows)
+            _bulk.check_rows(plan, rows)  # before keys are read from them
+            for given, row in zip(given_rows, rows, strict=True):
                 try:
                     key = key_of(row)
                 except KeyError as missing:
@@ -916,6 +918,8 @@ class BaseRepository(Generic[ModelT]):
                     ) from None
                 merged.pop(key, None)  # the last one wins, in its own position
                 merged[key] = row
+                if on_postgresql:  # the statement itself tells inserted rows
+                    continue
                 if pk_made_here and pk_attributes.isdisjoint(given):
                     keyed_here.add(key)
                 else:
@@ -924,14 +928,15 @@ class BaseRepository(Generic[ModelT]):
             return UpsertResult([], 0, 0)
 
         dialect = self._dialect_name
-        on_postgresql = dialect == "postgresql"
         inserted: set[tuple[Any, ...]] = set()
         touched: builtins.list[tuple[Any, ...]] = []  # primary keys, without objects
         created = 0
         write_locked = False
         # Key order within a group of rows, and a fixed order of groups: the same
         # lock order for every writer.
-        groups = sorted(_bulk.by_fields(_in_key_order(merged.items())), key=itemgetter(0))
+        groups = sorted(
+            _bulk.by_fields(_in_key_order(merged.items()), second=True), key=itemgetter(0)
+        )
         for keys, group in groups:
             size = _bulk.rows_per_statement(dialect, plan.table, keys, self.batch_size)
             for batch in _chunks(group, size):
@@ -976,18 +981,21 @@ class BaseRepository(Generic[ModelT]):
                         stored = stored_key_of(values)
                         # A key the column type normalised is found by position; order still holds.
                         key = stored if stored in sent else batch[position][0]
-                        if key in matched:
-                            # SQLite: two rows of the statement wrote one row, keys
-                            # unlike in Python but stored alike ("light", Shade.light).
-                            raise _repeated_key(on_fields)
-                        matched.add(key)
                         row = sent[key]
                         if on_postgresql:
-                            is_new = bool(values[width])  # xmax = 0: this statement inserted it
-                        elif key in keyed_here:
-                            is_new = pk_at(values) == tuple([row[k] for k in pk_keys])
+                            # xmax = 0: this statement inserted it. (Two rows writing one
+                            # row fail the statement there: cardinality_violation.)
+                            is_new = bool(values[width])
                         else:
-                            is_new = stored not in existing
+                            if key in matched:
+                                # SQLite: two rows of the statement wrote one row, keys
+                                # unlike in Python but stored alike ("light", Shade.light).
+                                raise _repeated_key(on_fields)
+                            matched.add(key)
+                            if key in keyed_here:
+                                is_new = pk_at(values) == tuple([row[k] for k in pk_keys])
+                            else:
+                                is_new = stored not in existing
                         created += is_new
                         if returning:
                             # What an existing row kept (key, created_at...) replaces what was

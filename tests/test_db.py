@@ -841,6 +841,28 @@ def test_uuid7_is_version_7_and_time_ordered() -> None:
     assert abs(millis - datetime.now(UTC).timestamp() * 1000) < 60_000
 
 
+def test_uuid7_many_continues_the_same_sequence(monkeypatch: pytest.MonkeyPatch) -> None:
+    from heygen_conventions import db as db_module
+
+    # 10,000 ids in one millisecond: the 12-bit counter runs over into the next ones.
+    monkeypatch.setattr(db_module.time, "time_ns", lambda: 1_700_000_000_000 * 1_000_000)
+    monkeypatch.setattr(db_module, "_uuid7_last", [0, 0])
+    before = [uuid7() for _ in range(3)]
+    batch = db_module.uuid7_many(10_000)
+    after = [uuid7() for _ in range(3)]
+    ids = before + batch + after
+    assert len(batch) == 10_000
+    assert all(i.version == 7 and i.variant == uuid.RFC_4122 for i in ids)
+    assert ids == sorted(ids)
+    assert len(set(ids)) == len(ids)
+    assert {i.int >> 80 for i in ids} == {1_700_000_000_000 + n for n in range(3)}
+    assert [(i.int >> 64) & 0xFFF for i in before] == [0, 1, 2]
+    # Each id is an ordinary UUID: equal to (and hashed as) its own parsed text.
+    assert all(uuid.UUID(str(i)) == i and hash(uuid.UUID(str(i))) == hash(i) for i in ids[:50])
+    assert len({i.int & ((1 << 62) - 1) for i in batch}) == len(batch)  # random bits differ
+    assert db_module.uuid7_many(0) == []
+
+
 def test_uuid7_in_forked_workers_never_repeats_the_parent_s_randomness() -> None:
     from heygen_conventions import db as db_module
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import enum
 import gc
+import itertools
 import pickle
 import random
 import uuid
@@ -108,6 +109,26 @@ class Ticket(DefaultsBase):
 
 
 class TicketRepository(BaseRepository[Ticket]):
+    pass
+
+
+_badge_numbers = itertools.count(1)
+
+
+def _next_badge_number() -> int:
+    return next(_badge_numbers)
+
+
+class Badge(DefaultsBase):
+    """Python defaults of the application's own: a ``uuid4`` key, a function run per row."""
+
+    __tablename__ = "sample_badges"
+    id: Mapped[uuid.UUID] = mapped_column(Uuid(), primary_key=True, default=uuid.uuid4)
+    number: Mapped[int] = mapped_column(default=_next_badge_number)
+    label: Mapped[str] = mapped_column(String(20))
+
+
+class BadgeRepository(BaseRepository[Badge]):
     pass
 
 
@@ -677,6 +698,55 @@ async def test_create_many_batches_and_returns_rows_in_order(sample_db: Database
         assert stored.title == "changed"
         assert stored.created_at == videos[0].created_at
         assert await repo.create_many([]) == []
+
+
+async def test_create_many_gives_each_row_its_own_defaults(sample_db: Database) -> None:
+    given = datetime(2024, 1, 15, 10, 30, tzinfo=UTC)
+    started = datetime.now(UTC)
+    async with sample_db.session() as session:
+        videos = await VideoRepository(session).create_many(
+            [{"title": f"t{n}", "slug": f"s{n}"} for n in range(3)]
+            + [{"title": "dated", "slug": "dated", "created_at": given}]
+        )
+        await session.commit()
+    finished = datetime.now(UTC)
+    fresh, dated = videos[:3], videos[3]
+    # A new row's two timestamps are one instant; rows follow one another in time and key.
+    assert all(v.created_at == v.updated_at for v in fresh)
+    assert all(started <= v.created_at <= finished for v in fresh)
+    assert [v.created_at for v in videos[:3]] == sorted(v.created_at for v in fresh)
+    assert [v.id for v in videos] == sorted(v.id for v in videos)
+    assert dated.created_at == given
+    assert started <= dated.updated_at <= finished
+    async with sample_db.session() as session:
+        stored = {v.slug: v for v in await VideoRepository(session).list()}
+    assert {slug: (v.id, v.created_at, v.updated_at) for slug, v in stored.items()} == {
+        v.slug: (v.id, v.created_at, v.updated_at) for v in videos
+    }
+
+
+async def test_create_many_runs_the_application_s_own_defaults_per_row(
+    database: Database,
+) -> None:
+    await database.create_all(DefaultsBase.metadata)
+    async with database.session() as session:
+        repo = BadgeRepository(session)
+        own_key = uuid.uuid4()
+        badges = await repo.create_many(
+            [{"label": "a"}, {"label": "b"}, {"label": "c", "id": own_key}]
+        )
+        numbers = [b.number for b in badges]
+        assert numbers == list(range(numbers[0], numbers[0] + 3))
+        assert all(b.id.version == 4 for b in badges)
+        assert len({b.id for b in badges}) == 3
+        assert badges[2].id == own_key
+        with count_queries(database) as log:
+            assert [await session.get(Badge, b.id) for b in badges] == badges
+        assert log.count == 0  # held in the session
+        await session.commit()
+    async with database.session() as session:
+        stored = await BadgeRepository(session).list(order_by=Badge.label)
+        assert [(b.id, b.number) for b in stored] == [(b.id, b.number) for b in badges]
 
 
 async def test_create_many_reads_back_keys_the_database_makes(session: AsyncSession) -> None:
