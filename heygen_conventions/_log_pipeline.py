@@ -12,6 +12,7 @@ from __future__ import annotations
 import io
 import logging
 import os
+import select
 import sys
 import threading
 import time
@@ -69,6 +70,10 @@ class CurrentStandardError:
 
     def isatty(self) -> bool:
         return sys.stderr.isatty()
+
+
+# Bytes one write(2) puts on a pipe in one piece (POSIX guarantees at least 512).
+_ATOMIC_WRITE: int = getattr(select, "PIPE_BUF", 512)
 
 
 class Output:
@@ -139,6 +144,17 @@ class Output:
                 self.write(data[:-1])
             return
         try:
+            fd = self._fd
+            if fd is not None and len(data) <= _ATOMIC_WRITE:
+                # One write(2) of at most PIPE_BUF bytes lands in one piece between
+                # other threads' writes (POSIX: on pipes and on regular files).
+                if binary.closed:
+                    return
+                binary.flush()
+                written = os.write(fd, data)
+                if written == len(data):
+                    return
+                data = data[written:]  # cut short by a signal: the rest under the lock
             with self._lock:
                 fd = self._fd
                 if fd is None:

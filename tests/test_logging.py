@@ -412,6 +412,51 @@ def test_lines_from_many_threads_never_interleave(log_output: LogOutput) -> None
     }
 
 
+@pytest.mark.parametrize("target", ["pipe", "file"])
+def test_lines_from_many_threads_stay_whole_on_a_descriptor(tmp_path: Any, target: str) -> None:
+    # Short lines go out in one write(2) each without the lock, long ones under it.
+    received = bytearray()
+    reader: threading.Thread | None = None
+    if target == "pipe":
+        read_end, write_end = os.pipe()
+        stream = os.fdopen(write_end, "wb")
+
+        def drain() -> None:
+            while chunk := os.read(read_end, 65536):
+                received.extend(chunk)
+
+        reader = threading.Thread(target=drain)
+        reader.start()
+    else:
+        stream = open(tmp_path / "threads.log", "ab")  # noqa: SIM115 - closed below
+
+    def work(n: int) -> None:
+        for i in range(60):
+            size = 100 if i % 2 else 6000  # under and over PIPE_BUF
+            get_logger("threads").info("line", n=n, i=i, payload="x" * size)
+
+    restore = _snapshot()
+    try:
+        configure_logging(json=True, stream=stream)
+        threads = [threading.Thread(target=work, args=(n,)) for n in range(6)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    finally:
+        restore()
+        stream.close()
+        if reader is not None:
+            reader.join()
+            os.close(read_end)
+    data = bytes(received) if target == "pipe" else (tmp_path / "threads.log").read_bytes()
+    lines = [orjson.loads(line) for line in data.splitlines()]
+    assert sorted((line["n"], line["i"]) for line in lines) == [
+        (n, i) for n in range(6) for i in range(60)
+    ]
+    assert all(len(line["payload"]) == (100 if line["i"] % 2 else 6000) for line in lines)
+
+
 def test_writes_to_a_text_stream_without_a_buffer() -> None:
     restore = _snapshot()
     stream = io.StringIO()
