@@ -196,8 +196,11 @@ def plan_for(mapper: Mapper[Any]) -> BulkPlan:
     ):
         # Single-table inheritance: each row says which class it is, as the ORM's INSERT does.
         defaults[str(discriminator.key)] = _Scalar(mapper.polymorphic_identity)
+    # The table's own columns: mapper.columns also holds column_property expressions.
     attribute_of = {
-        column.key: mapper.get_property_by_column(column).key for column in mapper.columns
+        column.key: mapper.get_property_by_column(column).key
+        for column in mapper.columns
+        if table.c.contains_column(column)
     }
     pk_keys = tuple(str(column.key) for column in mapper.primary_key)
     checks = write_specs(
@@ -290,12 +293,12 @@ def complete_rows(
         unique-id generator (no object can hold it yet).
     """
     column_of = plan.column_of
-    column_keys = column_of.keys()
+    attribute_keys = column_of.keys()
     if plan.keys_match:
         # Attribute keys are column keys: a plain copy, unless a key is not a column.
         rows = [
             dict(values)
-            if column_keys >= values.keys()
+            if attribute_keys >= values.keys()
             else {column_of[key]: value for key, value in values.items()}
             for values in given
         ]

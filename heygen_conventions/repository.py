@@ -586,15 +586,23 @@ class BaseRepository(Generic[ModelT]):
     def _column_values(self, plan: _bulk.BulkPlan, item: Data) -> Mapping[str, Any]:
         """``item``'s field values, read only: the caller copies them into a row
         (and checks its values: :func:`_bulk.check_rows`)."""
-        if type(item) is dict and plan.attributes.issuperset(item):
-            values: Mapping[str, Any] = item  # no copy per row: complete_rows() makes the row
-        else:
-            values = self._values(item, partial=False)
-        relationships = plan.relationships
-        if not relationships.isdisjoint(values):
+        columns = plan.column_of.keys()
+        if type(item) is dict and columns >= item.keys():
+            return item  # no copy per row: complete_rows() makes the row
+        values = self._values(item, partial=False)  # unknown fields: 422
+        if not columns >= values.keys():
+            # Relationships, and attributes of no column (a column_property, a synonym).
+            extra = sorted(key for key in values if key not in columns)
+            relationships = [key for key in extra if key in plan.relationships]
+            others = [key for key in extra if key not in plan.relationships]
+            said = [f"{relationships} are relationships"] if relationships else []
+            said += [f"{others} are not columns"] if others else []
             raise InvalidInputError(
-                f"Bulk writes take column values only; "
-                f"{sorted(relationships.intersection(values))} are relationships"
+                "Bulk writes take column values only; " + "; ".join(said),
+                details=[
+                    ErrorDetail(code="not_a_column", message="Not a column", field=key)
+                    for key in extra
+                ],
             )
         return values
 

@@ -22,6 +22,7 @@ from heygen_conventions import (
     BaseRepository,
     Database,
     DBSession,
+    InvalidInputError,
     PageParams,
     UUIDPrimaryKeyMixin,
     install_database,
@@ -192,6 +193,28 @@ async def test_sorting_by_a_column_property_is_not_a_500(database: Database) -> 
                 break
             cursor = keyset.next_cursor
         assert seen == expected
+
+
+@pytest.mark.parametrize("write", ["create_many", "insert_many", "upsert_many"])
+async def test_bulk_writes_refuse_a_value_for_an_attribute_of_no_column(
+    database: Database, write: str
+) -> None:
+    await database.create_all(EdgeBase.metadata)
+    rows: list[dict[str, Any]] = [{"name": "a"}, {"name": "bb", "name_length": 9}]
+    async with database.session() as session:
+        repo = PaintRepository(session)
+        call = (
+            repo.upsert_many(rows, on="name")
+            if write == "upsert_many"
+            else getattr(repo, write)(rows)
+        )
+        with pytest.raises(InvalidInputError) as caught:
+            await call
+        assert "name_length" in caught.value.message
+        assert [(d.code, d.field) for d in caught.value.details] == [
+            ("not_a_column", "name_length")
+        ]
+        assert await repo.count() == 0
 
 
 # --- Going back past rows deleted meanwhile ------------------------------------------
