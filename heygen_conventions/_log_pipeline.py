@@ -12,10 +12,10 @@ from __future__ import annotations
 import io
 import logging
 import os
-import select
 import sys
 import threading
 import time
+import weakref
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from contextlib import suppress
 from typing import IO, TYPE_CHECKING, Any, cast
@@ -72,8 +72,17 @@ class CurrentStandardError:
         return sys.stderr.isatty()
 
 
-# Bytes one write(2) puts on a pipe in one piece (POSIX guarantees at least 512).
-_ATOMIC_WRITE: int = getattr(select, "PIPE_BUF", 512)
+_OUTPUTS: weakref.WeakSet[Output] = weakref.WeakSet()
+
+
+def _outputs_after_fork() -> None:
+    # A thread of the parent may have been mid-line: its lock is held in the child for good.
+    for output in list(_OUTPUTS):
+        output._lock = threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):  # pragma: no branch - absent only on Windows
+    os.register_at_fork(after_in_child=_outputs_after_fork)
 
 
 class Output:
@@ -81,10 +90,12 @@ class Output:
 
     def __init__(self, stream: IO[str] | IO[bytes] | CurrentStandardError | None) -> None:
         self._lock = threading.Lock()
+        _OUTPUTS.add(self)
         self.isatty = False
         self._binary: IO[bytes] | None = None
         self._text: IO[str] | None = None
         self._fd: int | None = None  # the binary stream's file descriptor, when it is a file's
+        self._text_above: IO[str] | None = None  # a block-buffered text layer over _binary
         # Held so that a text stream given inline (``stream=open(path, "a")``)
         # is not collected, and its finaliser does not close the buffer written to.
         self._stream = stream
@@ -101,6 +112,10 @@ class Output:
                 with suppress(ValueError, OSError):
                     stream.flush()
                 self._binary = cast("IO[bytes]", buffer)
+                if not getattr(stream, "line_buffering", True):
+                    # What the application wrote to the text layer waits there
+                    # (a file opened with "w"): it goes out before each line.
+                    self._text_above = cast("IO[str]", stream)
             else:
                 self._text = cast("IO[str]", stream)
         elif isinstance(stream, io.BufferedIOBase | io.RawIOBase) or "b" in str(
@@ -144,18 +159,12 @@ class Output:
                 self.write(data[:-1])
             return
         try:
-            fd = self._fd
-            if fd is not None and len(data) <= _ATOMIC_WRITE:
-                # One write(2) of at most PIPE_BUF bytes lands in one piece between
-                # other threads' writes (POSIX: on pipes and on regular files).
-                if binary.closed:
-                    return
-                binary.flush()
-                written = os.write(fd, data)
-                if written == len(data):
-                    return
-                data = data[written:]  # cut short by a signal: the rest under the lock
+            # Always under the lock: a write(2) longer than PIPE_BUF that finds a
+            # pipe full goes in pieces, and a lock-free short line would land
+            # between them (as would one whose own write was cut short).
             with self._lock:
+                if self._text_above is not None:
+                    self._text_above.flush()
                 fd = self._fd
                 if fd is None:
                     binary.write(data)

@@ -17,6 +17,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import logging
+import operator
 import os
 import threading
 import time
@@ -140,7 +141,13 @@ def _uuid7_value(slot: int, rand_b: int) -> int:
     return ((slot >> 12) << 80) | ((slot & 0xFFF) << 64) | _UUID7_BITS | (rand_b & _RAND_B)
 
 
-def _uuid7_fallback() -> uuid.UUID:
+def uuid7() -> uuid.UUID:
+    """A time-ordered UUID (version 7): new rows land at the right edge of the index.
+
+    The library's own generator on every Python version (3.14's ``uuid.uuid7``
+    keeps its counter without a lock, and a shorter random part): ids one
+    process makes, from any thread, single or in batches, increase.
+    """
     global _random_pool
     with _uuid7_lock:
         slot = _uuid7_slots(1)
@@ -151,7 +158,12 @@ def _uuid7_fallback() -> uuid.UUID:
     return _made_uuid(_uuid7_value(slot, rand_b))
 
 
-def _uuid7_many_fallback(count: int) -> list[uuid.UUID]:
+def uuid7_many(count: int) -> list[uuid.UUID]:
+    """``count`` ids as :func:`uuid7` makes them, in order, for a bulk write: one
+    lock and one read of random bytes for the batch instead of one per id."""
+    count = operator.index(count)
+    if count <= 0:
+        return []
     with _uuid7_lock:
         first = _uuid7_slots(count)
     # One read of fresh random bytes for the batch, taken 8 at a time as integers.
@@ -171,31 +183,16 @@ def _uuid7_many_fallback(count: int) -> list[uuid.UUID]:
 
 def _uuid7_after_fork() -> None:
     # A forked worker (gunicorn --preload, Celery prefork) would otherwise hand
-    # out its parent's buffered random bytes: the same ids as its siblings.
+    # out its parent's buffered random bytes: the same ids as its siblings. The
+    # last slot stays: the child's ids still sort after the parent's so far
+    # (a batch may have reserved milliseconds ahead of the clock).
     global _random_pool, _uuid7_lock
     _random_pool = bytearray()
-    _uuid7_last[0] = _uuid7_last[1] = 0
     _uuid7_lock = threading.Lock()
 
 
 if hasattr(os, "register_at_fork"):  # pragma: no branch - absent only on Windows
     os.register_at_fork(after_in_child=_uuid7_after_fork)
-
-
-def uuid7() -> uuid.UUID:
-    """A time-ordered UUID (version 7): new rows land at the right edge of the index."""
-    return _stdlib_uuid7() if _stdlib_uuid7 is not None else _uuid7_fallback()
-
-
-def uuid7_many(count: int) -> list[uuid.UUID]:
-    """``count`` ids as :func:`uuid7` makes them, in order, for a bulk write: one
-    lock and one read of random bytes for the batch instead of one per id."""
-    if _stdlib_uuid7 is not None:
-        return [_stdlib_uuid7() for _ in range(count)]
-    return _uuid7_many_fallback(count) if count > 0 else []
-
-
-_stdlib_uuid7: Callable[[], uuid.UUID] | None = getattr(uuid, "uuid7", None)  # Python 3.14+
 
 
 # --- Types and declarative base ----------------------------------------------

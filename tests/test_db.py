@@ -866,14 +866,16 @@ def test_uuid7_many_continues_the_same_sequence(monkeypatch: pytest.MonkeyPatch)
 def test_uuid7_in_forked_workers_never_repeats_the_parent_s_randomness() -> None:
     from heygen_conventions import db as db_module
 
-    db_module._uuid7_fallback()  # the parent has random bytes buffered
+    uuid7()  # the parent has random bytes buffered
+    # and a batch reserved milliseconds ahead of the clock
+    last_of_parent = db_module.uuid7_many(50_000)[-1]
     made = []
     for _ in range(2):
         reader, writer = os.pipe()
         pid = os.fork()
         if pid == 0:  # pragma: no cover - runs in the child
             os.close(reader)
-            os.write(writer, db_module._uuid7_fallback().bytes)
+            os.write(writer, uuid7().bytes)
             os._exit(0)
         os.close(writer)
         made.append(uuid.UUID(bytes=os.read(reader, 16)))
@@ -881,6 +883,40 @@ def test_uuid7_in_forked_workers_never_repeats_the_parent_s_randomness() -> None
         os.waitpid(pid, 0)
     random_bits = [value.int & ((1 << 62) - 1) for value in made]
     assert random_bits[0] != random_bits[1]
+    assert all(value > last_of_parent for value in made)  # still after the parent's ids
+
+
+def test_uuid7_is_the_library_s_own_sequence_from_every_thread() -> None:
+    from heygen_conventions import db as db_module
+
+    made: list[list[uuid.UUID]] = [[] for _ in range(4)]
+
+    def work(n: int) -> None:
+        for i in range(300):
+            if i % 3:
+                made[n].append(uuid7())
+            else:
+                made[n].extend(db_module.uuid7_many(5))
+
+    threads = [threading.Thread(target=work, args=(n,)) for n in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    every = [value for ids in made for value in ids]
+    assert len(set(every)) == len(every)
+    assert all(ids == sorted(ids) for ids in made)
+    assert db_module.uuid7_many(numpy_like_int(3))[0].version == 7
+
+
+class numpy_like_int:
+    """An integer type that is not int (it has ``__index__``)."""
+
+    def __init__(self, value: int) -> None:
+        self.value = value
+
+    def __index__(self) -> int:
+        return self.value
 
 
 async def test_a_session_used_after_it_closed_raises(db: Database) -> None:

@@ -414,7 +414,7 @@ def test_lines_from_many_threads_never_interleave(log_output: LogOutput) -> None
 
 @pytest.mark.parametrize("target", ["pipe", "file"])
 def test_lines_from_many_threads_stay_whole_on_a_descriptor(tmp_path: Any, target: str) -> None:
-    # Short lines go out in one write(2) each without the lock, long ones under it.
+    # Lines under and over PIPE_BUF, from many threads at once.
     received = bytearray()
     reader: threading.Thread | None = None
     if target == "pipe":
@@ -455,6 +455,136 @@ def test_lines_from_many_threads_stay_whole_on_a_descriptor(tmp_path: Any, targe
         (n, i) for n in range(6) for i in range(60)
     ]
     assert all(len(line["payload"]) == (100 if line["i"] % 2 else 6000) for line in lines)
+
+
+def test_a_short_line_never_lands_inside_a_long_line_on_a_slow_pipe() -> None:
+    # stdout/stderr under docker, k8s and systemd are pipes. A line longer than
+    # PIPE_BUF that finds the pipe full goes in pieces, and another writer's
+    # write(2) could go in between: every line takes the output's lock.
+    read_end, write_end = os.pipe()
+    stream = os.fdopen(write_end, "wb")
+    received = bytearray()
+    long_started = threading.Event()
+
+    def slow_drain() -> None:
+        long_started.wait()
+        time.sleep(0.3)  # the long write fills the pipe and blocks; short writers queue
+        while chunk := os.read(read_end, 4096):
+            received.extend(chunk)
+
+    def long_lines() -> None:
+        long_started.set()
+        for i in range(3):
+            get_logger("t").info("long", i=i, payload="x" * 300_000)
+
+    def short_lines(n: int) -> None:
+        long_started.wait()
+        time.sleep(0.1)
+        for i in range(200):
+            get_logger("t").info("short", n=n, i=i)
+
+    restore = _snapshot()
+    reader = threading.Thread(target=slow_drain)
+    reader.start()
+    try:
+        configure_logging(json=True, stream=stream)
+        threads = [threading.Thread(target=long_lines)]
+        threads += [threading.Thread(target=short_lines, args=(n,)) for n in range(3)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    finally:
+        restore()
+        stream.close()
+        reader.join()
+        os.close(read_end)
+    lines = [orjson.loads(line) for line in bytes(received).splitlines()]
+    assert len(lines) == 3 + 3 * 200
+
+
+def test_a_short_line_cut_short_is_not_split_by_another_threads_line(
+    tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The rest of a write a signal cut short goes out before any other line.
+    real_write = os.write
+    first_half_out = threading.Event()
+    other_done = threading.Event()
+    calls = {"n": 0}
+
+    def write(fd: int, data: bytes) -> int:
+        calls["n"] += 1
+        if calls["n"] == 1:  # the first line: a signal cuts its write short
+            written = real_write(fd, bytes(data[:10]))
+            first_half_out.set()
+            other_done.wait(5)
+            return written
+        return real_write(fd, data)
+
+    path = tmp_path / "cut.log"
+    restore = _snapshot()
+    try:
+        with open(path, "wb") as stream:
+            configure_logging(json=True, stream=stream)
+            monkeypatch.setattr(os, "write", write)
+            first = threading.Thread(target=lambda: get_logger("a").info("first"))
+            second = threading.Thread(target=lambda: get_logger("a").info("second"))
+            first.start()
+            first_half_out.wait(5)
+            second.start()
+            second.join(0.5)  # waits for the lock while "first" is half out
+            other_done.set()
+            first.join()
+            second.join()
+            monkeypatch.undo()
+    finally:
+        restore()
+    events = [orjson.loads(line)["event"] for line in path.read_bytes().splitlines()]
+    assert sorted(events) == ["first", "second"]
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="POSIX only")
+@pytest.mark.filterwarnings("ignore:This process.*multi-threaded:DeprecationWarning")
+def test_a_child_forked_while_another_thread_writes_can_still_log(tmp_path: Any) -> None:
+    # Another thread is mid-line (holding the output's lock: a long line on a
+    # full pipe) when the application forks (multiprocessing, gunicorn --preload):
+    # the child would inherit the lock held for good.
+
+    path = tmp_path / "child.log"
+    restore = _snapshot()
+    try:
+        with open(path, "wb") as stream:
+            configure_logging(json=True, stream=stream)
+            output = _SINK.pipeline.output
+            holding, release = threading.Event(), threading.Event()
+
+            def writer_mid_line() -> None:
+                with output._lock:
+                    holding.set()
+                    release.wait(10)
+
+            writer = threading.Thread(target=writer_mid_line)
+            writer.start()
+            holding.wait(5)
+            pid = os.fork()
+            if pid == 0:  # the child
+                try:
+                    get_logger("child").info("short")
+                    get_logger("child").info("long", payload="x" * 10_000)
+                finally:
+                    os._exit(0)
+            release.set()
+            writer.join()
+            deadline = time.monotonic() + 5
+            while (done := os.waitpid(pid, os.WNOHANG))[0] == 0 and time.monotonic() < deadline:
+                time.sleep(0.05)
+            if done[0] == 0:
+                os.kill(pid, 9)
+                os.waitpid(pid, 0)
+    finally:
+        restore()
+    events = [orjson.loads(line)["event"] for line in path.read_bytes().splitlines()]
+    assert events == ["short", "long"]
 
 
 def test_writes_to_a_text_stream_without_a_buffer() -> None:
@@ -690,6 +820,21 @@ def test_lines_keep_their_place_among_the_applications_own_writes(tmp_path: Any)
             stream.write(b"header\n")  # buffered by the file object, not yet written
             get_logger("a").info("between")
             stream.write(b"trailer\n")
+    finally:
+        restore()
+    header, between, trailer = path.read_bytes().splitlines()
+    assert (header, orjson.loads(between)["event"], trailer) == (b"header", "between", b"trailer")
+
+
+def test_lines_keep_their_place_among_the_applications_own_text(tmp_path: Any) -> None:
+    path = tmp_path / "shared.log"
+    restore = _snapshot()
+    try:
+        with open(path, "w") as stream:  # a text file: block-buffered
+            configure_logging(json=True, stream=stream)
+            stream.write("header\n")  # held by the text layer, not yet written
+            get_logger("a").info("between")
+            stream.write("trailer\n")
     finally:
         restore()
     header, between, trailer = path.read_bytes().splitlines()
