@@ -79,8 +79,8 @@ IN_LIST_MAX = 1_000
 _ARRAY_SAFE_TYPES = (Boolean, Date, DateTime, Float, Integer, Interval, Numeric, String, Time, Uuid)
 
 # Primary-key defaults that never repeat a value: a key one made cannot be held yet.
-_UNIQUE_IDS: tuple[Any, ...] = tuple(
-    {uuid7, uuid.uuid4, getattr(uuid, "uuid7", uuid.uuid4)}  # uuid.uuid7: Python 3.14+
+_UNIQUE_IDS: frozenset[Any] = frozenset(
+    function for function in (uuid7, uuid.uuid4, getattr(uuid, "uuid7", None)) if function
 )
 
 _UPSERT_INSERTS: dict[str, Any] = {"postgresql": postgresql_insert, "sqlite": sqlite_insert}
@@ -292,21 +292,19 @@ def complete_rows(
         The rows, and whether every row's primary key was made here by a
         unique-id generator (no object can hold it yet).
     """
+    # ``given`` holds column attributes only (the repository refuses others).
     column_of = plan.column_of
-    attribute_keys = column_of.keys()
-    if plan.keys_match:
-        # Attribute keys are column keys: a plain copy, unless a key is not a column.
-        rows = [
-            dict(values)
-            if attribute_keys >= values.keys()
-            else {column_of[key]: value for key, value in values.items()}
-            for values in given
-        ]
+    if plan.keys_match:  # attribute keys are column keys: a plain copy
+        rows = [dict(values) for values in given]
     else:
         rows = [{column_of[key]: value for key, value in values.items()} for values in given]
-    fresh_keys = all(
-        plan.defaults.get(key) in _UNIQUE_IDS and not any(key in row for row in rows)
-        for key in plan.pk_keys
+    # Made here, and of the column's own type: a Uuid(as_uuid=False) key is read
+    # back as text, which the object's identity must be (see keys_typed()).
+    fresh_keys = plan.pk_types is not None and all(
+        type_ is uuid.UUID
+        and plan.defaults.get(key) in _UNIQUE_IDS
+        and not any(key in row for row in rows)
+        for key, type_ in zip(plan.pk_keys, plan.pk_types, strict=True)
     )
     for key, default in plan.defaults.items():
         if default is utcnow:
@@ -433,6 +431,8 @@ def persist(
     (``inserted``, by row; None: every row) leave the session, as
     :meth:`Session.add`-ed ones do, and the others are expired.
     ``fresh_keys`` says every row's key was just made (no object can hold it).
+    The rows' primary keys must differ from one another (the caller's duty):
+    when nothing is held, no row's key is looked up.
     """
     mapper = plan.mapper
     manager = mapper.class_manager

@@ -906,10 +906,11 @@ class BaseRepository(Generic[ModelT]):
         pk_attributes = frozenset(plan.attribute_of[key] for key in pk_keys)
         key_of = _bulk.tuple_getter([column.key for column in conflict])
         merged: dict[tuple[Any, ...], dict[str, Any]] = {}
-        # Keys of rows whose primary key was made here: a new row returns that
-        # key, an existing one its own. Other rows need another witness.
-        keyed_here: set[tuple[Any, ...]] = set()
         on_postgresql = self._dialect_name == "postgresql"
+        # SQLite only (PostgreSQL's statement says which rows it inserted): the
+        # keys of rows whose primary key was made here. A new row returns that
+        # key, an existing one its own; other rows need another witness.
+        keyed_here: set[tuple[Any, ...]] = set()
         # The caller's generator, if any, runs with the collector on.
         items = items if isinstance(items, builtins.list | tuple) else builtins.list(items)
         values_of = functools.partial(self._column_values, plan)
@@ -945,8 +946,17 @@ class BaseRepository(Generic[ModelT]):
         groups = sorted(
             _bulk.by_fields(_in_key_order(merged.items()), second=True), key=itemgetter(0)
         )
-        for keys, group in groups:
-            size = _bulk.rows_per_statement(dialect, plan.table, keys, self.batch_size)
+        sizes = [
+            _bulk.rows_per_statement(dialect, plan.table, keys, self.batch_size)
+            for keys, _ in groups
+        ]
+        # Primary keys of the rows written: two rows of the call writing one row
+        # (keys unlike in Python but stored alike: "light" and Shade.light, "Ann"
+        # and "ann" under NOCASE) are refused. SQLite writes such a row twice, and
+        # so does a second statement; PostgreSQL refuses it within one statement.
+        several = len(groups) > 1 or len(groups[0][1]) > sizes[0]
+        written: set[tuple[Any, ...]] | None = set() if several or not on_postgresql else None
+        for (keys, group), size in zip(groups, sizes, strict=True):
             for batch in _chunks(group, size):
                 existing: set[tuple[Any, ...]] = set()
                 if not on_postgresql:
@@ -981,7 +991,6 @@ class BaseRepository(Generic[ModelT]):
                         returned = result.all()
                 with _bulk.collector_paused():
                     sent = dict(batch)
-                    matched: set[tuple[Any, ...]] = set()
                     width = len(read)
                     pk_at = _bulk.tuple_getter([read.index(key) for key in pk_keys])
                     stored_key_of = _bulk.tuple_getter([read.index(c.key) for c in conflict])
@@ -989,21 +998,20 @@ class BaseRepository(Generic[ModelT]):
                         stored = stored_key_of(values)
                         # A key the column type normalised is found by position; order still holds.
                         key = stored if stored in sent else batch[position][0]
+                        if written is not None:
+                            written_key = pk_at(values)
+                            if written_key in written:
+                                raise _repeated_key(on_fields)
+                            written.add(written_key)
                         row = sent[key]
                         if on_postgresql:
                             # xmax = 0: this statement inserted it. (Two rows writing one
                             # row fail the statement there: cardinality_violation.)
                             is_new = bool(values[width])
+                        elif key in keyed_here:
+                            is_new = pk_at(values) == tuple([row[k] for k in pk_keys])
                         else:
-                            if key in matched:
-                                # SQLite: two rows of the statement wrote one row, keys
-                                # unlike in Python but stored alike ("light", Shade.light).
-                                raise _repeated_key(on_fields)
-                            matched.add(key)
-                            if key in keyed_here:
-                                is_new = pk_at(values) == tuple([row[k] for k in pk_keys])
-                            else:
-                                is_new = stored not in existing
+                            is_new = stored not in existing
                         created += is_new
                         if returning:
                             # What an existing row kept (key, created_at...) replaces what was

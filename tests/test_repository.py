@@ -57,7 +57,15 @@ from heygen_conventions import (
     _bulk,
 )
 from heygen_conventions.db import NAMING_CONVENTION, UTCDateTime, uuid7
-from tests.fixtures.db import Author, Comment, Counter, Tag, Video, count_queries
+from tests.fixtures.db import (
+    DATABASE_BACKENDS,
+    Author,
+    Comment,
+    Counter,
+    Tag,
+    Video,
+    count_queries,
+)
 
 
 class VideoRepository(BaseRepository[Video]):
@@ -747,6 +755,92 @@ async def test_create_many_runs_the_application_s_own_defaults_per_row(
     async with database.session() as session:
         stored = await BadgeRepository(session).list(order_by=Badge.label)
         assert [(b.id, b.number) for b in stored] == [(b.id, b.number) for b in badges]
+
+
+@pytest.mark.parametrize("returning", [True, False])
+async def test_upsert_rows_stored_alike_in_two_statements_are_refused(
+    database: Database, returning: bool
+) -> None:
+    # "light" and Shade.light are one row. In batches of one row the first statement
+    # inserts it and the second updates it: refused as within one statement, rather
+    # than two objects for one row, or one holding values the database does not.
+    await database.create_all(DefaultsBase.metadata)
+    async with database.session() as session:
+        repo = PaintRepository(session)
+        repo.batch_size = 1
+        rows: list[dict[str, Any]] = [
+            {"shade": "light", "finish": Shade.dark},
+            {"shade": Shade.light, "finish": Shade.light, "coats": 2},
+        ]
+        with pytest.raises(InvalidInputError) as caught:
+            await repo.upsert_many(rows, on="shade", returning=returning)
+        assert caught.value.details[0].field == "shade"
+        await session.rollback()
+        assert await session.scalar(select(func.count()).select_from(Paint)) == 0
+
+
+class TextKeyBase(DeclarativeBase):
+    pass
+
+
+class Doc(TextKeyBase):
+    """A UUID key read back as text (as_uuid=False), made by uuid4 in Python."""
+
+    __tablename__ = "sample_text_key_docs"
+    id: Mapped[str] = mapped_column(Uuid(as_uuid=False), primary_key=True, default=uuid.uuid4)
+    name: Mapped[str] = mapped_column(String(20))
+
+
+class DocRepository(BaseRepository[Doc]):
+    pass
+
+
+# SQLite's Uuid(as_uuid=False) binds text only: a uuid4() key cannot be sent there.
+@pytest.mark.parametrize(
+    "database", [name for name in DATABASE_BACKENDS if name != "sqlite"], indirect=True
+)
+async def test_create_many_keys_made_in_python_take_the_column_s_type(
+    database: Database,
+) -> None:
+    await database.create_all(TextKeyBase.metadata)
+    async with database.session() as session:
+        docs = await DocRepository(session).create_many([{"name": "a"}, {"name": "b"}])
+        assert [type(doc.id) for doc in docs] == [str, str]
+        for doc in docs:
+            assert await session.get(Doc, doc.id) is doc
+            assert await session.get(Doc, str(doc.id)) is doc
+
+
+class NoCaseBase(DeclarativeBase):
+    pass
+
+
+class Handle(NoCaseBase):
+    """A name unique whatever its case (SQLite's NOCASE collation)."""
+
+    __tablename__ = "sample_nocase_handles"
+    id: Mapped[uuid.UUID] = mapped_column(Uuid(), primary_key=True, default=uuid.uuid4)
+    name: Mapped[str] = mapped_column(String(20, collation="NOCASE"), unique=True)
+    note: Mapped[str | None] = mapped_column(String(20))
+
+
+class HandleRepository(BaseRepository[Handle]):
+    pass
+
+
+# NOCASE is SQLite's collation; PostgreSQL refuses such a statement itself (21000).
+@pytest.mark.parametrize("database", ["sqlite"], indirect=True)
+async def test_upsert_rows_one_row_under_two_names_in_one_statement(database: Database) -> None:
+    # "Ann" and "ann" are one row to the unique index. SQLite writes it twice in one
+    # statement; overwriting the name, RETURNING gives a different name each time,
+    # so only the primary key tells: refused as other rows stored alike are.
+    await database.create_all(NoCaseBase.metadata)
+    async with database.session() as session:
+        repo = HandleRepository(session)
+        rows = [{"name": "Ann", "note": "first"}, {"name": "ann", "note": "second"}]
+        with pytest.raises(InvalidInputError) as caught:
+            await repo.upsert_many(rows, on="name", update=["name", "note"])
+        assert caught.value.details[0].field == "name"
 
 
 async def test_create_many_reads_back_keys_the_database_makes(session: AsyncSession) -> None:
