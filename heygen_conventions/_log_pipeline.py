@@ -112,9 +112,12 @@ class Output:
                 with suppress(ValueError, OSError):
                     stream.flush()
                 self._binary = cast("IO[bytes]", buffer)
-                if not getattr(stream, "line_buffering", True):
-                    # What the application wrote to the text layer waits there
-                    # (a file opened with "w"): it goes out before each line.
+                if not getattr(stream, "line_buffering", True) and not getattr(
+                    stream, "write_through", True
+                ):
+                    # What the application wrote to the text layer waits there (a
+                    # file opened with "w", a redirected stdout; stderr writes
+                    # through): it goes out before each line.
                     self._text_above = cast("IO[str]", stream)
             else:
                 self._text = cast("IO[str]", stream)

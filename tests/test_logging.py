@@ -841,6 +841,34 @@ def test_lines_keep_their_place_among_the_applications_own_text(tmp_path: Any) -
     assert (header, orjson.loads(between)["event"], trailer) == (b"header", "between", b"trailer")
 
 
+def test_a_write_through_text_stream_is_not_flushed_per_line() -> None:
+    # sys.stderr writes through to its buffer: nothing waits in its text layer.
+    class Counting(io.TextIOWrapper):
+        flushes = 0
+
+        def flush(self) -> None:
+            Counting.flushes += 1
+            super().flush()
+
+    stream = Counting(io.BytesIO(), write_through=True)
+    restore = _snapshot()
+    try:
+        configure_logging(json=True, stream=stream)
+        before = Counting.flushes
+        for n in range(5):
+            get_logger("a").info("line", n=n)
+        assert Counting.flushes == before
+        assert [orjson.loads(line)["n"] for line in stream.buffer.getvalue().splitlines()] == [
+            0,
+            1,
+            2,
+            3,
+            4,
+        ]
+    finally:
+        restore()
+
+
 def test_a_text_stream_given_inline_stays_open(tmp_path: Any) -> None:
     path = tmp_path / "inline.log"
     restore = _snapshot()
