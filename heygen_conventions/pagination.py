@@ -78,6 +78,29 @@ def _check_search(search: str | None) -> str | None:
     return search
 
 
+class InvalidPageParameter(InvalidInputError, ValueError):
+    """A page parameter out of range: a 422 when it came from a client (a route
+    building ``PageParams(page=page)`` or passing ``limit=``), a ValueError for code."""
+
+
+def invalid_parameter(field: str, message: str) -> InvalidPageParameter:
+    return InvalidPageParameter(
+        message, details=[ErrorDetail(code="invalid_parameter", message=message, field=field)]
+    )
+
+
+def check_search_text(search: str) -> None:
+    """Refuse search text with control characters, wherever it comes from.
+
+    Raises:
+        InvalidPageParameter: It holds one (422, field ``search``).
+    """
+    if _CONTROL_CHARACTERS.search(search):
+        raise invalid_parameter(
+            "search", "search must not contain control characters (tab excepted)"
+        )
+
+
 # The ``search`` query parameter: bounded, without control characters.
 _SearchQuery = Annotated[
     str | None,
@@ -109,17 +132,22 @@ class PageParams:
         sort_order: Annotated[SortOrder, Query(description="Sort direction.")] = "asc",
         search: _SearchQuery = None,
     ) -> None:
+        # Checked again here: routes pass client values straight in (the README's
+        # ``PageParams(page=page)``), so each is a 422 as well as a ValueError.
         if not 1 <= page <= MAX_PAGE:
-            raise ValueError(f"page must be between 1 and {MAX_PAGE}, got {page}")
+            raise invalid_parameter("page", f"page must be between 1 and {MAX_PAGE}, got {page}")
         if per_page < 1:
-            raise ValueError(f"per_page must be >= 1, got {per_page}")
+            raise invalid_parameter("per_page", f"per_page must be >= 1, got {per_page}")
         if sort_order not in ("asc", "desc"):
-            raise ValueError(f"sort_order must be 'asc' or 'desc', got {sort_order!r}")
+            raise invalid_parameter(
+                "sort_order", f"sort_order must be 'asc' or 'desc', got {sort_order!r}"
+            )
         self.page = page
         self.per_page = per_page
         self.sort_by = sort_by
         self.sort_order: SortOrder = sort_order
-        _check_search(search)
+        if search is not None:
+            check_search_text(search)
         self.search = (search.strip() or None) if search is not None else None
 
     @property

@@ -76,8 +76,10 @@ from heygen_conventions.pagination import (
     PageParams,
     SortKey,
     check_cursor_keys,
+    check_search_text,
     cursor_can_hold,
     cursor_sort_refused,
+    invalid_parameter,
     keyset_after,
     listing_fingerprint,
     order_clauses,
@@ -333,6 +335,10 @@ class BaseRepository(Generic[ModelT]):
             else:
                 clauses.append(attribute == filter_values(name, column, [value])[0])
         if search and search.strip():
+            # Here, not only in PageParams: paginate_cursor(), list() and count() take
+            # a route's search as it is. SQLite ends a LIKE pattern at NUL (matching
+            # every row) where PostgreSQL refuses the query.
+            check_search_text(search.strip())
             clauses.append(self._search_clause(search.strip()))
         return clauses
 
@@ -1131,7 +1137,8 @@ class BaseRepository(Generic[ModelT]):
         rows: builtins.list[Any] = []
         # An offset past 64 bits (a large max_per_page) is past the end of any
         # table: both databases refuse it as a parameter.
-        if offset + fetch <= _MAX_SQL_INTEGER:
+        queried = offset + fetch <= _MAX_SQL_INTEGER
+        if queried:
             page_query = (
                 base.options(*self._load_options(load)).order_by(*order).offset(offset).limit(fetch)
             )
@@ -1142,6 +1149,10 @@ class BaseRepository(Generic[ModelT]):
                 total = max(total, offset + per_page + 1)
             elif rows or offset == 0:
                 total, used = offset + len(rows), "exact"  # this page shows where the end is
+            elif queried:
+                # Past the end: the page query just read every matching row (fewer
+                # than `offset`), so counting them costs no more, and is the truth.
+                total, used = await self._exact_count(base, custom=statement is not None), "exact"
             else:
                 total = min(total, offset)  # past the end: at most `offset` rows
         return PaginatedResponse.create(
@@ -1205,7 +1216,7 @@ class BaseRepository(Generic[ModelT]):
                 cursor can hold, such as JSON (422).
         """
         if limit < 1:
-            raise ValueError(f"limit must be >= 1, got {limit}")
+            raise invalid_parameter("limit", f"limit must be >= 1, got {limit}")
         keys = self._sort_keys(sort)
         check_cursor_keys(keys)
         where = self._where(filters, equals, search)
