@@ -23,7 +23,7 @@ $(DEV_STAMP): pyproject.toml | $(BIN)/python
 	@touch $@
 
 $(DEMO_STAMP): pyproject.toml | $(BIN)/python
-	$(BIN)/python -m pip install --quiet -e '.[example,postgres]'
+	$(BIN)/python -m pip install --quiet -e '.[example,postgres,testing]'
 	@touch $@
 
 test: $(DEV_STAMP)

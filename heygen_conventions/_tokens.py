@@ -93,7 +93,9 @@ def claims_from_payload(payload: dict[str, Any]) -> TokenClaims:
         issuer=iss,
         audience=() if aud is None else (aud,) if type(aud) is str else tuple(aud),
         roles=tuple(roles),
-        scopes=frozenset(scope.split()),
+        # RFC 6749 section 3.3: scope-tokens are separated by %x20 alone; str.split()
+        # would also split on tabs and Unicode spaces, making one scope several.
+        scopes=frozenset(part for part in scope.split(" ") if part),
         claims=MappingProxyType(payload),
     )
 
@@ -258,6 +260,9 @@ def mint(
     extra_claims: Mapping[str, Any] | None,
     session: TokenClaims | None = None,
 ) -> str:
+    if subject is None or isinstance(subject, bytes | bytearray):
+        # str(None) is "None": a token for a user of that name (an unflushed object's id).
+        raise ValueError("subject must be the user's id, not None or bytes")
     sub = str(subject)
     if not sub:
         raise ValueError("subject must not be empty")

@@ -40,7 +40,7 @@ from fastapi import Depends, FastAPI, Security
 from fastapi.openapi.models import HTTPBearer as HTTPBearerModel
 from fastapi.security import SecurityScopes
 from fastapi.security.base import SecurityBase
-from starlette.requests import Request
+from starlette.requests import HTTPConnection, Request
 from starlette.responses import Response
 
 from heygen_conventions._context import bind_request_context
@@ -182,6 +182,9 @@ def _user_roles(user: Any) -> frozenset[str]:
         roles = () if role is None else (role,)
     elif isinstance(roles, str | Enum):
         roles = (roles,)
+    elif isinstance(roles, Mapping):
+        # {"admin": False} would grant its keys: a role table is not a list of roles.
+        raise TypeError("a user's roles must be a list of role names, not a mapping")
     return frozenset(_role_name(role) for role in roles)
 
 
@@ -656,7 +659,7 @@ class JWTAuth:
 # --- app wiring ---------------------------------------------------------------
 
 
-def get_auth(request: Request) -> JWTAuth:
+def get_auth(request: HTTPConnection) -> JWTAuth:
     """Dependency: the app's :class:`JWTAuth`, to issue or revoke tokens in a route."""
     auth = getattr(request.app.state, STATE_KEY, None)
     if not isinstance(auth, JWTAuth):
@@ -769,7 +772,7 @@ class _BearerToken(SecurityBase):
         self.model = HTTPBearerModel(bearerFormat="JWT")
         self.scheme_name = SCHEME_NAME
 
-    async def __call__(self, request: Request) -> str | None:
+    async def __call__(self, request: HTTPConnection) -> str | None:
         # ASGI header names are lower-case bytes; scanning them directly
         # avoids building a Headers object on every request.
         for name, raw in request.scope["headers"]:
@@ -783,7 +786,7 @@ class _BearerToken(SecurityBase):
 bearer_token = _BearerToken()
 
 
-async def _authenticate(request: Request, token: str | None) -> tuple[Any, TokenClaims]:
+async def _authenticate(request: HTTPConnection, token: str | None) -> tuple[Any, TokenClaims]:
     state = request.scope.setdefault("state", {})
     done: tuple[Any, TokenClaims] | None = state.get(_REQUEST_USER_KEY)
     if done is not None:
@@ -816,7 +819,7 @@ def _check_scopes(claims: TokenClaims, required: list[str]) -> None:
 
 
 async def get_current_user(
-    request: Request,
+    request: HTTPConnection,
     security_scopes: SecurityScopes,
     token: Annotated[str | None, Depends(bearer_token)],
 ) -> Any:
@@ -833,7 +836,7 @@ async def get_current_user(
 
 
 async def get_optional_user(
-    request: Request,
+    request: HTTPConnection,
     token: Annotated[str | None, Depends(bearer_token)],
 ) -> Any | None:
     """Dependency: the user when a bearer token is sent, None without one.
@@ -848,7 +851,7 @@ async def get_optional_user(
 
 
 async def get_token_claims(
-    request: Request, user: Annotated[Any, Depends(get_current_user)]
+    request: HTTPConnection, user: Annotated[Any, Depends(get_current_user)]
 ) -> TokenClaims:
     """Dependency: the verified claims of the current request's token (e.g. to revoke it)."""
     done: tuple[Any, TokenClaims] | None = request.scope.get("state", {}).get(_REQUEST_USER_KEY)
@@ -911,8 +914,11 @@ def ensure_owner_or_admin(user: Any, owner_id: object, *, admin_role: str = ADMI
     """Raise 403 unless ``user`` owns the resource (``user.id == owner_id``) or is an admin.
 
     For rules such as "only the owner or an admin can delete a video"; ids
-    compare equal as values or as strings (a UUID and its text).
+    compare equal as values or as strings (a UUID and its text). ``user`` None
+    (``get_optional_user`` without a token) raises 401.
     """
+    if user is None:  # get_optional_user without a token: not logged in is 401, not 403
+        raise AuthenticationError("Not authenticated")
     user_id = _attribute(user, "id")
     if user_id is not None and (user_id == owner_id or str(user_id) == str(owner_id)):
         return

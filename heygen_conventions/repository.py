@@ -829,7 +829,10 @@ class BaseRepository(Generic[ModelT]):
         """Delete one row; ORM cascades apply.
 
         Raises:
-            NotFoundError: No row has that primary key (404).
+            NotFoundError: No row has that primary key (404), or another
+                transaction deleted it since it was read.
+            ConflictError: On a versioned model, another transaction changed
+                the row since it was read (409).
         """
         if isinstance(id_or_obj, self.model):
             obj: Any = id_or_obj
@@ -838,9 +841,37 @@ class BaseRepository(Generic[ModelT]):
                 obj = await self.session.get(self.model, id_or_obj)
             if obj is None:
                 raise NotFoundError(f"{self.model.__name__} not found")
+        await self._lock_read_version(obj)
         with self._guard():
             await self.session.delete(obj)
             await self.session.flush()
+
+    async def _lock_read_version(self, obj: Any) -> None:
+        # The ORM deletes a versioned row WHERE its version is the one read,
+        # and takes 0 rows matched as a stale version: a row another
+        # transaction deleted meanwhile would be a 409 (and the session left
+        # needing a rollback) instead of a 404. Lock the row and compare first.
+        version_column = self._mapper.version_id_col
+        state = sa_inspect(obj)
+        if version_column is None or not state.persistent or state.identity is None:
+            return
+        version_key = self._mapper.get_property_by_column(version_column).key
+        statement = (
+            select(getattr(self.model, version_key))
+            .where(
+                *(
+                    attribute == value
+                    for attribute, value in zip(self._pk_attributes(), state.identity, strict=True)
+                )
+            )
+            .with_for_update()
+        )
+        with self._guard():
+            current = (await self.session.execute(statement)).one_or_none()
+        if current is None:
+            raise NotFoundError(f"{self.model.__name__} not found")
+        if current[0] != getattr(obj, version_key):
+            raise _stale_version()
 
     async def delete_many(self, ids: Iterable[Any]) -> int:
         """Delete rows by primary key in chunked ``DELETE ... WHERE id IN`` statements.

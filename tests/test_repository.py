@@ -1272,6 +1272,31 @@ async def test_delete_and_delete_many(sample_db: Database) -> None:
         assert await CommentRepository(session).count() == 2
 
 
+async def test_deleting_a_row_another_transaction_deleted_is_404(sample_db: Database) -> None:
+    async with sample_db.transaction() as session:
+        video = await VideoRepository(session).create({"title": "t", "slug": "t"})
+    async with sample_db.session() as first, sample_db.session() as second:
+        mine = await VideoRepository(first).get_one(id=video.id)
+        await VideoRepository(second).delete(video.id)
+        await second.commit()
+        with pytest.raises(NotFoundError):
+            await VideoRepository(first).delete(mine)
+
+
+async def test_deleting_a_row_another_transaction_changed_is_409(sample_db: Database) -> None:
+    async with sample_db.transaction() as session:
+        video = await VideoRepository(session).create({"title": "t", "slug": "t"})
+    async with sample_db.session() as first, sample_db.session() as second:
+        mine = await VideoRepository(first).get_one(id=video.id)
+        await VideoRepository(second).update(video.id, {"title": "theirs"})
+        await second.commit()
+        with pytest.raises(ConflictError, match="changed by someone else"):
+            await VideoRepository(first).delete(mine)
+    async with sample_db.transaction() as session:  # the usual path still deletes
+        await VideoRepository(session).delete(video.id)
+        assert await VideoRepository(session).get_by_id(video.id) is None
+
+
 async def test_delete_many_is_chunked(sample_db: Database) -> None:
     class SmallBatches(VideoRepository):
         batch_size = 4

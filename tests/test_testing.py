@@ -1,8 +1,12 @@
 """The public test helpers behave as documented."""
 
+import ast
+import sys
+import tomllib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Annotated, Any
 
 import httpx
@@ -206,3 +210,36 @@ async def test_app_client_passes_lifespan_state_to_requests() -> None:
         response = await client.get("/greeting")
     assert response.status_code == 200, response.text
     assert response.json() == {"greeting": "hello"}
+
+
+# --- packaging ---------------------------------------------------------------------
+
+_ROOT = Path(__file__).resolve().parent.parent
+
+
+def _requirement_names(requirements: list[str]) -> set[str]:
+    return {r.split("[")[0].split(">")[0].split("=")[0].split("<")[0].strip() for r in requirements}
+
+
+def test_every_third_party_import_of_testing_is_declared() -> None:
+    project = tomllib.loads((_ROOT / "pyproject.toml").read_text())["project"]
+    declared = _requirement_names(project["dependencies"]) | _requirement_names(
+        project["optional-dependencies"].get("testing", [])
+    )
+    tree = ast.parse((_ROOT / "heygen_conventions" / "testing.py").read_text())
+    imported = {
+        alias.name.split(".")[0]
+        for node in tree.body
+        if isinstance(node, ast.Import)
+        for alias in node.names
+    } | {
+        node.module.split(".")[0]
+        for node in tree.body
+        if isinstance(node, ast.ImportFrom) and node.module and node.level == 0
+    }
+    third_party = imported - set(sys.stdlib_module_names) - {"heygen_conventions", "__future__"}
+    # Installed with fastapi / sqlalchemy / pydantic themselves.
+    third_party -= {"fastapi", "pydantic", "sqlalchemy", "starlette"}
+    assert third_party <= declared, (
+        f"not installed by the package or [testing]: {third_party - declared}"
+    )
