@@ -130,10 +130,14 @@ def _timed_id_ms(value: object) -> int | None:
     """The milliseconds a :func:`token_id` carries; None for anything else."""
     if type(value) is not str or len(value) != 32 or value[12] != "7":
         return None
-    try:
-        return int(value[:12], 16)
-    except ValueError:
+    head = value[:12]
+    # int(x, 16) also takes "+", "-", "_", spaces and "0x": 12 hex digits only.
+    if not head.isascii() or not all(digit in _HEX_DIGITS for digit in head):
         return None
+    return int(head, 16)
+
+
+_HEX_DIGITS = frozenset("0123456789abcdef")
 
 
 def session_id(claims: TokenClaims) -> str:

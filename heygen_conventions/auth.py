@@ -26,6 +26,7 @@ only that process sees and that never evicts a revocation before it expires.
 """
 
 import asyncio
+import contextlib
 import inspect
 import logging
 import math
@@ -615,6 +616,10 @@ class JWTAuth:
             return revoked
         except Exception as exc:
             logger.error("Token revocation failed", extra={"error_type": type(exc).__name__})
+            if store is not self._local_store:
+                # Not shared, but this instance refuses the token meanwhile.
+                with contextlib.suppress(Exception):
+                    await self._local_store.set(key, b"1", ttl=ttl)
             raise ServiceUnavailableError("Could not revoke the token; try again") from exc
 
     async def revoke_tokens_issued_before(
@@ -653,6 +658,12 @@ class JWTAuth:
                 await self._local_store.set(key, stored, ttl=ttl)
         except Exception as exc:
             logger.error("Token cutoff failed", extra={"error_type": type(exc).__name__})
+            if store is not self._local_store:
+                # Not shared, but this instance refuses the tokens meanwhile.
+                with contextlib.suppress(Exception):
+                    held = await self._local_store.get(key)
+                    if held is None or _stored_cutoff(held) < cutoff:
+                        await self._local_store.set(key, stored, ttl=ttl)
             raise ServiceUnavailableError("Could not revoke the tokens; try again") from exc
 
 
@@ -765,7 +776,9 @@ class _BearerToken(SecurityBase):
     """The ``Authorization: Bearer`` credentials; publishes the scheme in OpenAPI.
 
     Returns None without an Authorization header or with another scheme, and
-    the (possibly empty) credentials for ``Bearer``.
+    the (possibly empty) credentials for ``Bearer``. Several Authorization
+    headers give a marker that is refused: a proxy reading another of
+    them than this server would see another identity.
     """
 
     def __init__(self) -> None:
@@ -775,12 +788,21 @@ class _BearerToken(SecurityBase):
     async def __call__(self, request: HTTPConnection) -> str | None:
         # ASGI header names are lower-case bytes; scanning them directly
         # avoids building a Headers object on every request.
+        found: bytes | None = None
         for name, raw in request.scope["headers"]:
             if name == b"authorization":
-                value: str = raw.decode("latin-1")
-                scheme, _, credentials = value.partition(" ")
-                return credentials.strip() if scheme.lower() == "bearer" else None
-        return None
+                if found is not None:
+                    return _SEVERAL_CREDENTIALS
+                found = raw
+        if found is None:
+            return None
+        scheme, _, credentials = found.decode("latin-1").partition(" ")
+        return credentials.strip() if scheme.lower() == "bearer" else None
+
+
+# What _BearerToken gives for a request with several Authorization headers,
+# told apart by identity (``is``): credentials read from a header are never it.
+_SEVERAL_CREDENTIALS = "\x00several"
 
 
 bearer_token = _BearerToken()
@@ -796,6 +818,8 @@ async def _authenticate(request: HTTPConnection, token: str | None) -> tuple[Any
         raise AuthenticationError("Not authenticated")
     if not token:
         raise auth._rejected("empty")
+    if token is _SEVERAL_CREDENTIALS:
+        raise auth._rejected("several_authorization_headers")
     claims = await auth.verify_token(token)
     user = await auth.load_user(claims)
     state[_REQUEST_USER_KEY] = (user, claims)

@@ -198,7 +198,7 @@ class BaseRepository(Generic[ModelT]):
       substring; ``%`` and ``_`` in the search text match themselves).
     - ``default_sort``: sort spec when none is given (default: primary key).
     - ``raise_on_lazy_load``: make unloaded relationships raise on access.
-    - ``cursor_max_age``: how long a keyset cursor stays valid.
+    - ``cursor_max_age``: how long a keyset cursor stays valid (None: no limit).
 
     Args:
         session: The session to work in (the request's, from ``get_db_session``).
@@ -329,9 +329,13 @@ class BaseRepository(Generic[ModelT]):
             if value is None:
                 clauses.append(attribute.is_(None))
             elif isinstance(value, list | tuple | set | frozenset):
-                values = filter_values(name, column, list(value))
+                given = [item for item in value if item is not None]
+                values = filter_values(name, column, given) if given else []
                 # Many values bind as one parameter: no limit on their number.
-                clauses.append(_bulk.in_values(self._dialect_name, attribute, values))
+                clause = _bulk.in_values(self._dialect_name, attribute, values)
+                if len(given) < len(value):  # None in the list: NULL matches too, as alone
+                    clause = or_(clause, attribute.is_(None)) if given else attribute.is_(None)
+                clauses.append(clause)
             else:
                 clauses.append(attribute == filter_values(name, column, [value])[0])
         if search and search.strip():
@@ -1218,7 +1222,8 @@ class BaseRepository(Generic[ModelT]):
             compiled = and_(*where).compile(dialect=self.session.get_bind().dialect)
             params = compiled.params
             filters = compiled.string + "".join(f"|{n}={params[n]!r}" for n in sorted(params))
-        max_age = self.cursor_max_age.total_seconds() if self.cursor_max_age else None
+        # None: no limit. A zero (or negative) age is an age, every cursor past it.
+        max_age = None if self.cursor_max_age is None else self.cursor_max_age.total_seconds()
         # The mapped class, not only its table: single-table subclasses share one.
         model = f"{self.model.__module__}.{self.model.__qualname__}"
         listing = listing_fingerprint(model, self._table.fullname, sort, filters)

@@ -138,3 +138,30 @@ def test_a_token_for_no_subject_is_refused(subject: Any) -> None:
     _, auth, _ = build_app(settings=make_settings())
     with pytest.raises(ValueError, match="subject"):
         auth.create_access_token(subject)
+
+
+def test_several_authorization_headers_are_refused() -> None:
+    # A proxy that reads another of them than this server would see another identity.
+    app, auth, _ = build_app(settings=make_settings())
+    client = TestClient(app)
+    alice = auth.create_access_token("alice")
+    for headers in (
+        [("authorization", f"Bearer {alice}"), ("authorization", f"Bearer {alice}")],
+        [("authorization", f"Bearer {alice}"), ("authorization", "Basic eDp5")],
+    ):
+        for path in ("/me", "/maybe"):
+            response = client.get(path, headers=headers)
+            assert response.status_code == 401, response.text
+            assert response.headers["www-authenticate"] == INVALID
+    assert client.get("/me", headers=bearer(alice)).status_code == 200
+
+
+@pytest.mark.parametrize(
+    "head", ["+0000000001a", "-0000000001a", "0x000000001a", "0_000000001a", " 0000000001a"]
+)
+def test_only_hex_digits_carry_a_token_s_time(head: str) -> None:
+    from heygen_conventions._tokens import _timed_id_ms, token_id
+
+    made = token_id(1_700_000_000_000)
+    assert _timed_id_ms(made) == 1_700_000_000_000
+    assert _timed_id_ms(head + "a" + made[12:]) is None

@@ -307,6 +307,43 @@ async def test_by_default_an_outage_keeps_serving_and_honours_local_revocations(
     assert (await get(app, revoked)).status_code == 401
 
 
+class DownStore(FlakyStore):
+    """Fails writes too once ``down`` is set."""
+
+    async def get(self, key: str) -> bytes | None:
+        if self.down:
+            raise ConnectionError("connection refused")
+        return await super().get(key)
+
+    async def set(self, key: str, value: bytes, *, ttl: float | None = None) -> None:
+        if self.down:
+            raise ConnectionError("connection refused")
+        await super().set(key, value, ttl=ttl)
+
+    async def set_if_absent(self, key: str, value: bytes, *, ttl: float) -> bool:
+        if self.down:
+            raise ConnectionError("connection refused")
+        return await super().set_if_absent(key, value, ttl=ttl)
+
+
+async def test_a_revocation_the_store_refused_still_holds_on_this_instance() -> None:
+    store = DownStore()
+    app, auth, _ = build_app(revocation_store=store)
+    token = auth.create_access_token("alice")
+    claims = await auth.verify_token(token)
+    bob = auth.create_access_token("bob")
+    store.down = True
+    # The caller is told to retry (nothing is shared yet)...
+    with pytest.raises(ServiceUnavailableError):
+        await auth.revoke_token(claims.jti, until=claims.expires_at)
+    with pytest.raises(ServiceUnavailableError):
+        await auth.revoke_tokens_issued_before("bob", time.time() + 5)
+    # ...while this instance refuses those tokens at once.
+    assert (await get(app, token)).status_code == 401
+    assert (await get(app, bob)).status_code == 401
+    assert (await get(app, auth.create_access_token("alice"))).status_code == 200
+
+
 async def test_a_redis_outage_keeps_the_revocations_this_instance_made(
     redis_server: RedisServer,
 ) -> None:

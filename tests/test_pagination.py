@@ -502,6 +502,28 @@ async def test_expired_cursor_is_400(sample_db: Database, monkeypatch: pytest.Mo
             await repo.paginate_cursor(cursor=cursor, limit=2)
 
 
+async def test_a_zero_cursor_age_is_an_age_not_no_limit(
+    sample_db: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    class Immediate(VideoRepository):
+        cursor_max_age = timedelta(0)
+
+    class Unlimited(VideoRepository):
+        cursor_max_age = None
+
+    async with sample_db.session() as session:
+        await seed(session, 4)
+        cursor = (await Immediate(session).paginate_cursor(limit=2)).next_cursor
+        later = time.time() + 1
+        monkeypatch.setattr("heygen_conventions.pagination.time.time", lambda: later)
+        with pytest.raises(BadRequestError, match="expired"):
+            await Immediate(session).paginate_cursor(cursor=cursor, limit=2)
+        kept = (await Unlimited(session).paginate_cursor(limit=2)).next_cursor
+        much_later = time.time() + 10 * 365 * 86400
+        monkeypatch.setattr("heygen_conventions.pagination.time.time", lambda: much_later)
+        assert (await Unlimited(session).paginate_cursor(cursor=kept, limit=2)).data
+
+
 async def test_cursor_errors_through_a_route(sample_db: Database) -> None:
     async with sample_db.session() as session:
         await seed(session, 5)

@@ -281,6 +281,21 @@ async def test_list_filters_orders_and_limits(session: AsyncSession) -> None:
     ]
 
 
+async def test_a_list_filter_holding_none_matches_null_too(session: AsyncSession) -> None:
+    await add_videos(session, 4)
+    repo = VideoRepository(session)
+    await repo.update_many({"duration": 5}, Video.slug.in_(["video-000", "video-001"]))
+    await repo.update_many({"duration": 9}, Video.slug == "video-002")
+    # video-003 has no duration (NULL): None in the list matches it, as duration=None does.
+    slugs = [v.slug for v in await repo.list(duration=[None, 5], order_by="title")]
+    assert slugs == ["video-000", "video-001", "video-003"]
+    assert [v.slug for v in await repo.list(duration=[None], order_by="title")] == ["video-003"]
+    assert await repo.count(duration=[None, 5, 9]) == 4
+    assert await repo.count(duration=[]) == 0
+    many = [None, *range(100, 2100)]  # past the one-parameter threshold
+    assert [v.slug for v in await repo.list(duration=many)] == ["video-003"]
+
+
 async def test_unknown_filter_or_sort_field_is_invalid_input(session: AsyncSession) -> None:
     repo = VideoRepository(session)
     with pytest.raises(InvalidInputError) as unknown_filter:
