@@ -33,7 +33,9 @@ from pydantic import BaseModel
 from sqlalchemy import (
     ColumnElement,
     Select,
+    String,
     Table,
+    Text,
     and_,
     func,
     insert,
@@ -42,6 +44,8 @@ from sqlalchemy import (
     select,
     tuple_,
 )
+from sqlalchemy import Enum as SAEnum
+from sqlalchemy import cast as cast_
 from sqlalchemy import delete as sql_delete
 from sqlalchemy import inspect as sa_inspect
 from sqlalchemy import update as sql_update
@@ -59,6 +63,7 @@ from sqlalchemy.orm import (
 from sqlalchemy.orm.interfaces import ORMOption
 from sqlalchemy.sql.expression import ClauseElement, Executable
 from sqlalchemy.sql.schema import Column
+from sqlalchemy.types import TypeDecorator
 
 from heygen_conventions import _bulk
 from heygen_conventions._filters import checked_row, filter_values
@@ -132,6 +137,16 @@ def _model_from_bases(cls: type) -> Any:
 
 def _escape_like(text: str) -> str:
     return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
+def _as_text(attribute: QueryableAttribute[Any]) -> ColumnElement[Any] | QueryableAttribute[Any]:
+    """A searchable column as text: PostgreSQL has no ILIKE for numbers, UUIDs or enums."""
+    type_ = attribute.type
+    while isinstance(type_, TypeDecorator):
+        type_ = type_.impl_instance
+    if isinstance(type_, String) and not isinstance(type_, SAEnum):
+        return attribute
+    return cast_(attribute, Text)
 
 
 def _chunks(items: Sequence[Any], size: int) -> Iterable[Sequence[Any]]:
@@ -352,7 +367,7 @@ class BaseRepository(Generic[ModelT]):
                 "Search is not supported here",
                 details=[ErrorDetail(code="search_unsupported", message="No searchable fields")],
             )
-        columns = [self._column_attribute(name) for name in self.searchable_fields]
+        columns = [_as_text(self._column_attribute(name)) for name in self.searchable_fields]
         if _session_has_sqlite_lower(self.session):
             # SQLite's LIKE and lower() fold ASCII only: "école" would miss "École".
             pattern = f"%{_escape_like(text.lower())}%"
