@@ -130,10 +130,15 @@ _LOGGED = "__heygen_conventions_logged__"
 
 def mark_logged(exc: BaseException, request: object = None) -> None:
     """Mark ``exc`` as logged, by the request whose ``scope["state"]`` is ``request``."""
+    mark = True if request is None else request
     try:
-        setattr(exc, _LOGGED, True if request is None else request)
-    except Exception:  # pragma: no cover - an exception refusing attributes is logged twice
-        return
+        setattr(exc, _LOGGED, mark)
+    except Exception:
+        try:
+            # A frozen dataclass exception refuses setattr but not the base one.
+            object.__setattr__(exc, _LOGGED, mark)
+        except Exception:  # pragma: no cover - an exception refusing attributes is logged twice
+            return
 
 
 def was_logged(exc: BaseException | None, request: object = None) -> bool:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping
 from http import HTTPStatus
 from typing import Any, Literal
 
@@ -13,7 +13,7 @@ from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, Field
 from pydantic.json_schema import models_json_schema
 from starlette.exceptions import HTTPException as StarletteHTTPException
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.routing import Match, Mount
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -392,9 +392,12 @@ class _UnhandledErrorMiddleware:
     server logs the traceback a second time; this one does not.
     """
 
-    def __init__(self, app: ASGIApp, *, format: ErrorFormat) -> None:
+    def __init__(
+        self, app: ASGIApp, *, format: ErrorFormat, handlers: Mapping[type, _Handler] | None = None
+    ) -> None:
         self.app = app
         self.format = format
+        self.handlers = handlers or {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -416,6 +419,12 @@ class _UnhandledErrorMiddleware:
                 # traceback is logged once, by RequestContextMiddleware while the
                 # request context is still bound, or by Starlette's handler.
                 raise
+            handler = _handler_for(self.handlers, exc)
+            if handler is not None:
+                # An AppError or HTTPException from a middleware: ExceptionMiddleware,
+                # inside every middleware, never saw it.
+                await (await handler(Request(scope, receive), exc))(scope, receive, send)
+                return
             _log_unhandled(scope, exc)
             # For the access line: the request failed though nothing reaches the server.
             scope.setdefault("state", {})[FAILURE_STATE_KEY] = type(exc).__name__
@@ -427,6 +436,17 @@ class _UnhandledErrorMiddleware:
                 format=self.format,
             )
             await response(scope, receive, send)
+
+
+_Handler = Callable[[Request, Exception], Awaitable[Response]]
+
+
+def _handler_for(handlers: Mapping[type, _Handler], exc: Exception) -> _Handler | None:
+    for cls in type(exc).__mro__:
+        handler = handlers.get(cls)
+        if handler is not None:
+            return handler
+    return None
 
 
 def _log_unhandled(scope: Scope, exc: Exception) -> None:
@@ -503,7 +523,10 @@ def install_exception_handlers(app: FastAPI, *, format: ErrorFormat = "envelope"
         ]
         logger.info(
             "Request validation failed",
-            extra={"status_code": 422, "fields": [d.field for d in details]},
+            # One string: a list of two names starting with a secret one
+            # (["body.password", "body.token"]) reads as a (name, value) pair
+            # to the redactor, which would mask the second name.
+            extra={"status_code": 422, "fields": ", ".join(d.field or "" for d in details)},
         )
         return error_response(
             request.scope,
@@ -532,9 +555,27 @@ def install_exception_handlers(app: FastAPI, *, format: ErrorFormat = "envelope"
             format=format,
         )
 
+    async def handle_client_disconnect(request: Request, exc: Exception) -> Response:
+        # The client hung up while sending its body (``await request.body()``
+        # in a route): no server failure and nobody left to read an answer.
+        # FastAPI answers the same failure while parsing a body parameter 400.
+        logger.info("Client disconnected", extra={"status_code": 400})
+        return error_response(
+            request.scope,
+            status_code=400,
+            code=_code_for_status(400),
+            message="Client disconnected",
+            format=format,
+        )
+
     async def handle_unexpected(request: Request, exc: Exception) -> Response:
         # Reached only for exceptions raised outside the guard middleware
         # (e.g. by middleware added before it); Starlette re-raises afterwards.
+        handler = _handler_for(known, exc)
+        if handler is not None:
+            # Answered, and logged as its kind is: the server is not to log it again.
+            mark_logged(exc, request.scope.setdefault("state", {}))
+            return await handler(request, exc)
         _log_unhandled(request.scope, exc)
         return error_response(
             request.scope,
@@ -544,9 +585,14 @@ def install_exception_handlers(app: FastAPI, *, format: ErrorFormat = "envelope"
             format=format,
         )
 
+    known: dict[type, _Handler] = {
+        AppError: handle_app_error,
+        RequestValidationError: handle_validation_error,
+        StarletteHTTPException: handle_http_exception,
+        ClientDisconnect: handle_client_disconnect,
+    }
     _wrap_openapi(app, format)
-    app.add_exception_handler(AppError, handle_app_error)
-    app.add_exception_handler(RequestValidationError, handle_validation_error)
-    app.add_exception_handler(StarletteHTTPException, handle_http_exception)
+    for error_type, handler in known.items():
+        app.add_exception_handler(error_type, handler)
     app.add_exception_handler(Exception, handle_unexpected)
-    app.add_middleware(_UnhandledErrorMiddleware, format=format)
+    app.add_middleware(_UnhandledErrorMiddleware, format=format, handlers=known)

@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from fastapi import FastAPI
+from starlette.types import ASGIApp
 
 from heygen_conventions._context import DEFAULT_REQUEST_ID_HEADER, REQUEST_ID_OPTIONS_APP_KEY
 from heygen_conventions._handlers import ErrorFormat, install_exception_handlers
@@ -54,12 +55,13 @@ def setup_app(
     """Install logging, request context, error handlers, database, cache and auth on ``app``.
 
     The order matters and is fixed here: logging is configured first; the
-    error handlers are installed before the request-context middleware is
-    added, so that middleware wraps them and every response, 500s included,
-    carries the request id; the database and cache are registered with the
-    app's lifespan (disposed and closed after the app's own lifespan ends,
-    which is kept); auth last, keeping revocations in that cache when it is
-    shared (Redis), else in its own in-process store.
+    request-context middleware wraps the whole middleware stack (the error
+    handlers, and middleware the application adds later), so every response,
+    500s included, carries the request id and gets one access line; the
+    database and cache are registered with the app's lifespan (disposed and
+    closed after the app's own lifespan ends, which is kept); auth last,
+    keeping revocations in that cache when it is shared (Redis), else in its
+    own in-process store.
 
     Args:
         app: The application; call before it starts serving.
@@ -106,15 +108,29 @@ def setup_app(
         auth = install_auth(
             app, user_loader=user_loader, settings=settings, token_url=token_url, scopes=scopes
         )
-    app.add_middleware(
-        RequestContextMiddleware, header=request_id_header, trust_incoming=trust_request_id
-    )
+    _wrap_with_request_context(app, request_id_header, trust_request_id)
     # For the error handlers, when a middleware added later fails outside this one.
     setattr(app.state, REQUEST_ID_OPTIONS_APP_KEY, (request_id_header, trust_request_id))
     check_at_startup(app, check_auth_installed)
     components = AppComponents(settings=settings, database=database, cache=cache, auth=auth)
     setattr(app.state, _STATE_KEY, components)
     return components
+
+
+def _wrap_with_request_context(app: FastAPI, header: str, trust_incoming: bool) -> None:
+    """Put :class:`RequestContextMiddleware` outside the whole middleware stack.
+
+    Added with ``add_middleware`` it would sit inside every middleware the
+    application adds after ``setup_app`` (and inside Starlette's server-error
+    middleware): a request one of them answers or fails would get no access
+    line, or one with the status the inner app sent rather than the client's.
+    """
+    build = app.build_middleware_stack
+
+    def build_middleware_stack() -> ASGIApp:
+        return RequestContextMiddleware(build(), header=header, trust_incoming=trust_incoming)
+
+    app.build_middleware_stack = build_middleware_stack  # type: ignore[method-assign]
 
 
 def get_components(app: FastAPI) -> AppComponents:

@@ -84,6 +84,15 @@ _HELD_LEVELS: dict[str, int] = {}
 # Where RequestContextMiddleware logs an exception the application lets out,
 # like the error handlers do.
 _ERRORS_LOGGER = logging.getLogger("heygen_conventions.errors")
+# What FastAPI's max_body_size (Starlette's RequestBodyLimitMiddleware) raises
+# through the app once it has answered 413 itself; no public name (FastAPI
+# looks it up the same way).
+try:
+    from starlette.middleware import body_limit as _body_limit
+except ImportError:  # pragma: no cover - Starlette before its body limit
+    _BODY_LIMIT_ANSWERED: Any = ()
+else:
+    _BODY_LIMIT_ANSWERED = getattr(_body_limit, "_RequestBodyLimitResponseSent", ())
 
 
 def _level_number(level: int | str) -> int:
@@ -568,6 +577,10 @@ class RequestContextMiddleware:
         try:
             await self.app(scope, receive, send_with_request_id)
         except BaseException as exc:
+            if isinstance(exc, _BODY_LIMIT_ANSWERED):
+                # Starlette's body limit sent its own 413 and unwinds with this
+                # signal to its middleware outside: an answer, not a failure.
+                raise
             error = type(exc).__name__
             if not isinstance(exc, Exception):  # cancelled: the client went away
                 raise
