@@ -46,7 +46,7 @@ CacheKey = str | int | UUID | tuple[str | int | UUID, ...]
 
 _PLAIN_KEY = re.compile(r"[A-Za-z0-9._:@/+=-]{1,120}")
 _NAMESPACE = re.compile(r"[A-Za-z0-9_.-]{1,64}")
-_FORMAT = 2  # part of the schema hash: bump when the entry layout changes
+_FORMAT = 3  # part of the schema hash: bump when the entry layout changes
 NO_GENERATION = b"-" * 16
 VALUE = b"V"
 NOT_FOUND = b"N"
@@ -73,13 +73,16 @@ def key_text(key: CacheKey) -> str:
     ``("x",)`` are the same key.
     """
     if isinstance(key, str):
+        # A str subclass (a str-mixin enum) by its value, as a plain str: the text
+        # is used in f-strings, concatenations and dict lookups alike.
+        key = str.__str__(key)
         if ":" not in key:
             return _readable_or_hashed(key)
         parts: tuple[str, ...] = (key,)
     elif isinstance(key, UUID | int):
         return _readable_or_hashed(str(key))  # never holds a ":"
     elif isinstance(key, tuple):
-        parts = tuple(str(part) for part in key)
+        parts = tuple(str.__str__(part) if isinstance(part, str) else str(part) for part in key)
         if parts and all(":" not in part for part in parts):
             # Splitting on ":" gives the parts back, so the joined text is unambiguous.
             return _readable_or_hashed(":".join(parts))
@@ -147,11 +150,14 @@ class Codec:
 
     adapter: TypeAdapter[Any]
     decode: Callable[[bytes], Any]
-    dump: Callable[[Any], bytes]
+    dump: Callable[[Any], bytes]  # set fields only: a hit keeps which fields were set
     schema_hash: str
     instance_of: type | None
     model: Any
     many: Callable[[bytes], list[Any]] | None = None
+    # Every field: for a value whose unset fields would not read back alike
+    # (a default_factory making a new id or time on each validation).
+    dump_all: Callable[[Any], bytes] | None = None
 
     def decode_many(self, json_array: bytes) -> list[Any]:
         """Values from a JSON array of them, validated in one call."""
@@ -197,20 +203,23 @@ def _build_codec(model: Any) -> Codec:
     digest = hashlib.blake2b(
         orjson.dumps([_FORMAT, schema], option=orjson.OPT_SORT_KEYS), digest_size=4
     ).hexdigest()
-    dump = functools.partial(
+    dump_all = functools.partial(
         adapter.dump_json,
         by_alias=False,
         exclude_computed_fields=True,
         round_trip=True,  # Json[...] fields are written as the text they were read from
         warnings=False,  # a value off its schema is caught by the read-back check instead
     )
+    # A hit keeps which fields were set (routes with response_model_exclude_unset).
+    dump = functools.partial(dump_all, exclude_unset=True)
+    instance_of = model if isinstance(model, type) else None
+    if instance_of is not None:
+        try:
+            isinstance(None, instance_of)
+        except TypeError:  # TypedDict, typing.Any, a non-runtime Protocol...
+            instance_of = None
     return Codec(
-        adapter,
-        _validate_json(adapter),
-        dump,
-        digest,
-        model if isinstance(model, type) else None,
-        model,
+        adapter, _validate_json(adapter), dump, digest, instance_of, model, dump_all=dump_all
     )
 
 
@@ -244,14 +253,34 @@ def encode(
             payloads[n] = None
             record_unstorable(stats, namespace, codec, "does not read back", back.error)
             continue
-        try:
-            same = bool(back == values[n])
-        except Exception:  # an __eq__ that raises cannot vouch for the copy
-            same = False
-        if not same:
-            payloads[n] = None
-            record_unstorable(stats, namespace, codec, "reads back unequal", None)
+        if _same(back, values[n]):
+            continue
+        # Unset fields a default_factory fills anew on each read: every field then.
+        whole = _dump_all(codec, values[n])
+        if whole is not None and _same(_read_back(codec, [whole])[0], values[n]):
+            payloads[n] = whole
+            continue
+        payloads[n] = None
+        record_unstorable(stats, namespace, codec, "reads back unequal", None)
     return payloads
+
+
+def _same(back: Any, value: Any) -> bool:
+    if isinstance(back, _Unreadable):
+        return False
+    try:
+        return bool(back == value)
+    except Exception:  # an __eq__ that raises cannot vouch for the copy
+        return False
+
+
+def _dump_all(codec: Codec, value: Any) -> bytes | None:
+    if codec.dump_all is None:  # pragma: no cover - every codec built here has one
+        return None
+    try:
+        return codec.dump_all(value)
+    except Exception:
+        return None
 
 
 class _Unreadable:
@@ -408,7 +437,9 @@ class NamespaceStats:
     load_seconds: float = 0.0
     lock_waits: int = 0
     unstorable: int = 0
-    incident: bool = False
+    # The operation whose failure opened the current incident ("" when none):
+    # only a success of the same kind ends it.
+    incident: str = ""
     incident_errors: int = 0
     unstorable_logged: set[str] = field(default_factory=set)  # schema hashes
 
@@ -457,6 +488,9 @@ class State:
     local_maxsize: int = 4096
     local_ns_epoch: dict[str, int] = field(default_factory=dict)
     local_epoch: int = 0
+    # Per cached_many load in progress (by id of its set): its namespace, and
+    # the keys of it invalidated meanwhile (None: the whole namespace).
+    watches: dict[int, tuple[str, set[str | None]]] = field(default_factory=dict)
     local_ready: bool = False
     local_started: bool = False
     close_hooked: bool = False
@@ -485,6 +519,9 @@ class State:
         """After an invalidation: drop local entries, and let no new caller join a
         read-through that started before it."""
         self.local_epoch += 1
+        for watched, invalidated in self.watches.values():
+            if watched == namespace:
+                invalidated.add(key)
         if key is None:
             self.local_ns_epoch[namespace] = self.local_ns_epoch.get(namespace, 0) + 1
             for slot in [slot for slot in self.inflight if slot[0] == namespace]:
@@ -522,8 +559,12 @@ class State:
         entries = self.local.get(slot)
         if entries is None:
             entries = self.local[slot] = {}
+        # Never kept longer than the entry itself may live: a "not found" for
+        # cache_negative_ttl, a value for cache_ttl.
+        limit = config.negative_ttl if entry[:1] == NOT_FOUND else config.ttl
+        lifetime = config.local_ttl if limit is None else min(config.local_ttl, limit)
         entries[schema] = (
-            time.monotonic() + config.local_ttl,
+            time.monotonic() + lifetime,
             self.local_ns_epoch.get(config.namespace, 0),
             entry,
         )
@@ -632,7 +673,7 @@ def record_error(
     stats.incident_errors += 1
     if stats.incident:
         return
-    stats.incident = True
+    stats.incident = operation
     breaker = getattr(backend, "breaker", None)
     logger.log(
         level,
@@ -652,7 +693,7 @@ def record_recovery(stats: NamespaceStats, namespace: str) -> None:
         "Cache recovered",
         extra={"cache_namespace": namespace, "errors_during_incident": stats.incident_errors},
     )
-    stats.incident = False
+    stats.incident = ""
     stats.incident_errors = 0
 
 

@@ -131,6 +131,8 @@ async def write_spread(
         if isinstance(result, Exception):
             engine.record_error(backend, stats, config.namespace, "write", result)
             return
+    if stats.incident in ("write", "lock"):
+        engine.record_recovery(stats, config.namespace)
 
 
 async def drop_corrupt(
@@ -307,7 +309,7 @@ class Flight:
         except Exception as exc:
             engine.record_error(backend, stats, namespace, "read", exc)
             return None
-        if stats.incident:
+        if stats.incident == "read":  # a write or an invalidation may still be failing
             engine.record_recovery(stats, namespace)
         if state.failed:
             # Answering again: retry the invalidations that failed now.
@@ -391,6 +393,8 @@ class Flight:
         except Exception as exc:
             engine.record_error(self.backend, self.stats, config.namespace, "write", exc)
             return
+        if self.stats.incident in ("write", "lock"):
+            engine.record_recovery(self.stats, config.namespace)
         self.state.local_put(config, self.text, self.codec.schema_hash, entry, self.epoch)
 
     async def _wait_for_holder(self, token: bytes) -> bytes | Miss | None:

@@ -428,7 +428,7 @@ class CachedServiceMixin:
             except Exception as exc:
                 engine.record_error(backend, stats, namespace, "read", exc)
             else:
-                if stats.incident:
+                if stats.incident == "read":
                     engine.record_recovery(stats, namespace)
                 if state.failed:
                     engine.retry_failed(state, backend)
@@ -461,14 +461,22 @@ class CachedServiceMixin:
         if missing:
             stats.misses += len(missing)
             started = time.perf_counter()
+            # Keys invalidated in this process while we load (None: the namespace):
+            # their values may predate the write, so they are not stored (see Flight._store).
+            invalidated: set[str | None] = set()
+            state.watches[id(invalidated)] = (namespace, invalidated)
             try:
                 loaded = await loader_many([wanted[i] for i in missing])
             finally:
+                del state.watches[id(invalidated)]
                 stats.loads += 1
                 stats.load_seconds += time.perf_counter() - started
             values: dict[str, bytes] = {}
             negatives: dict[str, bytes] = {}
             to_store: list[int] = []
+            for i in list(fills):
+                if None in invalidated or texts[i] in invalidated:
+                    del fills[i]
             for i in missing:
                 value = loaded.get(wanted[i])
                 if value is None:
