@@ -271,6 +271,9 @@ class MemoryCache(_CloseHooks):
 
 # Errors that mean "Redis is not answering": they count towards the breaker.
 _AVAILABILITY_ERRORS = (RedisConnectionError, RedisTimeoutError, OSError, TimeoutError)
+# A call cancelled after this long counts as a failure too: a cache call to a
+# healthy Redis on the same network takes a millisecond or so.
+_SLOW_CALL = 0.25
 
 
 class _Call:
@@ -283,7 +286,7 @@ class _Call:
     no await.
     """
 
-    __slots__ = ("breaker", "in_use", "limit", "pool_timeout", "waiters")
+    __slots__ = ("breaker", "in_use", "limit", "pool_timeout", "started", "waiters")
 
     def __init__(self, breaker: CircuitBreaker, limit: int, pool_timeout: float) -> None:
         self.breaker = breaker
@@ -291,6 +294,8 @@ class _Call:
         self.pool_timeout = pool_timeout
         self.in_use = 0
         self.waiters: deque[asyncio.Future[None]] = deque()
+        # When each call made with ``async with`` (by task) got its turn (see failed()).
+        self.started: dict[asyncio.Task[Any] | None, float] = {}
 
     def enter(self) -> bool:
         """Take a turn now (True), or False when the caller must :meth:`wait` for one."""
@@ -331,9 +336,22 @@ class _Call:
         self._hand_over()
         self.breaker.record_success()
 
-    def failed(self, exc: BaseException) -> None:
-        """Give the turn back; raise the library's error for a redis-py one."""
+    def failed(self, exc: BaseException, started: float | None = None) -> None:
+        """Give the turn back; raise the library's error for a redis-py one.
+
+        ``started``: when the call got its turn. A call cancelled after
+        ``_SLOW_CALL`` (the caller's own deadline ran out before the socket's)
+        counts as a failure: left uncounted, a Redis that never answers would
+        never open the breaker for an application with short request timeouts.
+        """
         self._hand_over()
+        if (
+            isinstance(exc, asyncio.CancelledError)
+            and started is not None
+            and time.monotonic() - started >= _SLOW_CALL
+        ):
+            self.breaker.record_failure()
+            return
         if isinstance(exc, _AVAILABILITY_ERRORS):
             self.breaker.record_failure()
             raise CacheUnavailableError(f"Redis unavailable: {type(exc).__name__}") from exc
@@ -345,6 +363,7 @@ class _Call:
     async def __aenter__(self) -> None:
         if not self.enter():
             await self.wait()
+        self.started[asyncio.current_task()] = time.monotonic()
 
     async def __aexit__(
         self,
@@ -352,10 +371,11 @@ class _Call:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
+        started = self.started.pop(asyncio.current_task(), None)
         if exc is None:
             self.succeeded()
         else:
-            self.failed(exc)
+            self.failed(exc, started)
 
 
 class RedisCache(_CloseHooks):
@@ -451,10 +471,11 @@ class RedisCache(_CloseHooks):
         call = self._call
         if not call.enter():  # the hot path: no await unless Redis is saturated
             await call.wait()
+        started = time.monotonic()
         try:
             values = await self._mget([prefix + key for key in keys] if prefix else list(keys))
         except BaseException as exc:
-            call.failed(exc)
+            call.failed(exc, started)
             raise
         call.succeeded()
         return cast("list[bytes | None]", values)

@@ -154,6 +154,44 @@ async def test_blackholed_redis_costs_timeouts_only_until_the_breaker_opens(
         await cache.close()
 
 
+async def test_calls_the_caller_cancels_open_the_breaker_of_a_redis_that_never_answers(
+    blackhole: Blackhole,
+) -> None:
+    # The application's own deadline (0.3 s) is shorter than the socket's (1 s): every
+    # call is cancelled, none times out, and the breaker must open all the same.
+    cache = RedisCache(
+        f"redis://127.0.0.1:{blackhole.port}/0",
+        prefix=unique_prefix("outage"),
+        breaker=CircuitBreaker(failure_threshold=3, reset_timeout=60),
+        client_options={"socket_timeout": 1.0, "socket_connect_timeout": 1.0},
+    )
+    try:
+        for call in (cache.get_many(["a"]), cache.get("b"), cache.get_many(["c"])):
+            with pytest.raises(TimeoutError):
+                async with asyncio.timeout(0.3):
+                    await call
+        assert cache.breaker.state == "open"
+        with pytest.raises(CacheUnavailableError):  # at once, no call made
+            await cache.get_many(["a"])
+    finally:
+        await cache.close()
+
+
+async def test_a_call_cancelled_quickly_counts_for_nothing(redis_server: RedisServer) -> None:
+    cache = RedisCache(redis_server.url, prefix=unique_prefix("outage"))
+    try:
+        for _ in range(5):
+            task = asyncio.ensure_future(cache.get_many(["a"]))
+            await asyncio.sleep(0)
+            task.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await task
+        assert cache.breaker.state == "closed"
+        assert await cache.get_many(["a"]) == [None]
+    finally:
+        await cache.close()
+
+
 async def test_invalidations_lost_in_an_outage_are_retried_and_never_served_stale(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
