@@ -151,6 +151,8 @@ def _check(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
         )
     except ValueError as exc:
         parser.error(str(exc))
+    except Exception as exc:  # the app's own failure (its OpenAPI document), not a finding
+        parser.error(f"checking {args.target!r} failed: {type(exc).__name__}: {exc}")
     active = [v for v in violations if v.ignored_reason is None]
     if args.format == "json":
         errors = sum(v.severity == "error" for v in active)

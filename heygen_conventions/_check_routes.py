@@ -37,6 +37,7 @@ __all__ = [
     "iter_api_routes",
     "request_name",
     "strip_optional",
+    "unalias",
 ]
 
 STATUSES_ATTRIBUTE: Final = "__conventions_statuses__"
@@ -209,7 +210,23 @@ def _dependants(root: Dependant) -> list[Dependant]:
     return ordered
 
 
+def unalias(annotation: Any) -> Any:
+    """The type a ``type X = ...`` alias (``TypeAliasType``) stands for, through ``X[...]`` too."""
+    for _ in range(32):  # aliases of aliases; a bound against a cycle
+        origin = typing.get_origin(annotation)
+        if type(annotation).__name__ == "TypeAliasType":
+            annotation = annotation.__value__
+        elif type(origin).__name__ == "TypeAliasType":
+            value, args = origin.__value__, typing.get_args(annotation)
+            params = getattr(origin, "__type_params__", ())
+            annotation = value[args] if params and typing.get_args(value) else value
+        else:
+            break
+    return annotation
+
+
 def strip_optional(annotation: Any) -> Any:
+    annotation = unalias(annotation)
     if typing.get_origin(annotation) in (typing.Union, types.UnionType):
         args = [arg for arg in typing.get_args(annotation) if arg is not type(None)]
         if len(args) == 1:

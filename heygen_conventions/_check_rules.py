@@ -27,12 +27,13 @@ from heygen_conventions._check_routes import (
     is_fastapi_validation_error,
     request_name,
     strip_optional,
+    unalias,
 )
 from heygen_conventions._naming import (
-    CRUD_VERBS,
     is_kebab_or_snake,
     is_plural,
     is_snake_case,
+    leading_verb,
     pluralize,
     singular_candidates,
     singularize,
@@ -93,7 +94,7 @@ def _suggest_path(path: str, *, collection_last: bool) -> str:
             )
             continue
         parts = _resource_words(segment)
-        verb = parts[0] if parts and parts[0] in CRUD_VERBS else None
+        verb = leading_verb(parts)
         if verb is not None:
             parts = parts[1:]
             if not parts:  # `/videos/{video_id}/delete`: the method says it all
@@ -114,7 +115,7 @@ def path_findings(path: str, *, returns_collection: bool) -> Iterator[Finding]:
         if not _is_static(segment):
             continue
         parts = _resource_words(segment)
-        if parts and parts[0] in CRUD_VERBS:
+        if leading_verb(parts):
             yield (
                 "HC101",
                 f"segment {segment!r} starts with the verb {parts[0]!r}; "
@@ -227,8 +228,12 @@ def _finite_values(annotation: Any) -> list[Any] | None:
 def _sort_order_problem(info: FieldInfo) -> str | None:
     values = _finite_values(strip_optional(info.annotation))
     if values is not None:
-        extra = sorted({str(v) for v in values} - {"asc", "desc"}, key=str)
-        return f"it also accepts {', '.join(map(repr, extra))}" if extra else None
+        accepted = {v.value if isinstance(v, enum.Enum) else v for v in values}
+        extra = sorted({str(v) for v in accepted} - {"asc", "desc"}, key=str)
+        if extra:
+            return f"it also accepts {', '.join(map(repr, extra))}"
+        missing = [value for value in ("asc", "desc") if value not in accepted]
+        return f"it refuses {missing[0]!r}" if missing else None
     patterns = [getattr(c, "pattern", None) for c in info.metadata]
     pattern = next((p for p in patterns if isinstance(p, str)), None)
     if pattern is None:
@@ -332,8 +337,9 @@ def _type_name(annotation: Any) -> str:
 
 def _untyped_part(annotation: Any) -> str | None:
     """What in a response annotation is not a model (None when all of it is)."""
+    annotation = unalias(annotation)
     if typing.get_origin(annotation) is typing.Annotated:
-        annotation = typing.get_args(annotation)[0]
+        annotation = unalias(typing.get_args(annotation)[0])
     if annotation is Any or annotation is object:
         return "Any"
     origin = typing.get_origin(annotation)
@@ -346,11 +352,35 @@ def _untyped_part(annotation: Any) -> str | None:
             return _type_name(annotation)
         return next(filter(None, map(_untyped_part, items)), None)
     if origin is None and isinstance(annotation, type):
+        loose = _loose_type_argument(annotation)
+        if loose is not None:
+            return loose
         if issubclass(annotation, BaseModel) or dataclasses.is_dataclass(annotation):
             return None
         if typing.is_typeddict(annotation):
             return None
     return _type_name(annotation)
+
+
+def _loose_type_argument(model: type) -> str | None:
+    """``Any`` or a dict that a generic model (``APIResponse``) is parametrised with.
+
+    ``-> APIResponse`` leaves ``data`` as Any, and ``APIResponse[dict[str, Any]]``
+    wraps a dict: neither documents the payload. Other type arguments (``int``,
+    a model) are the model's business.
+    """
+    own = vars(model).get("__pydantic_generic_metadata__") or {}
+    if own.get("parameters"):
+        return f"{model.__name__} without its type argument (Any)"
+    for klass in model.__mro__:
+        args = (vars(klass).get("__pydantic_generic_metadata__") or {}).get("args")
+        if args:
+            for arg in args:
+                part = _untyped_part(arg)
+                if part is not None and (part == "Any" or part.startswith(("dict", "Mapping"))):
+                    return part
+            return None
+    return None
 
 
 def returns_collection(annotation: Any) -> bool:
@@ -510,8 +540,11 @@ def models_in(
         if children is None:
             children = cache[model] = [
                 child
-                for model_field in model.model_fields.values()
-                for child in _models_named(model_field.annotation)
+                for annotation in [
+                    *(model_field.annotation for model_field in model.model_fields.values()),
+                    *(computed.return_type for computed in model.model_computed_fields.values()),
+                ]
+                for child in _models_named(annotation)
             ]
         pending.extend(reversed(children))
     return list(found)
@@ -519,6 +552,7 @@ def models_in(
 
 def _models_named(annotation: Any) -> list[type[BaseModel]]:
     """The models an annotation names directly (through unions, lists and generics)."""
+    annotation = unalias(annotation)
     if isinstance(annotation, type) and issubclass(annotation, BaseModel):
         return [annotation]
     return [model for arg in typing.get_args(annotation) for model in _models_named(arg)]
@@ -538,7 +572,13 @@ def model_findings(model: type[BaseModel], *, response: bool) -> Iterator[Findin
         )
         for name, info in fields.items()
     }
-    not_snake = [wire for wire in wire_names.values() if not is_snake_case(wire)]
+    # Computed fields are serialised with the others: they are response fields too.
+    computed = (
+        {(info.alias or name): info for name, info in model.model_computed_fields.items()}
+        if response
+        else {}
+    )
+    not_snake = [wire for wire in [*wire_names.values(), *computed] if not is_snake_case(wire)]
     if not_snake:
         yield (
             "HC501",
@@ -552,7 +592,7 @@ def model_findings(model: type[BaseModel], *, response: bool) -> Iterator[Findin
             wire_names[name]
             for name, info in fields.items()
             if not (info.description or "").strip()
-        ]
+        ] + [wire for wire, info in computed.items() if not (info.description or "").strip()]
         if undescribed:
             yield (
                 "HC502",

@@ -295,17 +295,20 @@ def _component(document: dict[str, Any], model: type[BaseModel]) -> str:
     definitions: dict[str, Any] = _without_nulls(top["$defs"])
     schemas = document.setdefault("components", {}).setdefault("schemas", {})
     name = model.__name__
+
+    def fastapi_name(key: str) -> str:
+        return f"{_DOCUMENTED_MODELS[key].__module__}__{key}".replace(".", "__")
+
     while clashing := {
         key
         for key, schema in definitions.items()
-        if key in _DOCUMENTED_MODELS and schemas.get(key, schema) != schema
+        if key in _DOCUMENTED_MODELS
+        # Another model of that name is documented (FastAPI may have named ours long already).
+        and (schemas.get(key, schema) != schema or fastapi_name(key) in schemas)
     }:
-        # Another model of that name is documented: take the long name FastAPI gives then.
+        # Take the long name FastAPI gives then.
         text = orjson.dumps(definitions).decode()
-        long_names = {
-            key: f"{_DOCUMENTED_MODELS[key].__module__}__{key}".replace(".", "__")
-            for key in clashing
-        }
+        long_names = {key: fastapi_name(key) for key in clashing}
         for key, long_name in long_names.items():
             text = text.replace(f'"{_REF_PREFIX}{key}"', f'"{_REF_PREFIX}{long_name}"')
         definitions = {long_names.get(key, key): v for key, v in orjson.loads(text).items()}
@@ -368,6 +371,35 @@ def _document_validation_errors(document: dict[str, Any], format: ErrorFormat) -
             schemas.pop("ValidationError", None)
 
 
+_ENVELOPE_KEYS = frozenset({"success", "message", "errors", "metadata"})
+_PROBLEM_KEYS = frozenset({"type", "title", "status", "detail", "code", "errors", "request_id"})
+
+
+def _restore_example_nulls(document: dict[str, Any]) -> None:
+    """Put back the nulls FastAPI drops from the error examples (``exclude_none``).
+
+    The handlers always send ``data: null`` and each error's ``field``; the
+    examples :func:`error_responses` writes have them, the document lost them.
+    """
+    for path_item in (document.get("paths") or {}).values():
+        for operation in path_item.values():
+            if not isinstance(operation, dict):
+                continue
+            for response in (operation.get("responses") or {}).values():
+                content = response.get("content") if isinstance(response, dict) else None
+                for body in (content or {}).values():
+                    example = body.get("example") if isinstance(body, dict) else None
+                    if not isinstance(example, dict) or not isinstance(example.get("errors"), list):
+                        continue
+                    if example.keys() >= _ENVELOPE_KEYS and example["success"] is False:
+                        example.setdefault("data", None)
+                    elif not example.keys() >= _PROBLEM_KEYS:
+                        continue
+                    for error in example["errors"]:
+                        if isinstance(error, dict) and {"code", "message"} <= error.keys():
+                            error.setdefault("field", None)
+
+
 def _wrap_openapi(app: FastAPI, format: ErrorFormat) -> None:
     generate = app.openapi
     documented: dict[str, Any] | None = None
@@ -379,6 +411,7 @@ def _wrap_openapi(app: FastAPI, format: ErrorFormat) -> None:
         document = generate()
         if document is not documented:
             _document_validation_errors(document, format)
+            _restore_example_nulls(document)
             documented = app.openapi_schema = document
         return document
 

@@ -15,6 +15,7 @@ __all__ = [
     "is_kebab_or_snake",
     "is_plural",
     "is_snake_case",
+    "leading_verb",
     "pluralize",
     "singular_candidates",
     "singularize",
@@ -50,6 +51,22 @@ CRUD_VERBS = frozenset(
         "upsert",
     }
 )
+
+# A verb and a particle make a noun (`add-ons`, `set-ups`); so do a few verb-led compounds.
+_PARTICLES = frozenset({"in", "ins", "off", "offs", "on", "ons", "out", "outs", "up", "ups"})
+_VERB_LED_NOUNS = frozenset(
+    {("patch", "note"), ("patch", "notes"), ("post", "mortem"), ("post", "mortems")}
+)
+
+
+def leading_verb(parts: list[str]) -> str | None:
+    """The CRUD verb a segment's words start with (`get`, `videos` -> get), if any."""
+    if not parts or parts[0] not in CRUD_VERBS:
+        return None
+    if len(parts) > 1 and (parts[1] in _PARTICLES or (parts[0], parts[1]) in _VERB_LED_NOUNS):
+        return None
+    return parts[0]
+
 
 # Plurals that do not end in "s", and nouns that name a collection as they are.
 _PLURAL_AS_IS = frozenset(
@@ -189,6 +206,8 @@ def singular_candidates(word: str) -> set[str]:
         candidates.update({word[:-3] + "f", word[:-3] + "fe"})
     if word.endswith("ses") and len(word) > 3:
         candidates.add(word[:-2] + "is")  # analyses -> analysis
+    if word.endswith("zzes") and len(word) > 4:
+        candidates.add(word[:-3])  # quizzes -> quiz
     return candidates
 
 
@@ -203,6 +222,8 @@ def singularize(word: str) -> str:
     if word.endswith("uses"):
         # statuses, buses -> status, bus; houses, causes -> house, cause
         return word[:-1] if len(word) == 4 or word[-5] in "aeiou" else word[:-2]
+    if word.endswith("zzes") and len(word) > 4:
+        return word[:-3]  # quizzes -> quiz (fizzes -> fizz is rarer)
     if word.endswith(("sses", "xes", "zes", "ches", "shes")):
         return word[:-2]
     return word[:-1]

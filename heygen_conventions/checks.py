@@ -213,6 +213,18 @@ def _marked_ignores(target: object) -> dict[str, str]:
     return dict(marked) if isinstance(marked, dict) else {}
 
 
+def _model_ignores(model: type[BaseModel]) -> dict[str, str]:
+    """The rules a model's class switches off, or the generic it parametrises
+    (``Envelope[Video]`` is a subclass pydantic makes of the marked ``Envelope``)."""
+    ignored: dict[str, str] = {}
+    for klass in reversed(model.__mro__):
+        origin = (vars(klass).get("__pydantic_generic_metadata__") or {}).get("origin")
+        if origin is not None:
+            ignored.update(_marked_ignores(origin))
+    ignored.update(_marked_ignores(model))
+    return ignored
+
+
 def _route_ignores(route: RouteFacts) -> dict[str, str]:
     """The rules a route switches off: its ``openapi_extra`` marker and its decorator."""
     where = f"{', '.join(route.methods)} {route.path}"
@@ -389,7 +401,7 @@ def check_app(
             model_findings(model, response=is_response),
             where=model_label(model),
             order=(_MODELS_LAST, position),
-            ignored={**exempt, **_marked_ignores(model)},
+            ignored={**exempt, **_model_ignores(model)},
             note=f" (used by {first.methods[0]} {first.path}{more})",
         )
 

@@ -32,6 +32,7 @@ __all__ = [
 T = TypeVar("T")
 
 _NON_WORD = re.compile(r"[^0-9A-Za-z]+")
+_ADDRESS = re.compile(r" at 0x[0-9A-Fa-f]+")  # `<function f at 0x7f...>` differs every run
 
 
 def _display_name(tp: Any) -> str:
@@ -41,8 +42,12 @@ def _display_name(tp: Any) -> str:
     if tp is Any:
         return "Any"
     origin = typing.get_origin(tp)
+    if origin is typing.Annotated:  # validators and constraints: the type keeps its name
+        return _display_name(typing.get_args(tp)[0])
     if origin is not None:
         args = [a for a in typing.get_args(tp) if a is not Ellipsis]
+        if origin is tuple and len(args) == 1 and Ellipsis not in typing.get_args(tp):
+            return "TupleOfOne" + _display_name(args[0])  # `tuple[int, ...]` is TupleOfInt
         if origin in (typing.Union, types.UnionType):
             return "Or".join(_display_name(a) for a in args)
         if origin is typing.Literal:
@@ -51,7 +56,7 @@ def _display_name(tp: Any) -> str:
         if not args:
             return head
         return f"{head}Of" + "And".join(_display_name(a) for a in args)
-    name = getattr(tp, "__name__", None) or _NON_WORD.sub("", repr(tp))
+    name = getattr(tp, "__name__", None) or _NON_WORD.sub("", _ADDRESS.sub("", repr(tp)))
     return name[:1].upper() + name[1:]
 
 
