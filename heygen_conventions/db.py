@@ -43,6 +43,8 @@ from sqlalchemy import (
     make_url,
     text,
 )
+from sqlalchemy.engine import Connection, ExceptionContext
+from sqlalchemy.exc import DBAPIError, PendingRollbackError
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     AsyncSession,
@@ -50,7 +52,8 @@ from sqlalchemy.ext.asyncio import (
     create_async_engine,
 )
 from sqlalchemy.ext.compiler import compiles
-from sqlalchemy.orm import DeclarativeBase, Mapped, declared_attr, mapped_column
+from sqlalchemy.orm import DeclarativeBase, Mapped, Session, declared_attr, mapped_column
+from sqlalchemy.schema import ColumnDefault
 from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.functions import GenericFunction
 from sqlalchemy.types import TypeDecorator
@@ -58,8 +61,17 @@ from starlette.requests import HTTPConnection
 
 from heygen_conventions._lifespan import close_after_lifespan
 from heygen_conventions._memory_sqlite import SharedConnectionPool
-from heygen_conventions._sql_errors import translate_db_error, translate_db_errors
-from heygen_conventions._unit_of_work import _AsyncSession, after_commit, run_after_commit
+from heygen_conventions._sql_errors import (
+    _first_attribute,
+    translate_db_error,
+    translate_db_errors,
+)
+from heygen_conventions._unit_of_work import (
+    _AsyncSession,
+    _SyncSession,
+    after_commit,
+    run_after_commit,
+)
 from heygen_conventions.settings import Settings
 
 __all__ = [
@@ -316,7 +328,14 @@ class VersionMixin:
 
     @declared_attr.directive
     def __mapper_args__(cls) -> dict[str, Any]:
-        return {"version_id_col": cls.__table__.c.version}  # type: ignore[attr-defined]
+        column = cls.__table__.c.version  # type: ignore[attr-defined]
+        if column.onupdate is None:
+            # The ORM sets the next version itself; a Core or bulk UPDATE that
+            # does not (``update(Model).values(...)``) moves it too, or a client
+            # holding the old version would overwrite that update without a
+            # conflict. Bound to the table's column: qualified in UPDATE ... FROM.
+            ColumnDefault(column + 1, for_update=True)._set_parent(column)
+        return {"version_id_col": column}
 
 
 # --- Database ---------------------------------------------------------------
@@ -352,6 +371,86 @@ def _sqlite_on_connect(busy_timeout_ms: int, in_memory: bool) -> Callable[..., N
             cursor.close()
 
     return on_connect
+
+
+def _sqlite_in_memory(url: URL) -> bool:
+    # ":memory:", and the URI forms: "file::memory:" (one database per
+    # connection) and "file:name?mode=memory" (SQLAlchemy shares one connection).
+    database = url.database or ""
+    return (
+        database in ("", ":memory:")
+        or database.startswith("file::memory:")
+        or url.query.get("mode") == "memory"
+    )
+
+
+# PostgreSQL aborts a transaction at its first failed statement, and COMMIT
+# then rolls it back without an error. A route that catches a database error
+# (a 409 it meant to ignore) and returns would answer 200 for writes that were
+# never saved. The failure is noted on the connection; committing it raises.
+_FAILED_STATEMENT_INFO = "heygen_failed_statement"
+_IN_FAILED_TRANSACTION = "25P02"
+
+
+def _note_failed_statement(context: ExceptionContext) -> None:
+    connection = context.connection
+    if (
+        connection is None
+        or context.is_disconnect
+        or not isinstance(context.sqlalchemy_exception, DBAPIError)
+        or not connection.in_transaction()
+        or connection.get_execution_options().get("isolation_level") == "AUTOCOMMIT"
+    ):
+        return
+    connection.info[_FAILED_STATEMENT_INFO] = True
+
+
+def _forget_failed_statement(connection: Connection, *args: Any) -> None:
+    # A new transaction, or back to a savepoint taken before the failure
+    # (none can be taken after it): the transaction can commit again.
+    connection.info.pop(_FAILED_STATEMENT_INFO, None)
+
+
+def _track_connection(session: Session, transaction: Any, connection: Connection) -> None:
+    if connection.dialect.name != "postgresql":
+        return
+    connections = session.info.setdefault(_SESSION_CONNECTIONS_INFO, [])
+    if connection not in connections:  # savepoints begin on the same connection
+        connections.append(connection)
+
+
+def _refuse_failed_commit(session: Session) -> None:
+    if session.in_nested_transaction():
+        return  # releasing a savepoint: PostgreSQL refuses it itself
+    for connection in session.info.get(_SESSION_CONNECTIONS_INFO, ()):
+        if connection.closed or connection.invalidated:
+            continue  # its commit fails on its own
+        if not connection.info.get(_FAILED_STATEMENT_INFO):
+            continue
+        # Some errors never reached the server (asyncpg refusing to encode a
+        # parameter): ask it, once, whether the transaction is aborted.
+        try:
+            connection.exec_driver_sql("SELECT 1")
+        except DBAPIError as exc:
+            if _first_attribute(exc, "sqlstate") != _IN_FAILED_TRANSACTION:
+                raise
+            raise PendingRollbackError(
+                "A statement of this transaction failed, so PostgreSQL would roll the "
+                "whole transaction back at COMMIT: roll back instead, or run statements "
+                "whose errors are caught inside a savepoint (session.begin_nested())"
+            ) from None
+        connection.info.pop(_FAILED_STATEMENT_INFO, None)
+
+
+def _forget_connections(session: Session, transaction: Any) -> None:
+    if transaction.parent is None:
+        session.info.pop(_SESSION_CONNECTIONS_INFO, None)
+
+
+_SESSION_CONNECTIONS_INFO = "heygen_connections"
+event.listen(_SyncSession, "after_begin", _track_connection)
+event.listen(_SyncSession, "before_commit", _refuse_failed_commit)
+event.listen(_SyncSession, "after_transaction_end", _forget_connections)
 
 
 def _begin_before_savepoint(connection: Any, name: str) -> None:
@@ -439,7 +538,7 @@ class Database:
         if connect_args:
             options["connect_args"] = dict(connect_args)
         is_sqlite = self.url.get_backend_name() == "sqlite"
-        in_memory = is_sqlite and self.url.database in (None, "", ":memory:")
+        in_memory = is_sqlite and _sqlite_in_memory(self.url)
         if in_memory and "poolclass" not in options and "pool" not in options:
             # One connection holds the database: one transaction at a time on it.
             options["poolclass"] = SharedConnectionPool
@@ -464,6 +563,11 @@ class Database:
                 _sqlite_on_connect(int(sqlite_busy_timeout * 1000), in_memory),
             )
             event.listen(self.engine.sync_engine, "savepoint", _begin_before_savepoint)
+        elif self.engine.dialect.name == "postgresql":
+            sync_engine = self.engine.sync_engine
+            event.listen(sync_engine, "handle_error", _note_failed_statement)
+            event.listen(sync_engine, "begin", _forget_failed_statement)
+            event.listen(sync_engine, "rollback_savepoint", _forget_failed_statement)
         info: dict[str, Any] = {_SQLITE_LOWER_INFO: True} if is_sqlite else {}
         if cursor_secret:
             info[_CURSOR_KEY_INFO] = _cursor_key(cursor_secret)

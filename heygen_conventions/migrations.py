@@ -91,7 +91,8 @@ def alembic_config(
     from alembic.config import Config
 
     config = Config(str(ini_file) if ini_file is not None else None)
-    config.set_main_option("script_location", str(script_location))
+    # configparser interpolates "%": "%%" is one.
+    config.set_main_option("script_location", str(script_location).replace("%", "%%"))
     config.set_main_option("file_template", FILE_TEMPLATE)
     config.set_main_option("timezone", "UTC")
     config.set_main_option("truncate_slug_length", str(TRUNCATE_SLUG_LENGTH))

@@ -302,7 +302,10 @@ async def test_search_over_numbers_uuids_and_enums_reads_them_as_text(
 ) -> None:
     # PostgreSQL has no ILIKE for integers, UUIDs or enums: they are searched as text.
     class Numbers(VideoRepository):
-        searchable_fields = ("title", "duration", "id")
+        searchable_fields = ("title", "duration")
+
+    class Keys(VideoRepository):
+        searchable_fields = ("id",)
 
     class Paints(PaintRepository):
         searchable_fields = ("shade",)
@@ -323,7 +326,7 @@ async def test_search_over_numbers_uuids_and_enums_reads_them_as_text(
         repo = Numbers(session)
         assert sorted(v.duration for v in await repo.list(search="12")) == [12, 120]
         key = str(videos[2].id)
-        assert [v.id for v in await repo.list(search=key[-12:])] == [videos[2].id]
+        assert [v.id for v in await Keys(session).list(search=key[-12:])] == [videos[2].id]
         assert [p.shade for p in await Paints(session).list(search="LIG")] == [Shade.light]
 
 
