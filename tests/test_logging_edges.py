@@ -20,18 +20,7 @@ from heygen_conventions import (
     setup_app,
 )
 from tests.fixtures.logging import LogOutput
-
-
-class FailingBefore:
-    """A pure ASGI middleware the app adds after setup_app that fails at once."""
-
-    def __init__(self, app: Any) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
-        if scope["type"] == "http":
-            raise RuntimeError("rate limiter down")
-        await self.app(scope, receive, send)
+from tests.test_logging_middleware import FailingOuterMiddleware as FailingBefore
 
 
 class FailingAfter(BaseHTTPMiddleware):

@@ -774,7 +774,7 @@ def test_a_websocket_denial_response_carries_the_request_id(log_output: LogOutpu
 
 
 class FailingOuterMiddleware:
-    """A middleware the application adds after setup_app (so outside the request context)."""
+    """A middleware the application adds after setup_app that fails at once."""
 
     def __init__(self, app: Any) -> None:
         self.app = app
