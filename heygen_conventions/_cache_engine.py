@@ -249,19 +249,19 @@ def encode(
         return payloads
     indexes = [n for n, payload in enumerate(payloads) if payload is not None]
     for n, back in zip(indexes, _read_back(codec, written), strict=True):
-        if isinstance(back, _Unreadable):
-            payloads[n] = None
-            record_unstorable(stats, namespace, codec, "does not read back", back.error)
-            continue
         if _same(back, values[n]):
             continue
-        # Unset fields a default_factory fills anew on each read: every field then.
+        # Unset fields a default_factory fills anew on each read, or that reading
+        # needs (a tagged union's default tag): every field then.
         whole = _dump_all(codec, values[n])
         if whole is not None and _same(_read_back(codec, [whole])[0], values[n]):
             payloads[n] = whole
             continue
         payloads[n] = None
-        record_unstorable(stats, namespace, codec, "reads back unequal", None)
+        if isinstance(back, _Unreadable):
+            record_unstorable(stats, namespace, codec, "does not read back", back.error)
+        else:
+            record_unstorable(stats, namespace, codec, "reads back unequal", None)
     return payloads
 
 

@@ -472,6 +472,26 @@ class _UnhandledErrorMiddleware:
 
 
 _Handler = Callable[[Request, Exception], Awaitable[Response]]
+_ANSWERED_STATE_KEY = "heygen_answered"
+
+
+class SwallowAnswered:
+    """Wraps a whole stack: drops the re-raise of an exception a handler answered.
+
+    Starlette's server-error middleware re-raises whatever reached it, even
+    an ``AppError`` ``handle_unexpected`` answered 401: the server would then
+    see a failure (and the access line an error) for a request answered.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app  # walkable, as middleware are (``.app``)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await self.app(scope, receive, send)
+        except Exception as exc:
+            if scope.get("state", {}).get(_ANSWERED_STATE_KEY) is not exc:
+                raise
 
 
 def _handler_for(handlers: Mapping[type, _Handler], exc: Exception) -> _Handler | None:
@@ -603,11 +623,14 @@ def install_exception_handlers(app: FastAPI, *, format: ErrorFormat = "envelope"
 
     async def handle_unexpected(request: Request, exc: Exception) -> Response:
         # Reached only for exceptions raised outside the guard middleware
-        # (e.g. by middleware added before it); Starlette re-raises afterwards.
+        # (e.g. by middleware added after it); Starlette re-raises afterwards.
         handler = _handler_for(known, exc)
         if handler is not None:
             # Answered, and logged as its kind is: the server is not to log it again.
-            mark_logged(exc, request.scope.setdefault("state", {}))
+            state = request.scope.setdefault("state", {})
+            mark_logged(exc, state)
+            # Starlette's server-error middleware re-raises it after this answer.
+            state[_ANSWERED_STATE_KEY] = exc
             return await handler(request, exc)
         _log_unhandled(request.scope, exc)
         return error_response(

@@ -15,7 +15,7 @@ from fastapi import FastAPI
 from starlette.types import ASGIApp
 
 from heygen_conventions._context import DEFAULT_REQUEST_ID_HEADER, REQUEST_ID_OPTIONS_APP_KEY
-from heygen_conventions._handlers import ErrorFormat, install_exception_handlers
+from heygen_conventions._handlers import ErrorFormat, SwallowAnswered, install_exception_handlers
 from heygen_conventions._lifespan import check_at_startup
 from heygen_conventions.auth import JWTAuth, UserLoader, check_auth_installed, install_auth
 from heygen_conventions.cache import CacheBackend, cache_from_settings, install_cache
@@ -109,7 +109,7 @@ def setup_app(
             app, user_loader=user_loader, settings=settings, token_url=token_url, scopes=scopes
         )
     _wrap_with_request_context(app, request_id_header, trust_request_id)
-    # For the error handlers, when a middleware added later fails outside this one.
+    # For the error handlers answering a request no request-context middleware has seen.
     setattr(app.state, REQUEST_ID_OPTIONS_APP_KEY, (request_id_header, trust_request_id))
     check_at_startup(app, check_auth_installed)
     components = AppComponents(settings=settings, database=database, cache=cache, auth=auth)
@@ -128,7 +128,9 @@ def _wrap_with_request_context(app: FastAPI, header: str, trust_incoming: bool) 
     build = app.build_middleware_stack
 
     def build_middleware_stack() -> ASGIApp:
-        return RequestContextMiddleware(build(), header=header, trust_incoming=trust_incoming)
+        return RequestContextMiddleware(
+            SwallowAnswered(build()), header=header, trust_incoming=trust_incoming
+        )
 
     app.build_middleware_stack = build_middleware_stack  # type: ignore[method-assign]
 

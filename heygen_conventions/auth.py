@@ -252,6 +252,8 @@ class JWTAuth:
         self._checked_locally = 0
         self._refused = 0
         self._warned_local_store = False
+        # Set once a revocation reached only the local store (the shared one refused it).
+        self._held_locally = False
 
     # --- issuing -------------------------------------------------------------
 
@@ -530,6 +532,14 @@ class JWTAuth:
         else:
             if self._store_down_since is not None:
                 self._store_recovered()
+            if self._held_locally:
+                # Revocations the shared store refused (a write failed while reads
+                # work): this instance keeps refusing those tokens all the same.
+                local_revoked, local_cutoff = await self._local_store.get_many(keys)
+                revoked = revoked if revoked is not None else local_revoked
+                if local_cutoff is not None:
+                    local_at = _cutoff_ms(local_cutoff)
+                    cutoff_at = local_at if cutoff_at is None else max(cutoff_at, local_at)
         if revoked is not None:
             raise self._rejected("revoked")
         if cutoff_at is not None and session_started_ms(claims) < cutoff_at:
@@ -620,6 +630,7 @@ class JWTAuth:
                 # Not shared, but this instance refuses the token meanwhile.
                 with contextlib.suppress(Exception):
                     await self._local_store.set(key, b"1", ttl=ttl)
+                    self._held_locally = True
             raise ServiceUnavailableError("Could not revoke the token; try again") from exc
 
     async def revoke_tokens_issued_before(
@@ -664,6 +675,7 @@ class JWTAuth:
                     held = await self._local_store.get(key)
                     if held is None or _stored_cutoff(held) < cutoff:
                         await self._local_store.set(key, stored, ttl=ttl)
+                    self._held_locally = True
             raise ServiceUnavailableError("Could not revoke the tokens; try again") from exc
 
 
@@ -777,8 +789,8 @@ class _BearerToken(SecurityBase):
 
     Returns None without an Authorization header or with another scheme, and
     the (possibly empty) credentials for ``Bearer``. Several Authorization
-    headers give a marker that is refused: a proxy reading another of
-    them than this server would see another identity.
+    headers, one of them Bearer, give a marker that is refused: a proxy
+    reading another of them than this server would see another identity.
     """
 
     def __init__(self) -> None:
@@ -788,15 +800,16 @@ class _BearerToken(SecurityBase):
     async def __call__(self, request: HTTPConnection) -> str | None:
         # ASGI header names are lower-case bytes; scanning them directly
         # avoids building a Headers object on every request.
-        found: bytes | None = None
+        found: list[bytes] = []
         for name, raw in request.scope["headers"]:
             if name == b"authorization":
-                if found is not None:
-                    return _SEVERAL_CREDENTIALS
-                found = raw
-        if found is None:
+                found.append(raw)
+        if not found:
             return None
-        scheme, _, credentials = found.decode("latin-1").partition(" ")
+        bearers = [raw for raw in found if raw[:7].lower() == b"bearer "]
+        if len(found) > 1 and bearers:
+            return _SEVERAL_CREDENTIALS
+        scheme, _, credentials = found[0].decode("latin-1").partition(" ")
         return credentials.strip() if scheme.lower() == "bearer" else None
 
 

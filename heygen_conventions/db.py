@@ -389,6 +389,7 @@ def _sqlite_in_memory(url: URL) -> bool:
 # (a 409 it meant to ignore) and returns would answer 200 for writes that were
 # never saved. The failure is noted on the connection; committing it raises.
 _FAILED_STATEMENT_INFO = "heygen_failed_statement"
+_WROTE_INFO = "heygen_wrote"
 _IN_FAILED_TRANSACTION = "25P02"
 
 
@@ -411,6 +412,26 @@ def _forget_failed_statement(connection: Connection, *args: Any) -> None:
     connection.info.pop(_FAILED_STATEMENT_INFO, None)
 
 
+def _note_write(
+    connection: Connection, cursor: Any, statement: Any, parameters: Any, context: Any, many: bool
+) -> None:
+    # A statement that may have written (anything but a compiled SELECT): only
+    # then does a rolled-back COMMIT lose something a 200 would claim.
+    compiled = getattr(context, "compiled", None)
+    if (
+        isinstance(compiled, SQLCompiler)
+        and not (compiled.isinsert or compiled.isupdate or compiled.isdelete)
+        and (not compiled.isplaintext or statement.lstrip()[:6].upper() == "SELECT")
+    ):
+        return
+    connection.info[_WROTE_INFO] = True
+
+
+def _forget_writes(connection: Connection) -> None:
+    connection.info.pop(_WROTE_INFO, None)
+    connection.info.pop(_FAILED_STATEMENT_INFO, None)
+
+
 def _track_connection(session: Session, transaction: Any, connection: Connection) -> None:
     if connection.dialect.name != "postgresql":
         return
@@ -427,6 +448,8 @@ def _refuse_failed_commit(session: Session) -> None:
             continue  # its commit fails on its own
         if not connection.info.get(_FAILED_STATEMENT_INFO):
             continue
+        if not connection.info.get(_WROTE_INFO):
+            continue  # nothing written: a read-only transaction loses nothing
         # Some errors never reached the server (asyncpg refusing to encode a
         # parameter): ask it, once, whether the transaction is aborted.
         try:
@@ -566,7 +589,8 @@ class Database:
         elif self.engine.dialect.name == "postgresql":
             sync_engine = self.engine.sync_engine
             event.listen(sync_engine, "handle_error", _note_failed_statement)
-            event.listen(sync_engine, "begin", _forget_failed_statement)
+            event.listen(sync_engine, "begin", _forget_writes)
+            event.listen(sync_engine, "after_cursor_execute", _note_write)
             event.listen(sync_engine, "rollback_savepoint", _forget_failed_statement)
         info: dict[str, Any] = {_SQLITE_LOWER_INFO: True} if is_sqlite else {}
         if cursor_secret:

@@ -60,6 +60,7 @@ from sqlalchemy.orm import (
     raiseload,
     selectinload,
 )
+from sqlalchemy.orm.attributes import set_committed_value
 from sqlalchemy.orm.interfaces import ORMOption
 from sqlalchemy.sql.expression import ClauseElement, Executable
 from sqlalchemy.sql.schema import Column
@@ -784,8 +785,12 @@ class BaseRepository(Generic[ModelT]):
         if version_column is not None:
             key = self._mapper.get_property_by_column(version_column).key
             expected = values.pop(key, None)
-            if expected is not None and expected != getattr(obj, key):
-                raise _stale_version()
+            if expected is not None:
+                if key in sa_inspect(obj).unloaded:
+                    # Expired (a Core UPDATE moved it): a lazy load here has no greenlet.
+                    await self.session.refresh(obj, [key])
+                if expected != getattr(obj, key):
+                    raise _stale_version()
         for key, value in values.items():
             setattr(obj, key, value)
         await self._flush()
@@ -889,7 +894,12 @@ class BaseRepository(Generic[ModelT]):
             current = (await self.session.execute(statement)).one_or_none()
         if current is None:
             raise NotFoundError(f"{self.model.__name__} not found")
-        if current[0] != getattr(obj, version_key):
+        # Not getattr(): an expired version (a rollback, a Core UPDATE moving it)
+        # would load outside the greenlet. Then there is no version read to compare.
+        read = state.dict.get(version_key)
+        if read is None:
+            set_committed_value(obj, version_key, current[0])
+        elif current[0] != read:
             raise _stale_version()
 
     async def delete_many(self, ids: Iterable[Any]) -> int:

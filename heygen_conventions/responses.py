@@ -42,8 +42,6 @@ def _display_name(tp: Any) -> str:
     if tp is Any:
         return "Any"
     origin = typing.get_origin(tp)
-    if origin is typing.Annotated:  # validators and constraints: the type keeps its name
-        return _display_name(typing.get_args(tp)[0])
     if origin is not None:
         args = [a for a in typing.get_args(tp) if a is not Ellipsis]
         if origin is tuple and len(args) == 1 and Ellipsis not in typing.get_args(tp):

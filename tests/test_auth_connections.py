@@ -154,6 +154,9 @@ def test_several_authorization_headers_are_refused() -> None:
             assert response.status_code == 401, response.text
             assert response.headers["www-authenticate"] == INVALID
     assert client.get("/me", headers=bearer(alice)).status_code == 200
+    # No Bearer among them: nothing to confuse, the caller is anonymous as with one.
+    basic = [("authorization", "Basic eDp5"), ("authorization", "Basic YTpi")]
+    assert client.get("/maybe", headers=basic).json() == {"id": None}
 
 
 @pytest.mark.parametrize(

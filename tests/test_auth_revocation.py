@@ -344,6 +344,38 @@ async def test_a_revocation_the_store_refused_still_holds_on_this_instance() -> 
     assert (await get(app, auth.create_access_token("alice"))).status_code == 200
 
 
+class WritesRefused(MemoryCache):
+    """Reads work, writes fail (Redis at maxmemory under noeviction)."""
+
+    refusing = False
+
+    async def set(self, key: str, value: bytes, *, ttl: float | None = None) -> None:
+        if self.refusing:
+            raise ConnectionError("OOM command not allowed")
+        await super().set(key, value, ttl=ttl)
+
+    async def set_if_absent(self, key: str, value: bytes, *, ttl: float) -> bool:
+        if self.refusing:
+            raise ConnectionError("OOM command not allowed")
+        return await super().set_if_absent(key, value, ttl=ttl)
+
+
+async def test_a_revocation_refused_while_reads_work_still_holds_on_this_instance() -> None:
+    store = WritesRefused()
+    app, auth, _ = build_app(revocation_store=store)
+    token = auth.create_access_token("alice")
+    claims = await auth.verify_token(token)
+    bob = auth.create_access_token("bob")
+    store.refusing = True
+    with pytest.raises(ServiceUnavailableError):
+        await auth.revoke_token(claims.jti, until=claims.expires_at)
+    with pytest.raises(ServiceUnavailableError):
+        await auth.revoke_tokens_issued_before("bob", time.time() + 5)
+    assert (await get(app, token)).status_code == 401  # the shared store answers "not revoked"
+    assert (await get(app, bob)).status_code == 401
+    assert (await get(app, auth.create_access_token("alice"))).status_code == 200
+
+
 async def test_a_redis_outage_keeps_the_revocations_this_instance_made(
     redis_server: RedisServer,
 ) -> None:
