@@ -26,7 +26,6 @@ only that process sees and that never evicts a revocation before it expires.
 """
 
 import asyncio
-import contextlib
 import inspect
 import logging
 import math
@@ -252,8 +251,6 @@ class JWTAuth:
         self._checked_locally = 0
         self._refused = 0
         self._warned_local_store = False
-        # Set once a revocation reached only the local store (the shared one refused it).
-        self._held_locally = False
 
     # --- issuing -------------------------------------------------------------
 
@@ -532,14 +529,6 @@ class JWTAuth:
         else:
             if self._store_down_since is not None:
                 self._store_recovered()
-            if self._held_locally:
-                # Revocations the shared store refused (a write failed while reads
-                # work): this instance keeps refusing those tokens all the same.
-                local_revoked, local_cutoff = await self._local_store.get_many(keys)
-                revoked = revoked if revoked is not None else local_revoked
-                if local_cutoff is not None:
-                    local_at = _cutoff_ms(local_cutoff)
-                    cutoff_at = local_at if cutoff_at is None else max(cutoff_at, local_at)
         if revoked is not None:
             raise self._rejected("revoked")
         if cutoff_at is not None and session_started_ms(claims) < cutoff_at:
@@ -626,11 +615,6 @@ class JWTAuth:
             return revoked
         except Exception as exc:
             logger.error("Token revocation failed", extra={"error_type": type(exc).__name__})
-            if store is not self._local_store:
-                # Not shared, but this instance refuses the token meanwhile.
-                with contextlib.suppress(Exception):
-                    await self._local_store.set(key, b"1", ttl=ttl)
-                    self._held_locally = True
             raise ServiceUnavailableError("Could not revoke the token; try again") from exc
 
     async def revoke_tokens_issued_before(
@@ -669,13 +653,6 @@ class JWTAuth:
                 await self._local_store.set(key, stored, ttl=ttl)
         except Exception as exc:
             logger.error("Token cutoff failed", extra={"error_type": type(exc).__name__})
-            if store is not self._local_store:
-                # Not shared, but this instance refuses the tokens meanwhile.
-                with contextlib.suppress(Exception):
-                    held = await self._local_store.get(key)
-                    if held is None or _stored_cutoff(held) < cutoff:
-                        await self._local_store.set(key, stored, ttl=ttl)
-                    self._held_locally = True
             raise ServiceUnavailableError("Could not revoke the tokens; try again") from exc
 
 
