@@ -3,14 +3,33 @@ after Core updates, read-only routes catching errors, cached tagged unions, enve
 
 from __future__ import annotations
 
-from typing import Any
+from contextlib import suppress
+from typing import Annotated, Any, Literal
 
 from fastapi import FastAPI, Request
 from fastapi.testclient import TestClient
+from pydantic import BaseModel, Field
+from sqlalchemy import text, update
+from sqlalchemy.exc import DBAPIError
 from starlette.middleware.base import BaseHTTPMiddleware
 
-from heygen_conventions import AuthenticationError, Settings, setup_app
+from heygen_conventions import (
+    APIResponse,
+    AuthenticationError,
+    BaseRepository,
+    CachedServiceMixin,
+    Database,
+    DBSession,
+    MemoryCache,
+    Settings,
+    cache_stats,
+    install_database,
+    install_exception_handlers,
+    setup_app,
+)
+from tests.fixtures.db import SampleBase, asgi_client
 from tests.fixtures.logging import LogOutput
+from tests.test_db_edges import Doc
 
 
 class RaisingAuth(BaseHTTPMiddleware):
@@ -29,12 +48,6 @@ def test_answered_middleware_error_is_not_reraised_to_the_server(log_output: Log
 
 
 # --- VersionMixin onupdate x delete()'s version lock --------------------------------------
-
-from sqlalchemy import update  # noqa: E402
-
-from heygen_conventions import BaseRepository, Database  # noqa: E402
-from tests.fixtures.db import SampleBase  # noqa: E402
-from tests.test_db_edges import Doc  # noqa: E402
 
 
 class Docs(BaseRepository[Doc]):
@@ -57,12 +70,6 @@ async def test_delete_after_a_core_update_of_the_same_row(database: Database) ->
 
 # --- OpenAPI names: Annotated envelopes --------------------------------------------------
 
-from typing import Annotated  # noqa: E402
-
-from pydantic import Field  # noqa: E402
-
-from heygen_conventions import APIResponse, install_exception_handlers  # noqa: E402
-
 
 def test_an_annotated_envelope_does_not_rename_the_plain_one() -> None:
     app = FastAPI()
@@ -81,14 +88,6 @@ def test_an_annotated_envelope_does_not_rename_the_plain_one() -> None:
 
 
 # --- The commit guard on a read-only transaction ----------------------------------------
-
-from contextlib import suppress  # noqa: E402
-
-from sqlalchemy import text  # noqa: E402
-from sqlalchemy.exc import DBAPIError  # noqa: E402
-
-from heygen_conventions import DBSession, install_database  # noqa: E402
-from tests.fixtures.db import asgi_client  # noqa: E402
 
 
 async def test_a_read_only_route_that_catches_an_error_still_answers(database: Database) -> None:
@@ -125,12 +124,6 @@ async def test_update_with_a_version_after_a_core_update_of_the_same_row(
 
 
 # --- Cache entries of set fields only: a discriminator left at its default ----------------
-
-from typing import Literal  # noqa: E402
-
-from pydantic import BaseModel  # noqa: E402
-
-from heygen_conventions import CachedServiceMixin, MemoryCache, cache_stats  # noqa: E402
 
 
 class Cat(BaseModel):

@@ -6,10 +6,8 @@ from typing import Annotated, Any
 
 import pytest
 from fastapi import FastAPI, Query
-from pydantic import BaseModel, ConfigDict
 
 from heygen_conventions import (
-    BaseRepository,
     CursorPage,
     Database,
     DBSession,
@@ -19,17 +17,8 @@ from heygen_conventions import (
     install_database,
     install_exception_handlers,
 )
-from tests.fixtures.db import Video, asgi_client
-
-
-class VideoRepository(BaseRepository[Video]):
-    sortable_fields = ("created_at", "title")
-    searchable_fields = ("title",)
-
-
-class VideoOut(BaseModel):
-    model_config = ConfigDict(from_attributes=True)
-    title: str
+from tests.fixtures.db import asgi_client
+from tests.test_pagination import VideoOut, VideoRepository, seed
 
 
 def make_app(db: Database) -> FastAPI:
@@ -56,12 +45,9 @@ def make_app(db: Database) -> FastAPI:
     return app
 
 
-async def seed(db: Database) -> None:
+async def six_videos(db: Database) -> None:
     async with db.session() as session:
-        await VideoRepository(session).create_many(
-            {"title": f"Video {n}", "slug": f"v-{n}"} for n in range(6)
-        )
-        await session.commit()
+        await seed(session, 6)
 
 
 def assert_422(response: Any, field: str) -> None:
@@ -75,7 +61,7 @@ def assert_422(response: Any, field: str) -> None:
 async def test_control_characters_in_a_keyset_search_are_422_on_every_database(
     sample_db: Database,
 ) -> None:
-    await seed(sample_db)
+    await six_videos(sample_db)
     async with asgi_client(make_app(sample_db)) as client:
         for text in ("\x00", "zzz\x00", "Video\n1"):
             response = await client.get("/feed", params={"search": text})
@@ -87,7 +73,7 @@ async def test_control_characters_in_a_keyset_search_are_422_on_every_database(
 
 
 async def test_a_client_page_number_out_of_range_is_422_not_500(sample_db: Database) -> None:
-    await seed(sample_db)
+    await six_videos(sample_db)
     async with asgi_client(make_app(sample_db)) as client:
         assert (await client.get("/clips", params={"page": 3})).status_code == 200
         for page in (0, -1, 10**16):
@@ -100,7 +86,7 @@ async def test_an_estimated_page_past_the_end_tells_the_true_total(sample_db: Da
     class AlwaysEstimate(VideoRepository):
         exact_count_below = 0  # every count an estimate on PostgreSQL
 
-    await seed(sample_db)  # six rows: three pages of two
+    await six_videos(sample_db)  # six rows: three pages of two
     async with sample_db.session() as session:
         repo = AlwaysEstimate(session)
         for page in (7, 50, 4):
