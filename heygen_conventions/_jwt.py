@@ -172,7 +172,8 @@ def _looks_like_public_key(secret: bytes) -> bool:
             parsed = None
         if isinstance(parsed, dict) and ("kty" in parsed or "keys" in parsed):
             return True
-    candidates = [stripped]
+    # Raw DER as given too: its last byte may be one strip() takes (0x0a, 0x20...).
+    candidates = [secret, stripped]
     with contextlib.suppress(binascii.Error, ValueError):
         candidates.append(base64.b64decode(stripped, validate=True))
     # base64url without padding, as JWK members and some tools write DER.

@@ -13,6 +13,7 @@ import httpx
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from heygen_conventions import MemoryCache, ServiceUnavailableError
@@ -73,6 +74,23 @@ def test_certificate_as_hmac_secret(rsa_keys: KeyPair, form: str) -> None:
 def test_raw_der_certificate_as_hmac_secret(rsa_keys: KeyPair) -> None:
     with pytest.raises(ValueError, match="key material"):
         JWTCodec(algorithms=["HS256"], secret=_der_certificate(rsa_keys))
+
+
+def test_raw_der_key_ending_in_a_whitespace_byte_is_still_key_material() -> None:
+    # A key's (or a certificate signature's) last byte is random: about one in forty
+    # is one strip() removes, which hid the DER from the parser.
+    while True:
+        der = (
+            ec.generate_private_key(ec.SECP256R1())
+            .public_key()
+            .public_bytes(
+                serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+            )
+        )
+        if der[-1:] in (b" ", b"\t", b"\n", b"\r", b"\x0b", b"\x0c"):
+            break
+    with pytest.raises(ValueError, match="key material"):
+        JWTCodec(algorithms=["HS256"], secret=der)
 
 
 def test_spki_base64url_as_hmac_secret(rsa_keys: KeyPair) -> None:
