@@ -26,6 +26,7 @@ import threading
 import time
 from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
+from random import getrandbits
 from typing import IO, TYPE_CHECKING, Any, cast
 
 import structlog
@@ -33,13 +34,13 @@ import structlog
 from heygen_conventions._context import (
     DEFAULT_REQUEST_ID_HEADER,
     FAILURE_STATE_KEY,
+    REQUEST_CONTEXT,
     REQUEST_ID_HEADER_STATE_KEY,
     REQUEST_ID_STATE_KEY,
-    end_request_context,
-    enter_request_context,
+    UUID4_CLEAR,
+    UUID4_SET,
     get_request_context,
     mark_logged,
-    new_request_id,
     safe_request_id,
     was_logged,
 )
@@ -508,14 +509,19 @@ class RequestContextMiddleware:
         self.trust_incoming = trust_incoming
         self.access_log = access_log
         self._header_key = header.lower().encode("latin-1")
+        # The last connection's address and its text: a connection's requests
+        # share the server's one tuple, so most requests format nothing.
+        self._client: tuple[object, str | None] = ((), None)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
         if kind != "http" and kind != "websocket":
             await self.app(scope, receive, send)
             return
-        state = scope.setdefault("state", {})
-        if REQUEST_ID_STATE_KEY in state and get_request_context():
+        state = scope.get("state")
+        if state is None:
+            state = scope["state"] = {}
+        elif REQUEST_ID_STATE_KEY in state and get_request_context():
             # An outer RequestContextMiddleware already handles this request.
             await self.app(scope, receive, send)
             return
@@ -530,17 +536,24 @@ class RequestContextMiddleware:
                     break
         made_here = request_id is None
         if request_id is None:
-            request_id = new_request_id()
+            # new_request_id(), inlined: this runs on every request.
+            request_id = "%032x" % (getrandbits(128) & UUID4_CLEAR | UUID4_SET)
         state[REQUEST_ID_STATE_KEY] = request_id
         state[REQUEST_ID_HEADER_STATE_KEY] = self.header
         client = scope.get("client")
+        known = self._client
+        if known[0] is client:
+            address = known[1]
+        else:
+            address = f"{client[0]}:{client[1]}" if client else None
+            self._client = (client, address)
         context = {
             "request_id": request_id,
             "method": scope.get("method", "WEBSOCKET"),
             "path": scope.get("path"),
-            "client": f"{client[0]}:{client[1]}" if client else None,
+            "client": address,
         }
-        token = enter_request_context(context)
+        token = REQUEST_CONTEXT.set(context)
         header = (header_key, request_id.encode("ascii"))
         status_code: int | None = None
         finished: float | None = None  # when the last byte of the response was handed on
@@ -611,4 +624,4 @@ class RequestContextMiddleware:
                         made_here,
                     )
             finally:
-                end_request_context(token)
+                REQUEST_CONTEXT.reset(token)

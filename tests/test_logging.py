@@ -31,7 +31,7 @@ from heygen_conventions import (
     get_logger,
 )
 from heygen_conventions._context import end_request_context, start_request_context
-from heygen_conventions._log_pipeline import HANDLER_MARK, iso_timestamp, iso_timestamp_ns
+from heygen_conventions._log_pipeline import HANDLER_MARK, iso_timestamp
 from heygen_conventions._redact import REDACTED
 from heygen_conventions.logging import _SINK, _snapshot
 from tests.conftest import TEST_DATABASE_URL
@@ -55,18 +55,18 @@ def test_structlog_lines_are_json_with_level_logger_and_timestamp(log_output: Lo
 
 
 @pytest.mark.parametrize(
-    "now_ns",
-    [0, 1_764_215_519_000_000_999, 1_764_215_519_999_999_999, 1_764_215_520_000_001_000],
+    "now",
+    [0.0, 1_764_215_519.000001, 1_764_215_519.999999, 1_764_215_520.5, 1_764_215_520.9999995, -1.25],
 )
-def test_timestamps_are_the_instant_in_utc_to_the_microsecond(now_ns: int) -> None:
-    # Lines logged now and records carrying their own time (a float) render alike.
-    expected = datetime.fromtimestamp(now_ns // 1000 / 1_000_000, UTC).strftime(
-        "%Y-%m-%dT%H:%M:%S.%fZ"
-    )
-    assert iso_timestamp_ns(now_ns) == expected
-    assert iso_timestamp_ns(now_ns + 1_000_000_000) != expected  # the cached second moves on
-    assert iso_timestamp_ns(now_ns) == expected
-    assert iso_timestamp(now_ns // 1000 / 1_000_000)[:20] == expected[:20]
+def test_timestamps_are_the_instant_in_utc_to_the_microsecond(now: float) -> None:
+    expected = datetime.fromtimestamp(now, UTC)
+    stamp = iso_timestamp(now)
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z", stamp), stamp
+    # Truncated to the microsecond, where datetime rounds: at most one apart.
+    parsed = datetime.strptime(stamp, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC)
+    assert abs((parsed - expected).total_seconds()) <= 1e-6
+    assert iso_timestamp(now + 1) != stamp  # the cached second moves on
+    assert iso_timestamp(now) == stamp
 
 
 def test_get_logger_is_named_after_the_calling_module(log_output: LogOutput) -> None:

@@ -807,3 +807,93 @@ def test_the_500_of_a_failure_outside_the_middleware_keeps_the_request_id_settin
     assert response.json()["metadata"]["request_id"] == request_id
     assert "client-chosen" not in log_output.text
     assert log_output.one(event="Unhandled exception")["request_id"] == request_id
+
+
+def test_a_request_binding_nothing_logs_the_line_the_chain_renders(
+    log_output: LogOutput, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The access line of a request that bound nothing more than the middleware
+    # did is filled into a template; it must match what the processors render,
+    # key order included, for plain values and for values holding secrets.
+    jwt = "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxIn0.c2lnbmF0dXJlc2lnbmF0dXJl"
+
+    def lines() -> list[dict[str, Any]]:
+        log_output.stream.seek(0)
+        log_output.stream.truncate()
+        log_output.configure(level="DEBUG", service="videos")
+        app = FastAPI()
+        install_exception_handlers(app)
+
+        @app.get("/items")
+        async def items() -> dict[str, bool]:
+            return {"ok": True}
+
+        @app.get("/reset/{token}")
+        async def reset(token: str) -> dict[str, bool]:
+            return {"ok": True}
+
+        @app.get("/boom")
+        async def boom() -> None:
+            raise RuntimeError("boom")
+
+        app.add_middleware(RequestContextMiddleware)
+        client = TestClient(app, raise_server_exceptions=False)
+        for _ in range(2):  # the second time, the values are known to be clean
+            assert client.get("/items", headers={"X-Request-ID": "req-1"}).status_code == 200
+            assert client.get(f"/reset/{jwt}", headers={"X-Request-ID": "req-2"}).status_code == 200
+            assert client.get("/items", headers={"X-Request-ID": jwt}).status_code == 200
+            assert client.get("/boom", headers={"X-Request-ID": "req-3"}).status_code == 500
+            assert client.get("/items").status_code == 200
+        return [
+            {k: v for k, v in line.items() if k not in ("timestamp", "duration_ms")}
+            | {"timestamp": type(line["timestamp"]), "duration_ms": type(line["duration_ms"])}
+            for line in log_output.find(event="request finished")
+        ]
+
+    direct = lines()
+    assert jwt not in log_output.text
+    assert [(line["request_id"], line["path"]) for line in direct[:4]] == [
+        ("req-1", "/items"),
+        ("req-2", "/reset/[REDACTED]"),
+        ("[REDACTED]", "/items"),
+        ("req-3", "/boom"),
+    ]
+    assert direct[3]["error"] == "RuntimeError"
+    assert direct[3]["status_code"] == 500
+    assert NEW_ID.match(direct[4]["request_id"])
+    assert direct[:4] == direct[5:9]
+    assert all(line["service"] == "videos" for line in direct)
+    original_init = Pipeline.__init__
+
+    def chain_only(self: Pipeline, **kwargs: Any) -> None:
+        original_init(self, **kwargs)
+        self._direct_access = False
+        self._template_access = False
+
+    monkeypatch.setattr(Pipeline, "__init__", chain_only)
+    chained = lines()
+    assert jwt not in log_output.text
+    for line in (*direct, *chained):
+        if NEW_ID.match(line["request_id"]):
+            line["request_id"] = "new"
+    assert chained == direct
+    assert [list(line) for line in chained] == [list(line) for line in direct]
+
+
+@pytest.mark.parametrize("key", ["client", "path", "method", "request_id"])
+def test_a_middleware_key_named_secret_is_masked_when_nothing_else_is_bound(
+    log_output: LogOutput, key: str
+) -> None:
+    log_output.configure(level="DEBUG", redact=[*DEFAULT_REDACTED_KEYS, key])
+    app = FastAPI()
+
+    @app.get("/items")
+    async def items() -> dict[str, bool]:
+        return {"ok": True}
+
+    app.add_middleware(RequestContextMiddleware)
+    client = TestClient(app)
+    for _ in range(2):
+        assert client.get("/items", headers={"X-Request-ID": "req-1"}).status_code == 200
+    lines = log_output.find(event="request finished")
+    assert [line[key] for line in lines] == ["[REDACTED]", "[REDACTED]"]
