@@ -261,15 +261,17 @@ class RenderExceptions:
 # The fraction of a second as two table lookups: cheaper than formatting an int.
 _DIGITS = tuple("%03d" % n for n in range(1000))  # noqa: UP031
 _DIGITS_Z = tuple("%03dZ" % n for n in range(1000))  # noqa: UP031
-# The start of the current second as a float, and its text up to the decimal point.
-_float_second: tuple[float, str] = (-1.0, "")
+# The current second: its start and end (``time.time()`` floats) and its text up
+# to the decimal point.
+_clock: tuple[float, float, str] = (0.0, 0.0, "")
 
 
-def _second_text(second: float) -> str:
-    global _float_second
+def _second_of(now: float) -> tuple[float, float, str]:
+    global _clock
+    second = now // 1.0
     text = time.strftime("%Y-%m-%dT%H:%M:%S.", time.gmtime(second))
-    _float_second = (second, text)
-    return text
+    _clock = clock = (second, second + 1.0, text)
+    return clock
 
 
 def iso_timestamp(now: float) -> str:
@@ -278,10 +280,10 @@ def iso_timestamp(now: float) -> str:
     strftime runs once a second, not per line; the microseconds come from
     two table lookups rather than integer formatting.
     """
-    second = now // 1.0
-    cached = _float_second
-    text = cached[1] if cached[0] == second else _second_text(second)
-    micros = _floor((now - second) * 1_000_000.0)
+    start, end, text = _clock
+    if not start <= now < end:
+        start, end, text = _second_of(now)
+    micros = _floor((now - start) * 1_000_000.0)
     if micros > 999_999:  # pragma: no cover - a fraction a hair below 1 rounded up
         micros = 999_999
     millis = micros // 1000
@@ -704,10 +706,10 @@ class Pipeline:
                     )
                 ):
                     now = _time()
-                    second = now // 1.0
-                    cached = _float_second
-                    text = cached[1] if cached[0] == second else _second_text(second)
-                    micros = _floor((now - second) * 1_000_000.0)
+                    start, end, text = _clock
+                    if not start <= now < end:
+                        start, end, text = _second_of(now)
+                    micros = _floor((now - start) * 1_000_000.0)
                     if micros > 999_999:  # pragma: no cover - as in iso_timestamp
                         micros = 999_999
                     millis = micros // 1000

@@ -21,6 +21,7 @@ the header too::
 from __future__ import annotations
 
 import logging
+import math
 import sys
 import threading
 import time
@@ -473,6 +474,9 @@ def _capture_events() -> Iterator[list[dict[str, Any]]]:
 
 # --- the middleware ---------------------------------------------------------------
 
+_perf_counter = time.perf_counter
+_floor = math.floor
+
 
 class RequestContextMiddleware:
     """Request id, request context in every log line, and one access line per request.
@@ -565,7 +569,7 @@ class RequestContextMiddleware:
             message_type = message["type"]
             if message_type == "http.response.body":
                 if not message.get("more_body", False):
-                    finished = time.perf_counter()
+                    finished = _perf_counter()
             elif (
                 message_type == "http.response.start"
                 or message_type == "websocket.accept"
@@ -586,7 +590,7 @@ class RequestContextMiddleware:
             return send(message)
 
         error: str | None = None
-        started = time.perf_counter()
+        started = _perf_counter()
         try:
             await self.app(scope, receive, send_with_request_id)
         except BaseException as exc:
@@ -618,7 +622,7 @@ class RequestContextMiddleware:
                         status_code,
                         # Until the response was complete: background tasks run
                         # after it. Microseconds, in ms (round() costs more).
-                        int(((finished or time.perf_counter()) - started) * 1_000_000) / 1000,
+                        _floor(((finished or _perf_counter()) - started) * 1_000_000.0) / 1000,
                         error,
                         request_id,
                         made_here,

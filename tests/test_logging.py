@@ -56,7 +56,14 @@ def test_structlog_lines_are_json_with_level_logger_and_timestamp(log_output: Lo
 
 @pytest.mark.parametrize(
     "now",
-    [0.0, 1_764_215_519.000001, 1_764_215_519.999999, 1_764_215_520.5, 1_764_215_520.9999995, -1.25],
+    [
+        0.0,
+        1_764_215_519.000001,
+        1_764_215_519.999999,
+        1_764_215_520.5,
+        1_764_215_520.9999995,
+        -1.25,
+    ],
 )
 def test_timestamps_are_the_instant_in_utc_to_the_microsecond(now: float) -> None:
     expected = datetime.fromtimestamp(now, UTC)
