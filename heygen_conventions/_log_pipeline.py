@@ -167,14 +167,15 @@ class Output:
             if self._text is not None:
                 self.write(data[:-1])
             return
-        lock = self._lock
         try:
             # Always under the lock: a write(2) longer than PIPE_BUF that finds a
             # pipe full goes in pieces, and a lock-free short line would land
             # between them (as would one whose own write was cut short).
-            # acquire()/release() rather than ``with``: half the cost.
-            lock.acquire()
-            try:
+            # ``with``, not acquire() then try/finally: an exception a signal
+            # handler raises (KeyboardInterrupt) lands at the first check after
+            # acquire() returns, before the try, and would leave the lock held
+            # for good; ``with`` leaves no such gap.
+            with self._lock:
                 if self._text_above is not None:
                     self._text_above.flush()
                 fd = self._fd
@@ -190,8 +191,6 @@ class Output:
                 while written < len(data):  # a signal can cut a large write short
                     data = data[written:]
                     written = os.write(fd, data)
-            finally:
-                lock.release()
         except Exception:
             return  # as in write()
 
@@ -622,6 +621,8 @@ class Pipeline:
             json and not processors and not any(redactor.is_secret_key(key) for key in _ACCESS_KEYS)
         )
         self._json_default = redactor.json_default
+        # A request id under a secret key name is masked like any other value.
+        self._request_id_secret = redactor.is_secret_key("request_id")
         self._template_access = (
             self._direct_access
             and _STRUCTLOG_VARS is not None
@@ -680,9 +681,16 @@ class Pipeline:
         if self.level > logging.INFO:
             return
         try:
-            if len(context) == 4 and self._template_access and not CAPTURES and not _STRUCTLOG_VARS:
-                # The middleware's own four keys, nothing bound since: when each
-                # value is known clean, the line is a template filled in.
+            if (
+                self._template_access
+                and not CAPTURES
+                and not _STRUCTLOG_VARS
+                and tuple(context) == _MIDDLEWARE_KEYS
+            ):
+                # The middleware's own four keys in its order, nothing bound
+                # since: when each value is known clean, the line is a template
+                # filled in (a key removed and bound again comes last, as the
+                # general path renders it).
                 rid = context["request_id"]
                 method = context["method"]
                 path = context["path"]
@@ -748,15 +756,20 @@ class Pipeline:
                 "logger": ACCESS_LOGGER,
                 "status_code": status_code,
                 "duration_ms": duration_ms,
-                "event": ACCESS_EVENT,
             }
+            # Before the event, as the direct path and the template put it.
             if error is not None:
                 event_dict["error"] = error
+            event_dict["event"] = ACCESS_EVENT
             self.emit(logging.INFO, event_dict)
             return
         try:
             event_dict = {**context}
-            if request_id is not None and event_dict.get("request_id") is request_id:
+            if (
+                request_id is not None
+                and event_dict.get("request_id") is request_id
+                and not self._request_id_secret
+            ):
                 event_dict["request_id"] = None  # in place: the key keeps its position
                 self.redactor(None, "info", event_dict)
                 # A safe id can still be a short JWT a client sent as its id.

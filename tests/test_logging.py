@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import io
 import logging
@@ -31,7 +32,7 @@ from heygen_conventions import (
     get_logger,
 )
 from heygen_conventions._context import end_request_context, start_request_context
-from heygen_conventions._log_pipeline import HANDLER_MARK, iso_timestamp
+from heygen_conventions._log_pipeline import HANDLER_MARK, Output, iso_timestamp
 from heygen_conventions._redact import REDACTED
 from heygen_conventions.logging import _SINK, _snapshot
 from tests.conftest import TEST_DATABASE_URL
@@ -592,6 +593,55 @@ def test_a_child_forked_while_another_thread_writes_can_still_log(tmp_path: Any)
         restore()
     events = [orjson.loads(line)["event"] for line in path.read_bytes().splitlines()]
     assert events == ["short", "long"]
+
+
+@pytest.mark.skipif(sys.implementation.name != "cpython", reason="CPython's async exceptions")
+def test_an_exception_raised_as_a_writer_takes_the_lock_does_not_leave_it_held(
+    tmp_path: Any,
+) -> None:
+    # A signal handler's exception (KeyboardInterrupt on Ctrl-C, SystemExit from a
+    # worker's SIGQUIT handler) or an asynchronous exception is raised at the
+    # first check the interpreter makes, which may be right after acquire()
+    # returns and before the try that releases: the lock stays held for good and
+    # every later line, from any thread, waits forever. ``with`` has no such gap.
+    import ctypes
+
+    class Interrupted(BaseException):
+        pass
+
+    with open(tmp_path / "out.log", "wb") as stream:
+        output = Output(stream)
+        output._lock.acquire()  # another thread mid-line: the writer waits in acquire()
+        entered = threading.Event()
+
+        def write() -> None:
+            entered.set()
+            with contextlib.suppress(Interrupted):
+                output.write_line(b'{"event":"interrupted"}\n')
+
+        writer = threading.Thread(target=write)
+        writer.start()
+        entered.wait(5)
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline:  # until it waits for the lock
+            frame = sys._current_frames().get(writer.ident or 0)
+            if frame is not None and frame.f_code.co_name == "write_line":
+                break
+            time.sleep(0.001)
+        time.sleep(0.05)
+        delivered = ctypes.pythonapi.PyThreadState_SetAsyncExc(
+            ctypes.c_ulong(writer.ident or 0), ctypes.py_object(Interrupted)
+        )
+        assert delivered == 1
+        output._lock.release()
+        writer.join(5)
+        assert not writer.is_alive()
+        held = output._lock.locked()
+        if held:
+            output._lock.release()
+        assert not held
+        output.write_line(b'{"event":"after"}\n')
+    assert b'"after"' in (tmp_path / "out.log").read_bytes()
 
 
 def test_writes_to_a_text_stream_without_a_buffer() -> None:

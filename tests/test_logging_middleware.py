@@ -621,6 +621,7 @@ def test_a_failing_access_line_is_reported_not_raised(
 ) -> None:
     pipeline = _SINK.pipeline
     monkeypatch.setattr(pipeline, "_direct_access", direct)
+    monkeypatch.setattr(pipeline, "_template_access", False)  # it renders with orjson itself
 
     def broken(*args: Any) -> Any:
         raise ValueError("broken")
@@ -897,3 +898,73 @@ def test_a_middleware_key_named_secret_is_masked_when_nothing_else_is_bound(
         assert client.get("/items", headers={"X-Request-ID": "req-1"}).status_code == 200
     lines = log_output.find(event="request finished")
     assert [line[key] for line in lines] == ["[REDACTED]", "[REDACTED]"]
+
+
+def test_a_middleware_key_the_application_bound_again_keeps_its_place_in_the_access_line(
+    log_output: LogOutput,
+) -> None:
+    # The access line lists the context in its own order, whichever way it is
+    # rendered: a key the application removed and bound again (here the path,
+    # replaced by its route template) comes after the others on every request,
+    # not only while its value is new to the redactor.
+    app = FastAPI()
+
+    @app.get("/items/{item_id}")
+    async def item(item_id: str) -> dict[str, bool]:
+        context = get_request_context()
+        del context["path"]
+        bind_request_context(path="/items/{item_id}")
+        return {"ok": True}
+
+    app.add_middleware(RequestContextMiddleware)
+    client = TestClient(app)
+    for _ in range(3):
+        assert client.get("/items/1").status_code == 200
+    orders = [
+        list(line)[:4] for line in log_output.lines() if line.get("event") == "request finished"
+    ]
+    assert orders == [["request_id", "method", "client", "path"]] * 3
+
+
+def test_an_error_access_line_lists_its_keys_in_one_order_on_every_path(
+    log_output: LogOutput,
+) -> None:
+    # The direct path and the template put ``error`` before ``event``; the
+    # processor chain (taken once structlog has a context variable registered,
+    # or with processors of the application's) must not put it after.
+    app = FastAPI()
+    install_exception_handlers(app)
+
+    @app.get("/boom")
+    async def boom() -> None:
+        raise RuntimeError("boom")
+
+    app.add_middleware(RequestContextMiddleware)
+    client = TestClient(app, raise_server_exceptions=False)
+    for _ in range(2):  # the direct path or the template
+        assert client.get("/boom", headers={"X-Request-ID": "req-1"}).status_code == 500
+    structlog.contextvars.bind_contextvars(tenant="t-1")
+    structlog.contextvars.unbind_contextvars("tenant")  # registered, nothing bound: the chain
+    assert client.get("/boom", headers={"X-Request-ID": "req-1"}).status_code == 500
+    orders = [list(line) for line in log_output.find(event="request finished")]
+    assert len(orders) == 3
+    assert orders[1] == orders[0]
+    assert orders[2] == orders[0]
+
+
+@pytest.mark.parametrize("headers", [{"X-Request-ID": "req-1"}, {}])
+def test_a_request_id_named_secret_is_masked_on_the_direct_path(
+    log_output: LogOutput, headers: dict[str, str]
+) -> None:
+    log_output.configure(level="DEBUG", redact=[*DEFAULT_REDACTED_KEYS, "request_id"])
+    app = FastAPI()
+
+    @app.get("/items")
+    async def items() -> dict[str, bool]:
+        return {"ok": True}
+
+    app.add_middleware(RequestContextMiddleware)
+    response = TestClient(app).get("/items", headers=headers)
+    assert response.status_code == 200
+    assert log_output.one(event="request finished")["request_id"] == "[REDACTED]"
+    assert response.headers["X-Request-ID"] not in log_output.text
