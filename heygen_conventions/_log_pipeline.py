@@ -631,19 +631,10 @@ class Pipeline:
         # The access line's keys in their order, the request's values left to fill in.
         fields = (*_MIDDLEWARE_KEYS, "logger", "status_code", "duration_ms")
         tail = {"event": ACCESS_EVENT, "level": "info", "timestamp": None}
-        self._access_template: dict[str, Any] = {
-            **dict.fromkeys(fields),
-            "logger": ACCESS_LOGGER,
-            **tail,
-            **{k: v for k, v in static.items() if k not in fields and k not in tail},
-        }
-        self._error_template: dict[str, Any] = {
-            **dict.fromkeys(fields),
-            "logger": ACCESS_LOGGER,
-            "error": None,
-            **tail,
-            **{k: v for k, v in static.items() if k not in fields and k not in tail},
-        }
+        head = {**dict.fromkeys(fields), "logger": ACCESS_LOGGER}
+        tail.update((k, v) for k, v in static.items() if k not in head and k not in tail)
+        self._access_template: dict[str, Any] = {**head, **tail}
+        self._error_template: dict[str, Any] = {**head, "error": None, **tail}
         self.handler = Handler(self)
 
     def process(self, logger: WrappedLogger, method_name: str, event_dict: EventDict) -> Any:
@@ -713,14 +704,6 @@ class Pipeline:
                         or rid in old
                     )
                 ):
-                    now = _time()
-                    start, end, text = _clock
-                    if not start <= now < end:
-                        start, end, text = _second_of(now)
-                    micros = _floor((now - start) * 1_000_000.0)
-                    if micros > 999_999:  # pragma: no cover - as in iso_timestamp
-                        micros = 999_999
-                    millis = micros // 1000
                     event_dict = (
                         self._access_template if error is None else self._error_template
                     ).copy()
@@ -730,9 +713,7 @@ class Pipeline:
                     event_dict["client"] = client
                     event_dict["status_code"] = status_code
                     event_dict["duration_ms"] = duration_ms
-                    event_dict["timestamp"] = (
-                        text + _DIGITS[millis] + _DIGITS_Z[micros - millis * 1000]
-                    )
+                    event_dict["timestamp"] = iso_timestamp(_time())
                     if error is not None:
                         event_dict["error"] = error
                     try:
