@@ -24,8 +24,8 @@ _SAFE_REQUEST_ID = re.compile(rb"[A-Za-z0-9._-]{1,128}")
 
 
 # Version 4 and the RFC 4122 variant in a 128-bit integer.
-UUID4_CLEAR = ~((0xF << 76) | (0x3 << 62)) & ((1 << 128) - 1)
-UUID4_SET = (0x4 << 76) | (0x2 << 62)
+_UUID4_CLEAR = ~((0xF << 76) | (0x3 << 62)) & ((1 << 128) - 1)
+_UUID4_SET = (0x4 << 76) | (0x2 << 62)
 
 
 def new_request_id() -> str:
@@ -36,7 +36,7 @@ def new_request_id() -> str:
     ``os.urandom`` on every request. ``random`` reseeds in a forked child, so
     workers never share a sequence.
     """
-    return "%032x" % (getrandbits(128) & UUID4_CLEAR | UUID4_SET)
+    return "%032x" % (getrandbits(128) & _UUID4_CLEAR | _UUID4_SET)
 
 
 def safe_request_id(raw: bytes | str | None) -> str | None:
@@ -84,23 +84,23 @@ def request_id_from_scope(scope: Any, header: str = DEFAULT_REQUEST_ID_HEADER) -
 # The per-request context is one dict shared by reference: a value bound in a
 # threadpool dependency (which runs in a copy of the context) mutates the same
 # dict, so it still reaches the access log line written by the middleware.
-REQUEST_CONTEXT: ContextVar[dict[str, Any] | None] = ContextVar(
+_REQUEST_CONTEXT: ContextVar[dict[str, Any] | None] = ContextVar(
     "heygen_request_context", default=None
 )
 
 
 def start_request_context(**values: Any) -> Token[dict[str, Any] | None]:
     """Begin a fresh request context; pass the token to :func:`end_request_context`."""
-    return REQUEST_CONTEXT.set(dict(values))
+    return _REQUEST_CONTEXT.set(dict(values))
 
 
 def enter_request_context(context: dict[str, Any]) -> Token[dict[str, Any] | None]:
     """Make ``context`` itself (not a copy) the current request's context."""
-    return REQUEST_CONTEXT.set(context)
+    return _REQUEST_CONTEXT.set(context)
 
 
 def end_request_context(token: Token[dict[str, Any] | None]) -> None:
-    REQUEST_CONTEXT.reset(token)
+    _REQUEST_CONTEXT.reset(token)
 
 
 def bind_request_context(**values: Any) -> None:
@@ -109,14 +109,14 @@ def bind_request_context(**values: Any) -> None:
     Works from async code and from sync dependencies run in a threadpool; a
     no-op outside a request.
     """
-    context = REQUEST_CONTEXT.get()
+    context = _REQUEST_CONTEXT.get()
     if context is not None:
         context.update(values)
 
 
 def get_request_context() -> dict[str, Any]:
     """The current request's context (empty outside a request). Do not mutate."""
-    return REQUEST_CONTEXT.get() or {}
+    return _REQUEST_CONTEXT.get() or {}
 
 
 # Set on an exception once the library has logged its traceback: the server

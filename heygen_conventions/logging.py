@@ -27,7 +27,6 @@ import threading
 import time
 from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from random import getrandbits
 from typing import IO, TYPE_CHECKING, Any, cast
 
 import structlog
@@ -35,13 +34,13 @@ import structlog
 from heygen_conventions._context import (
     DEFAULT_REQUEST_ID_HEADER,
     FAILURE_STATE_KEY,
-    REQUEST_CONTEXT,
     REQUEST_ID_HEADER_STATE_KEY,
     REQUEST_ID_STATE_KEY,
-    UUID4_CLEAR,
-    UUID4_SET,
+    end_request_context,
+    enter_request_context,
     get_request_context,
     mark_logged,
+    new_request_id,
     safe_request_id,
     was_logged,
 )
@@ -540,8 +539,7 @@ class RequestContextMiddleware:
                     break
         made_here = request_id is None
         if request_id is None:
-            # new_request_id(), inlined: this runs on every request.
-            request_id = "%032x" % (getrandbits(128) & UUID4_CLEAR | UUID4_SET)
+            request_id = new_request_id()
         state[REQUEST_ID_STATE_KEY] = request_id
         state[REQUEST_ID_HEADER_STATE_KEY] = self.header
         client = scope.get("client")
@@ -557,7 +555,7 @@ class RequestContextMiddleware:
             "path": scope.get("path"),
             "client": address,
         }
-        token = REQUEST_CONTEXT.set(context)
+        token = enter_request_context(context)
         header = (header_key, request_id.encode("ascii"))
         status_code: int | None = None
         finished: float | None = None  # when the last byte of the response was handed on
@@ -628,4 +626,4 @@ class RequestContextMiddleware:
                         made_here,
                     )
             finally:
-                REQUEST_CONTEXT.reset(token)
+                end_request_context(token)
