@@ -968,3 +968,34 @@ def test_a_request_id_named_secret_is_masked_on_the_direct_path(
     assert response.status_code == 200
     assert log_output.one(event="request finished")["request_id"] == "[REDACTED]"
     assert response.headers["X-Request-ID"] not in log_output.text
+
+
+async def test_each_request_logs_its_own_connections_client_address(
+    log_output: LogOutput,
+) -> None:
+    # The address text is kept per connection (the server's one tuple): a request
+    # on another connection, or with no client, must never show a stale one.
+    async def ok(scope: Any, receive: Any, send: Any) -> None:
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b""})
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    async def send(message: Any) -> None:
+        return None
+
+    app = RequestContextMiddleware(ok)
+    first, second = ("10.0.0.1", 1001), ("10.0.0.2", 1002)
+    for client in (first, first, second, None, first, ("10.0.0.1", 1001)):
+        scope = {"type": "http", "method": "GET", "path": "/", "headers": [], "client": client}
+        await app(scope, receive, send)
+    addresses = [line["client"] for line in log_output.find(event="request finished")]
+    assert addresses == [
+        "10.0.0.1:1001",
+        "10.0.0.1:1001",
+        "10.0.0.2:1002",
+        None,
+        "10.0.0.1:1001",
+        "10.0.0.1:1001",
+    ]
