@@ -32,9 +32,6 @@ from structlog.tracebacks import ExceptionDictTransformer
 from heygen_conventions._context import get_request_context, was_logged
 from heygen_conventions._redact import Redactor, safe_repr
 
-_floor = math.floor
-_time = time.time
-
 if TYPE_CHECKING:
     from structlog.typing import EventDict, Processor, WrappedLogger
 
@@ -282,7 +279,7 @@ def iso_timestamp(now: float) -> str:
     start, end, text = _clock
     if not start <= now < end:
         start, end, text = _second_of(now)
-    micros = _floor((now - start) * 1_000_000.0)
+    micros = math.floor((now - start) * 1_000_000.0)
     if micros > 999_999:  # pragma: no cover - a fraction a hair below 1 rounded up
         micros = 999_999
     millis = micros // 1000
@@ -299,7 +296,7 @@ class Finish:
         event_dict["level"] = _LEVEL_FOR_METHOD.get(method_name, method_name)
         stamp = event_dict.get("timestamp")
         if stamp is None:
-            event_dict["timestamp"] = iso_timestamp(_time())
+            event_dict["timestamp"] = iso_timestamp(time.time())
         elif type(stamp) is float:  # a stdlib record's ``created``
             event_dict["timestamp"] = iso_timestamp(stamp)
         for key, value in self._static:
@@ -713,7 +710,7 @@ class Pipeline:
                     event_dict["client"] = client
                     event_dict["status_code"] = status_code
                     event_dict["duration_ms"] = duration_ms
-                    event_dict["timestamp"] = iso_timestamp(_time())
+                    event_dict["timestamp"] = iso_timestamp(time.time())
                     if error is not None:
                         event_dict["error"] = error
                     try:
@@ -766,7 +763,7 @@ class Pipeline:
                 event_dict["error"] = error
             event_dict["event"] = ACCESS_EVENT
             event_dict["level"] = "info"
-            event_dict["timestamp"] = iso_timestamp(_time())
+            event_dict["timestamp"] = iso_timestamp(time.time())
             for key, value in self._static:
                 event_dict.setdefault(key, value)
             if CAPTURES:
@@ -841,7 +838,7 @@ class Pipeline:
                 "error_type": type(exc).__name__,
                 "logger": "heygen_conventions.logging",
                 "level": "error",
-                "timestamp": iso_timestamp(_time()),
+                "timestamp": iso_timestamp(time.time()),
             }
             self.output.write(orjson.dumps(json_safe(line, str, 0)))
         except Exception:  # pragma: no cover - the last resort must not raise either

@@ -473,9 +473,6 @@ def _capture_events() -> Iterator[list[dict[str, Any]]]:
 
 # --- the middleware ---------------------------------------------------------------
 
-_perf_counter = time.perf_counter
-_floor = math.floor
-
 
 class RequestContextMiddleware:
     """Request id, request context in every log line, and one access line per request.
@@ -567,7 +564,7 @@ class RequestContextMiddleware:
             message_type = message["type"]
             if message_type == "http.response.body":
                 if not message.get("more_body", False):
-                    finished = _perf_counter()
+                    finished = time.perf_counter()
             elif (
                 message_type == "http.response.start"
                 or message_type == "websocket.accept"
@@ -588,7 +585,7 @@ class RequestContextMiddleware:
             return send(message)
 
         error: str | None = None
-        started = _perf_counter()
+        started = time.perf_counter()
         try:
             await self.app(scope, receive, send_with_request_id)
         except BaseException as exc:
@@ -620,7 +617,8 @@ class RequestContextMiddleware:
                         status_code,
                         # Until the response was complete: background tasks run
                         # after it. Microseconds, in ms (round() costs more).
-                        _floor(((finished or _perf_counter()) - started) * 1_000_000.0) / 1000,
+                        math.floor(((finished or time.perf_counter()) - started) * 1_000_000.0)
+                        / 1000,
                         error,
                         request_id,
                         made_here,
