@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import binascii
+import os
 import re
+import struct
 from contextvars import ContextVar, Token
-from random import getrandbits
 from typing import Any
 
 #: Key under ``scope["state"]`` (``request.state.request_id``) holding the request id.
@@ -23,20 +25,49 @@ FAILURE_STATE_KEY = "heygen_failure"
 _SAFE_REQUEST_ID = re.compile(rb"[A-Za-z0-9._-]{1,128}")
 
 
-# Version 4 and the RFC 4122 variant in a 128-bit integer.
-_UUID4_CLEAR = ~((0xF << 76) | (0x3 << 62)) & ((1 << 128) - 1)
-_UUID4_SET = (0x4 << 76) | (0x2 << 62)
+# New ids are made in batches of 64: one os.urandom call, one hexlify and one
+# unpack serve 64 requests, where formatting a random number for each request
+# costs over three times as much.
+_BATCH = 64
+_SPLIT_BATCH = struct.Struct("32s" * _BATCH).unpack
+# Byte 6 carries the UUID version (4) in its high nibble, byte 8 the RFC 4122
+# variant (0b10) in its two high bits.
+_VERSION_4 = bytes(byte & 0x0F | 0x40 for byte in range(256))
+_RFC_4122 = bytes(byte & 0x3F | 0x80 for byte in range(256))
+_unused_ids: list[bytes] = []
+#: Pops an unused id (ASCII bytes), or raises IndexError when none is left:
+#: the cheapest way in for the middleware, which then calls :func:`new_request_id_bytes`.
+take_request_id = _unused_ids.pop
+
+
+def _make_request_ids() -> None:
+    data = bytearray(os.urandom(16 * _BATCH))
+    data[6::16] = data[6::16].translate(_VERSION_4)
+    data[8::16] = data[8::16].translate(_RFC_4122)
+    _unused_ids.extend(_SPLIT_BATCH(binascii.hexlify(data)))
+
+
+if hasattr(os, "register_at_fork"):  # pragma: no branch - absent only on Windows
+    # A forked worker must not hand out the ids its parent still holds.
+    os.register_at_fork(after_in_child=_unused_ids.clear)
+
+
+def new_request_id_bytes() -> bytes:
+    """A random UUID4 as 32 ASCII hex digits, like ``uuid.uuid4().hex.encode()``.
+
+    From ``os.urandom``, as ``uuid.uuid4`` is, but made 64 at a time. Safe to
+    call from any thread: each id is handed out once.
+    """
+    while True:
+        try:
+            return _unused_ids.pop()
+        except IndexError:  # none left (another thread may take the new ones first)
+            _make_request_ids()
 
 
 def new_request_id() -> str:
-    """A random UUID4 as 32 hex digits, like ``uuid.uuid4().hex`` at a sixth of the cost.
-
-    A request id is a correlation key, not a secret (a client may choose its
-    own), so it comes from :mod:`random` rather than a system call to
-    ``os.urandom`` on every request. ``random`` reseeds in a forked child, so
-    workers never share a sequence.
-    """
-    return "%032x" % (getrandbits(128) & _UUID4_CLEAR | _UUID4_SET)
+    """A random UUID4 as 32 hex digits, like ``uuid.uuid4().hex``."""
+    return new_request_id_bytes().decode("ascii")
 
 
 def safe_request_id(raw: bytes | str | None) -> str | None:

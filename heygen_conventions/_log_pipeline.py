@@ -257,6 +257,15 @@ class RenderExceptions:
 # The fraction of a second as two table lookups: cheaper than formatting an int.
 _DIGITS = tuple("%03d" % n for n in range(1000))  # noqa: UP031
 _DIGITS_Z = tuple("%03dZ" % n for n in range(1000))  # noqa: UP031
+# Numbers below 1,000 as text (a status code, a duration's whole milliseconds):
+# a lookup costs less than formatting an int.
+_NUMBERS = tuple(str(n) for n in range(1000))
+# A duration's milliseconds after the point, as orjson writes the float
+# ``us / 1000``: trailing zeros dropped, at least one digit (".5", ".25", ".0").
+_FRACTIONS = tuple(("." + "%03d" % n).rstrip("0").ljust(2, "0") for n in range(1000))  # noqa: UP031
+# The access line's JSON text for a method, path or client address, kept
+# while the table stays small: most requests repeat the last few.
+_JSON_TEXTS_SIZE = 1024
 # The current second: its start and end (``time.time()`` floats) and its text up
 # to the decimal point.
 _clock: tuple[float, float, str] = (0.0, 0.0, "")
@@ -283,7 +292,7 @@ def iso_timestamp(now: float) -> str:
     if micros > 999_999:  # pragma: no cover - a fraction a hair below 1 rounded up
         micros = 999_999
     millis = micros // 1000
-    return text + _DIGITS[millis] + _DIGITS_Z[micros - millis * 1000]
+    return f"{text}{_DIGITS[millis]}{_DIGITS_Z[micros - millis * 1000]}"
 
 
 class Finish:
@@ -632,6 +641,12 @@ class Pipeline:
         tail.update((k, v) for k, v in static.items() if k not in head and k not in tail)
         self._access_template: dict[str, Any] = {**head, **tail}
         self._error_template: dict[str, Any] = {**head, "error": None, **tail}
+        # What follows ``timestamp`` on the line: the static fields, as JSON.
+        self._static_text = "".join(
+            f",{orjson.dumps(key).decode()}:{orjson.dumps(value).decode()}"
+            for key, value in list(self._access_template.items())[len(head) + 3 :]
+        )
+        self._json_texts: dict[str | None, str] = {None: "null"}
         self.handler = Handler(self)
 
     def process(self, logger: WrappedLogger, method_name: str, event_dict: EventDict) -> Any:
@@ -645,12 +660,15 @@ class Pipeline:
         self,
         context: Mapping[str, Any],
         status_code: int | None,
-        duration_ms: float,
+        duration_us: int,
         error: str | None = None,
         request_id: str | None = None,
         made_here: bool = False,
     ) -> None:
         """Write the middleware's access line for a request whose context is ``context``.
+
+        ``duration_us`` is the request's duration in whole microseconds; the
+        line gives it in milliseconds (``duration_ms``).
 
         ``error`` names the exception the application let out, if any (its
         response may have started with another status, then been cut short).
@@ -662,9 +680,12 @@ class Pipeline:
 
         When the chain is the stock JSON one, the line is built directly: its
         own fields are plain and known to be clean, so only the context (which
-        the application may have added to) goes through the redactor. The
-        result is the line the chain would render, delivered the same way
-        (captures, output). Anything else takes :meth:`emit`. Never raises.
+        the application may have added to) goes through the redactor. When the
+        request bound nothing more than the middleware did and its values are
+        known clean, the line is one formatted string (the common case); else a
+        dict rendered with orjson. Each way, the result is the line the chain
+        would render, byte for byte, delivered the same way (captures,
+        output). Anything else takes :meth:`emit`. Never raises.
         """
         if self.level > logging.INFO:
             return
@@ -701,6 +722,31 @@ class Pipeline:
                         or rid in old
                     )
                 ):
+                    texts = self._json_texts
+                    if (
+                        error is None
+                        and rid is request_id
+                        and type(status_code) is int
+                        and 0 <= status_code < 1000
+                        and 0 <= duration_us < 1_000_000
+                        and (
+                            (method in texts and path in texts and client in texts)
+                            or self._add_json_texts(method, path, client)
+                        )
+                    ):
+                        # The chain's line as text: the id is letters, digits and
+                        # ``._-``, the other strings come JSON-escaped from the table.
+                        self.output.write_line(
+                            f'{{"request_id":"{rid}","method":{texts[method]},'
+                            f'"path":{texts[path]},"client":{texts[client]},'
+                            f'"logger":"heygen_conventions.access",'
+                            f'"status_code":{_NUMBERS[status_code]},'
+                            f'"duration_ms":{_NUMBERS[duration_us // 1000]}'
+                            f"{_FRACTIONS[duration_us % 1000]},"
+                            f'"event":"request finished","level":"info",'
+                            f'"timestamp":"{iso_timestamp(time.time())}"{self._static_text}}}\n'.encode()
+                        )
+                        return
                     event_dict = (
                         self._access_template if error is None else self._error_template
                     ).copy()
@@ -709,7 +755,7 @@ class Pipeline:
                     event_dict["path"] = path
                     event_dict["client"] = client
                     event_dict["status_code"] = status_code
-                    event_dict["duration_ms"] = duration_ms
+                    event_dict["duration_ms"] = duration_us / 1000
                     event_dict["timestamp"] = iso_timestamp(time.time())
                     if error is not None:
                         event_dict["error"] = error
@@ -733,7 +779,7 @@ class Pipeline:
                 **context,
                 "logger": ACCESS_LOGGER,
                 "status_code": status_code,
-                "duration_ms": duration_ms,
+                "duration_ms": duration_us / 1000,
             }
             # Before the event, as the direct path and the template put it.
             if error is not None:
@@ -758,7 +804,7 @@ class Pipeline:
                 self.redactor(None, "info", event_dict)
             event_dict["logger"] = ACCESS_LOGGER
             event_dict["status_code"] = status_code
-            event_dict["duration_ms"] = duration_ms
+            event_dict["duration_ms"] = duration_us / 1000
             if error is not None:
                 event_dict["error"] = error
             event_dict["event"] = ACCESS_EVENT
@@ -775,6 +821,20 @@ class Pipeline:
             self.report_failure(ACCESS_LOGGER, "info", ACCESS_EVENT, exc)
             return
         self.output.write_line(line)
+
+    def _add_json_texts(self, *values: str | None) -> bool:
+        """Put each value's JSON text in the table; False if one has none (a surrogate)."""
+        texts = self._json_texts
+        if len(texts) > _JSON_TEXTS_SIZE:
+            texts.clear()
+            texts[None] = "null"
+        for value in values:
+            if value not in texts:
+                try:
+                    texts[value] = orjson.dumps(value).decode()
+                except TypeError:
+                    return False
+        return True
 
     def emit(self, level: int, event_dict: dict[str, Any]) -> None:
         """Write ``event_dict``, which already holds the request context, without a bound logger.

@@ -40,8 +40,9 @@ from heygen_conventions._context import (
     enter_request_context,
     get_request_context,
     mark_logged,
-    new_request_id,
+    new_request_id_bytes,
     safe_request_id,
+    take_request_id,
     was_logged,
 )
 from heygen_conventions._log_pipeline import (
@@ -509,6 +510,7 @@ class RequestContextMiddleware:
         self.trust_incoming = trust_incoming
         self.access_log = access_log
         self._header_key = header.lower().encode("latin-1")
+        self._custom_header = header != DEFAULT_REQUEST_ID_HEADER
         # The last connection's address and its text: a connection's requests
         # share the server's one tuple, so most requests format nothing.
         self._client: tuple[object, str | None] = ((), None)
@@ -536,9 +538,16 @@ class RequestContextMiddleware:
                     break
         made_here = request_id is None
         if request_id is None:
-            request_id = new_request_id()
+            try:
+                raw_id = take_request_id()
+            except IndexError:
+                raw_id = new_request_id_bytes()
+            request_id = raw_id.decode("ascii")
+        else:
+            raw_id = request_id.encode("ascii")
         state[REQUEST_ID_STATE_KEY] = request_id
-        state[REQUEST_ID_HEADER_STATE_KEY] = self.header
+        if self._custom_header:  # the error handlers assume the default when unset
+            state[REQUEST_ID_HEADER_STATE_KEY] = self.header
         client = scope.get("client")
         known = self._client
         if known[0] is client:
@@ -553,7 +562,7 @@ class RequestContextMiddleware:
             "client": address,
         }
         token = enter_request_context(context)
-        header = (header_key, request_id.encode("ascii"))
+        header = (header_key, raw_id)
         status_code: int | None = None
         finished: float | None = None  # when the last byte of the response was handed on
 
@@ -616,9 +625,8 @@ class RequestContextMiddleware:
                         context,
                         status_code,
                         # Until the response was complete: background tasks run
-                        # after it. Microseconds, in ms (round() costs more).
-                        math.floor(((finished or time.perf_counter()) - started) * 1_000_000.0)
-                        / 1000,
+                        # after it. Whole microseconds.
+                        math.floor(((finished or time.perf_counter()) - started) * 1_000_000.0),
                         error,
                         request_id,
                         made_here,

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import re
+import threading
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -12,6 +14,7 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 import httpx
+import orjson
 import pytest
 import structlog
 from fastapi import BackgroundTasks, Depends, FastAPI, WebSocket
@@ -31,6 +34,7 @@ from heygen_conventions import (
     install_exception_handlers,
     setup_app,
 )
+from heygen_conventions._context import new_request_id
 from heygen_conventions._log_pipeline import Pipeline
 from heygen_conventions.logging import _SINK, DEFAULT_REDACTED_KEYS
 from tests.fixtures.logging import LogOutput
@@ -999,3 +1003,128 @@ async def test_each_request_logs_its_own_connections_client_address(
         "10.0.0.1:1001",
         "10.0.0.1:1001",
     ]
+
+
+ODD_TEXTS = [
+    "/items",
+    '/say/"hi"',
+    "/back\\slash",
+    "/ctl/\x01\x1f\x7f",
+    "/caf\u00e9/\u65e5\u672c",
+    "/emoji/\U0001f600",
+    "/line\u2028sep",
+    "/lone/\udc80",  # a surrogate: orjson refuses it, the line still goes out
+    "",
+]
+
+
+@pytest.mark.parametrize("service", [None, 'videos "eu"'])
+def test_the_access_line_as_text_is_byte_for_byte_the_line_the_chain_renders(
+    log_output: LogOutput, monkeypatch: pytest.MonkeyPatch, service: str | None
+) -> None:
+    # A request that bound nothing more than the middleware did gets its line
+    # as one formatted string; every path must write the same bytes, whatever
+    # the method, path, client, status and duration.
+    monkeypatch.setattr(time, "time", lambda: 1_767_225_600.25)
+    log_output.configure(level="DEBUG", service=service)
+    pipeline = _SINK.pipeline
+    request_id = "0123456789abcdef0123456789abcdef"
+    cases = [
+        (method, path, client, status, duration_us)
+        for method, path, client in [
+            ("GET", "/items", "127.0.0.1:50000"),
+            ("PATCH", "/items", None),
+            ("GET", "/items", "[::1]:8080"),
+            ('M"X', "/items", "client\\odd"),
+            *(("GET", path, "127.0.0.1:1") for path in ODD_TEXTS),
+        ]
+        for status, duration_us in [
+            (200, 0), (204, 1), (500, 999), (101, 1_000), (999, 999_999), (0, 120_500),
+            (1000, 5), (-1, 5), (None, 5), (200, 1_000_000), (200, 4_000_000_123), (200, -3),
+        ]
+    ]  # fmt: skip
+
+    def render(direct: bool, template: bool) -> list[bytes]:
+        monkeypatch.setattr(pipeline, "_direct_access", direct)
+        monkeypatch.setattr(pipeline, "_template_access", template)
+        rendered = []
+        for method, path, client, status, duration_us in cases:
+            context = {"request_id": request_id, "method": method, "path": path, "client": client}
+            for _ in range(2):  # the second time, the values are known to be clean
+                log_output.stream.seek(0)
+                log_output.stream.truncate()
+                pipeline.access_line(context, status, duration_us, None, request_id, True)
+            rendered.append(log_output.stream.getvalue())
+        return rendered
+
+    as_text = render(direct=True, template=True)
+    assert len(pipeline._json_texts) > 1, "the text path was never taken"
+    assert as_text == render(direct=True, template=False)
+    assert as_text == render(direct=False, template=False)
+    for line, (_, path, _, status, duration_us) in zip(as_text, cases, strict=True):
+        parsed = orjson.loads(line)
+        assert parsed["duration_ms"] == duration_us / 1000
+        assert parsed["status_code"] == status
+        assert parsed["timestamp"] == "2026-01-01T00:00:00.250000Z"
+        assert parsed["path"] == path.replace("\udc80", "\\udc80")
+
+
+def test_the_table_of_json_texts_stays_small(log_output: LogOutput) -> None:
+    # Paths carrying ids are new on every request: the table of their JSON
+    # text is cleared when it fills, and lines stay right after it was.
+    pipeline = _SINK.pipeline
+    for n in range(3000):
+        context = {"request_id": "r", "method": "GET", "path": f"/v/{n}", "client": None}
+        for _ in range(2):
+            pipeline.access_line(context, 200, 1500, None, "r", False)
+        assert len(pipeline._json_texts) <= 1025
+    paths = [line["path"] for line in log_output.find(event="request finished")]
+    assert paths == [f"/v/{n}" for n in range(3000) for _ in range(2)]
+    assert log_output.find(event="request finished")[-1]["duration_ms"] == 1.5
+
+
+def test_new_request_ids_are_random_uuid4s_never_handed_out_twice() -> None:
+    made: list[list[str]] = [[] for _ in range(8)]
+
+    def work(n: int) -> None:
+        for _ in range(2_000):
+            made[n].append(new_request_id())
+
+    threads = [threading.Thread(target=work, args=(n,)) for n in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    ids = [request_id for batch in made for request_id in batch]
+    assert len(set(ids)) == len(ids) == 16_000
+    for request_id in ids[:500]:
+        parsed = uuid.UUID(hex=request_id)
+        assert parsed.version == 4
+        assert parsed.variant == uuid.RFC_4122
+        assert parsed.hex == request_id
+    # Every random bit varies: no byte of the 16 is stuck at one value.
+    raw = [bytes.fromhex(request_id) for request_id in ids]
+    assert all(len({value[i] for value in raw}) > 200 for i in range(16) if i not in (6, 8))
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="POSIX only")
+def test_a_forked_worker_never_hands_out_its_parent_s_request_ids() -> None:
+    new_request_id()  # the parent holds a batch of unused ids
+    made = []
+    for _ in range(2):
+        reader, writer = os.pipe()
+        pid = os.fork()
+        if pid == 0:  # pragma: no cover - runs in the child
+            os.close(reader)
+            os.write(writer, b"".join(new_request_id().encode() for _ in range(3)))
+            os._exit(0)
+        os.close(writer)
+        data = b""
+        while chunk := os.read(reader, 4096):
+            data += chunk
+        os.close(reader)
+        os.waitpid(pid, 0)
+        made += [data[i : i + 32].decode() for i in range(0, 96, 32)]
+    parents = {new_request_id() for _ in range(200)}
+    assert len(set(made)) == 6
+    assert not parents & set(made)
