@@ -641,10 +641,12 @@ class Pipeline:
         tail.update((k, v) for k, v in static.items() if k not in head and k not in tail)
         self._access_template: dict[str, Any] = {**head, **tail}
         self._error_template: dict[str, Any] = {**head, "error": None, **tail}
-        # What follows ``timestamp`` on the line: the static fields, as JSON.
-        self._static_text = "".join(
-            f",{orjson.dumps(key).decode()}:{orjson.dumps(value).decode()}"
-            for key, value in list(self._access_template.items())[len(head) + 3 :]
+        # What follows ``timestamp`` on the line: the static fields, as JSON
+        # rendered the chain's way (a service name read from the environment
+        # can hold a surrogate, which orjson alone refuses).
+        statics = dict(list(self._access_template.items())[len(head) + 3 :])
+        self._static_text = (
+            "," + dumps(statics, self._json_default)[1:-1].decode() if statics else ""
         )
         self._json_texts: dict[str | None, str] = {None: "null"}
         self.handler = Handler(self)

@@ -1128,3 +1128,31 @@ def test_a_forked_worker_never_hands_out_its_parent_s_request_ids() -> None:
     parents = {new_request_id() for _ in range(200)}
     assert len(set(made)) == 6
     assert not parents & set(made)
+
+
+def test_a_service_name_orjson_refuses_still_gets_the_chain_s_access_line(
+    log_output: LogOutput, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # An undecodable byte in the environment variable naming the service comes
+    # in as a surrogate: configuring must not fail, and the access line as text
+    # must carry the service as the chain writes it.
+    monkeypatch.setattr(time, "time", lambda: 1_767_225_600.25)
+    log_output.configure(level="DEBUG", service="videos-\udcff")
+    pipeline = _SINK.pipeline
+    request_id = "0123456789abcdef0123456789abcdef"
+    context = {"request_id": request_id, "method": "GET", "path": "/items", "client": None}
+
+    def render(direct: bool, template: bool) -> bytes:
+        monkeypatch.setattr(pipeline, "_direct_access", direct)
+        monkeypatch.setattr(pipeline, "_template_access", template)
+        for _ in range(2):  # the second time, the values are known to be clean
+            log_output.stream.seek(0)
+            log_output.stream.truncate()
+            pipeline.access_line(context, 200, 1500, None, request_id, True)
+        return log_output.stream.getvalue()
+
+    as_text = render(direct=True, template=True)
+    assert len(pipeline._json_texts) > 1, "the text path was never taken"
+    assert as_text == render(direct=True, template=False)
+    assert as_text == render(direct=False, template=False)
+    assert orjson.loads(as_text)["service"] == "videos-\\udcff"
