@@ -638,13 +638,12 @@ class Pipeline:
         fields = (*_MIDDLEWARE_KEYS, "logger", "status_code", "duration_ms")
         tail = {"event": ACCESS_EVENT, "level": "info", "timestamp": None}
         head = {**dict.fromkeys(fields), "logger": ACCESS_LOGGER}
-        tail.update((k, v) for k, v in static.items() if k not in head and k not in tail)
-        self._access_template: dict[str, Any] = {**head, **tail}
-        self._error_template: dict[str, Any] = {**head, "error": None, **tail}
+        statics = {k: v for k, v in static.items() if k not in head and k not in tail}
+        self._access_template: dict[str, Any] = {**head, **tail, **statics}
+        self._error_template: dict[str, Any] = {**head, "error": None, **tail, **statics}
         # What follows ``timestamp`` on the line: the static fields, as JSON
         # rendered the chain's way (a service name read from the environment
         # can hold a surrogate, which orjson alone refuses).
-        statics = dict(list(self._access_template.items())[len(head) + 3 :])
         self._static_text = (
             "," + dumps(statics, self._json_default)[1:-1].decode() if statics else ""
         )
