@@ -4,12 +4,16 @@
 (``configure_logging`` JSON lines plus ``RequestContextMiddleware``), and for
 the split of that cost ``configured`` (``configure_logging`` alone),
 ``silent`` (the middleware without its access line) and ``floor`` (the
-benchmark's minimal id + context + header + line middleware).
+benchmark's minimal id + context + header + line middleware); the peer
+asgi-correlation-id as ``correlation-id`` (its middleware alone) and
+``correlation-id-line`` (its middleware with its logging filter on uvicorn's
+access line, the way its documentation pairs them).
 Whether uvicorn writes its own access line is uvicorn's ``--no-access-log``.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 
 from fastapi import FastAPI
@@ -33,3 +37,18 @@ if variant == "floor":
     from benchmarks.bench_logging import FloorMiddleware
 
     app.add_middleware(FloorMiddleware)
+if variant in ("correlation-id", "correlation-id-line"):
+    from asgi_correlation_id import CorrelationIdFilter, CorrelationIdMiddleware
+    from uvicorn.logging import AccessFormatter
+
+    app.add_middleware(CorrelationIdMiddleware)
+    if variant == "correlation-id-line":  # uvicorn's access line, carrying the id
+        for handler in logging.getLogger("uvicorn.access").handlers:
+            handler.addFilter(CorrelationIdFilter())
+            handler.setFormatter(
+                AccessFormatter(
+                    '%(levelprefix)s [%(correlation_id)s] %(client_addr)s - "%(request_line)s"'
+                    " %(status_code)s",
+                    use_colors=False,
+                )
+            )

@@ -24,6 +24,7 @@ import argparse
 import asyncio
 import contextvars
 import glob
+import importlib.util
 import json
 import logging
 import os
@@ -387,6 +388,8 @@ CHUNK = 50  # requests per turn when servers take turns
 SERVER_CONTENDERS = {
     "no middleware, no access log (baseline)": ("bare", False),
     "peer: no middleware, uvicorn's own access log": ("bare", True),
+    "peer: asgi-correlation-id, no access line": ("correlation-id", False),
+    "peer: asgi-correlation-id, id on uvicorn's access line": ("correlation-id-line", True),
     "RequestContextMiddleware, its access line (uvicorn's off)": ("ours", False),
 }
 # Where the middleware's cost comes from (``--only server-split``).
@@ -417,6 +420,13 @@ def bench_server(
     if not glob.glob(f"/proc/{os.getpid()}/task/*/schedstat"):
         print("\nPer request through uvicorn: skipped (needs Linux /proc/<pid>/schedstat)")
         return
+    if importlib.util.find_spec("asgi_correlation_id") is None:
+        print("\n(asgi-correlation-id not installed, its rows left out: pip install -e '.[bench]')")
+        contenders = {
+            name: contender
+            for name, contender in contenders.items()
+            if not contender[0].startswith("correlation-id")
+        }
     number, processes = 2_000, 3
     cpus = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else [0]
     server_cpu = cpus[-1]
