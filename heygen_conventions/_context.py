@@ -125,13 +125,12 @@ def start_request_context(**values: Any) -> Token[dict[str, Any] | None]:
     return _REQUEST_CONTEXT.set(dict(values))
 
 
-def enter_request_context(context: dict[str, Any]) -> Token[dict[str, Any] | None]:
-    """Make ``context`` itself (not a copy) the current request's context."""
-    return _REQUEST_CONTEXT.set(context)
-
-
-def end_request_context(token: Token[dict[str, Any] | None]) -> None:
-    _REQUEST_CONTEXT.reset(token)
+# The variable's own methods, not functions around them: the middleware calls
+# both on every request. ``enter_request_context(context)`` makes ``context``
+# itself (not a copy) the current request's context and returns the token
+# that ``end_request_context(token)`` takes.
+enter_request_context = _REQUEST_CONTEXT.set
+end_request_context = _REQUEST_CONTEXT.reset
 
 
 def bind_request_context(**values: Any) -> None:

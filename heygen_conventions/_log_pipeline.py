@@ -705,6 +705,35 @@ class Pipeline:
                 method = context["method"]
                 path = context["path"]
                 client = context["client"]
+                # JSON texts of values the redactor leaves as they are.
+                texts = self._json_texts
+                if (
+                    error is None
+                    and rid is request_id
+                    and request_id is not None
+                    # A safe id (letters, digits, ``._-``) can hide a JWT and
+                    # nothing else the redactor masks.
+                    and (made_here or "eyJ" not in request_id)
+                    and type(status_code) is int
+                    and 0 <= status_code < 1000
+                    and 0 <= duration_us < 1_000_000
+                    and method in texts
+                    and path in texts
+                    and client in texts
+                ):
+                    # The chain's line as text: the id is letters, digits and
+                    # ``._-``, the other strings come JSON-escaped from the table.
+                    self.output.write_line(
+                        f'{{"request_id":"{rid}","method":{texts[method]},'
+                        f'"path":{texts[path]},"client":{texts[client]},'
+                        f'"logger":"heygen_conventions.access",'
+                        f'"status_code":{_NUMBERS[status_code]},'
+                        f'"duration_ms":{_NUMBERS[duration_us // 1000]}'
+                        f"{_FRACTIONS[duration_us % 1000]},"
+                        f'"event":"request finished","level":"info",'
+                        f'"timestamp":"{iso_timestamp(time.time())}"{self._static_text}}}\n'.encode()
+                    )
+                    return
                 clean = self.redactor._clean
                 old = self.redactor._clean_old
                 if (
@@ -712,8 +741,6 @@ class Pipeline:
                     and (path in clean or path in old)
                     and (client is None or client in clean or client in old)
                     and (
-                        # A safe id (letters, digits, ``._-``) can hide a JWT and
-                        # nothing else the redactor masks.
                         (
                             request_id is not None
                             and rid is request_id
@@ -723,31 +750,9 @@ class Pipeline:
                         or rid in old
                     )
                 ):
-                    texts = self._json_texts
-                    if (
-                        error is None
-                        and rid is request_id
-                        and type(status_code) is int
-                        and 0 <= status_code < 1000
-                        and 0 <= duration_us < 1_000_000
-                        and (
-                            (method in texts and path in texts and client in texts)
-                            or self._add_json_texts(method, path, client)
-                        )
-                    ):
-                        # The chain's line as text: the id is letters, digits and
-                        # ``._-``, the other strings come JSON-escaped from the table.
-                        self.output.write_line(
-                            f'{{"request_id":"{rid}","method":{texts[method]},'
-                            f'"path":{texts[path]},"client":{texts[client]},'
-                            f'"logger":"heygen_conventions.access",'
-                            f'"status_code":{_NUMBERS[status_code]},'
-                            f'"duration_ms":{_NUMBERS[duration_us // 1000]}'
-                            f"{_FRACTIONS[duration_us % 1000]},"
-                            f'"event":"request finished","level":"info",'
-                            f'"timestamp":"{iso_timestamp(time.time())}"{self._static_text}}}\n'.encode()
-                        )
-                        return
+                    # Known clean: their JSON texts join the table, for the
+                    # next request with the same method, path and client.
+                    self._add_json_texts(method, path, client)
                     event_dict = (
                         self._access_template if error is None else self._error_template
                     ).copy()
@@ -823,19 +828,20 @@ class Pipeline:
             return
         self.output.write_line(line)
 
-    def _add_json_texts(self, *values: str | None) -> bool:
-        """Put each value's JSON text in the table; False if one has none (a surrogate)."""
+    def _add_json_texts(self, *values: str | None) -> None:
+        """Put the JSON text of each value (known clean) in the table, unless it has none.
+
+        A string with a lone surrogate has no JSON text of its own: the chain
+        writes it its own way, so it stays out.
+        """
         texts = self._json_texts
         if len(texts) > _JSON_TEXTS_SIZE:
             texts.clear()
             texts[None] = "null"
         for value in values:
             if value not in texts:
-                try:
+                with suppress(TypeError):
                     texts[value] = orjson.dumps(value).decode()
-                except TypeError:
-                    return False
-        return True
 
     def emit(self, level: int, event_dict: dict[str, Any]) -> None:
         """Write ``event_dict``, which already holds the request context, without a bound logger.

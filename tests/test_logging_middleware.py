@@ -843,7 +843,7 @@ def test_a_request_binding_nothing_logs_the_line_the_chain_renders(
 
         app.add_middleware(RequestContextMiddleware)
         client = TestClient(app, raise_server_exceptions=False)
-        for _ in range(2):  # the second time, the values are known to be clean
+        for _ in range(3):  # then known to be clean, then with their JSON texts in the table
             assert client.get("/items", headers={"X-Request-ID": "req-1"}).status_code == 200
             assert client.get(f"/reset/{jwt}", headers={"X-Request-ID": "req-2"}).status_code == 200
             assert client.get("/items", headers={"X-Request-ID": jwt}).status_code == 200
@@ -866,7 +866,7 @@ def test_a_request_binding_nothing_logs_the_line_the_chain_renders(
     assert direct[3]["error"] == "RuntimeError"
     assert direct[3]["status_code"] == 500
     assert NEW_ID.match(direct[4]["request_id"])
-    assert direct[:4] == direct[5:9]
+    assert direct[:4] == direct[5:9] == direct[10:14]
     assert all(line["service"] == "videos" for line in direct)
     original_init = Pipeline.__init__
 
@@ -1050,7 +1050,7 @@ def test_the_access_line_as_text_is_byte_for_byte_the_line_the_chain_renders(
         rendered = []
         for method, path, client, status, duration_us in cases:
             context = {"request_id": request_id, "method": method, "path": path, "client": client}
-            for _ in range(2):  # the second time, the values are known to be clean
+            for _ in range(3):  # then known to be clean, then with their JSON texts in the table
                 log_output.stream.seek(0)
                 log_output.stream.truncate()
                 pipeline.access_line(context, status, duration_us, None, request_id, True)
@@ -1145,7 +1145,7 @@ def test_a_service_name_orjson_refuses_still_gets_the_chain_s_access_line(
     def render(direct: bool, template: bool) -> bytes:
         monkeypatch.setattr(pipeline, "_direct_access", direct)
         monkeypatch.setattr(pipeline, "_template_access", template)
-        for _ in range(2):  # the second time, the values are known to be clean
+        for _ in range(3):  # then known to be clean, then with their JSON texts in the table
             log_output.stream.seek(0)
             log_output.stream.truncate()
             pipeline.access_line(context, 200, 1500, None, request_id, True)
