@@ -13,7 +13,8 @@
    without the middleware and with uvicorn's own access line.
 
 Contenders run interleaved in rounds; each figure is the median over rounds
-of the ratio within a round, so machine drift cancels out.
+of the ratio within a round, so machine drift cancels out; beside it, the
+middle half of those ratios (first to third quartile).
 
     .venv/bin/python benchmarks/bench_logging.py [--rounds 15] [--only server]
 """
@@ -102,7 +103,11 @@ def report(title: str, results: dict[str, list[float]], baseline: str, unit: str
         ratios = [t / b for t, b in zip(times, base, strict=True)]
         median = statistics.median(times) * 1e6
         shown = f"{median * 1000:8.0f} ns" if unit == "ns" else f"{median:8.2f} us"
-        print(f"  {name:58} {shown}   ratio {statistics.median(ratios):5.2f}")
+        # The middle half of the rounds' ratios: how far one figure can be trusted.
+        low, _, high = statistics.quantiles(ratios, n=4) if len(ratios) > 1 else ratios * 3
+        print(
+            f"  {name:58} {shown}   ratio {statistics.median(ratios):5.2f}  ({low:.3f}-{high:.3f})"
+        )
 
 
 def bench_events(rounds: int) -> None:
