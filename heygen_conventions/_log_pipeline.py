@@ -217,9 +217,25 @@ class StreamLogger:
 
 # --- processors -------------------------------------------------------------------
 
-# structlog keeps its contextvars in a registry; while it is empty (nobody
-# called bind_contextvars) walking the whole context is wasted work.
+# structlog keeps its contextvars in a registry, one variable per key ever bound.
 _STRUCTLOG_VARS: Mapping[str, Any] | None = getattr(structlog.contextvars, "_CONTEXT_VARS", None)
+
+
+def structlog_context_bound() -> bool:
+    """Whether structlog's contextvars hold a value here (what ``merge_contextvars`` adds).
+
+    A key once bound keeps its variable for good, set to ``...`` when cleared
+    or outside the context that bound it: asking each variable costs a lookup
+    a key, where ``merge_contextvars`` walks every variable of the context.
+    Without structlog's registry (another version), always True.
+    """
+    if _STRUCTLOG_VARS is None:
+        return True
+    # A snapshot: another thread may bind a new key meanwhile.
+    for var in tuple(_STRUCTLOG_VARS.values()):  # noqa: SIM110 - no generator per line
+        if var.get() is not Ellipsis:
+            return True
+    return False
 
 
 def merge_context(logger: WrappedLogger, method_name: str, event_dict: EventDict) -> EventDict:
@@ -230,7 +246,7 @@ def merge_context(logger: WrappedLogger, method_name: str, event_dict: EventDict
         merged = context.copy()
         merged.update(event_dict)
         event_dict = merged
-    if _STRUCTLOG_VARS is None or _STRUCTLOG_VARS:
+    if _STRUCTLOG_VARS is None or (_STRUCTLOG_VARS and structlog_context_bound()):
         event_dict = merge_contextvars(logger, method_name, event_dict)
     return event_dict
 
@@ -694,8 +710,8 @@ class Pipeline:
             if (
                 self._template_access
                 and not CAPTURES
-                and not _STRUCTLOG_VARS
                 and tuple(context) == _MIDDLEWARE_KEYS
+                and not (_STRUCTLOG_VARS and structlog_context_bound())
             ):
                 # The middleware's own four keys in its order, nothing bound
                 # since: when each value is known clean, the line is a template
@@ -775,8 +791,7 @@ class Pipeline:
             pass
         if (
             not self._direct_access
-            or _STRUCTLOG_VARS is None
-            or _STRUCTLOG_VARS
+            or structlog_context_bound()
             or "timestamp" in context
             or "exc_info" in context
             or "stack_info" in context
@@ -856,7 +871,7 @@ class Pipeline:
         method_name = LEVEL_NAMES[level]
         line: Any = event_dict
         try:
-            if _STRUCTLOG_VARS is None or _STRUCTLOG_VARS:
+            if _STRUCTLOG_VARS is None or (_STRUCTLOG_VARS and structlog_context_bound()):
                 line = merge_contextvars(None, method_name, line)
             for processor in self._after_merge:
                 line = processor(None, method_name, line)

@@ -931,11 +931,11 @@ def test_a_middleware_key_the_application_bound_again_keeps_its_place_in_the_acc
 
 
 def test_an_error_access_line_lists_its_keys_in_one_order_on_every_path(
-    log_output: LogOutput,
+    log_output: LogOutput, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # The direct path and the template put ``error`` before ``event``; the
-    # processor chain (taken once structlog has a context variable registered,
-    # or with processors of the application's) must not put it after.
+    # processor chain (taken while structlog's contextvars hold a value, or
+    # with processors of the application's) must not put it after.
     app = FastAPI()
     install_exception_handlers(app)
 
@@ -947,8 +947,8 @@ def test_an_error_access_line_lists_its_keys_in_one_order_on_every_path(
     client = TestClient(app, raise_server_exceptions=False)
     for _ in range(2):  # the direct path or the template
         assert client.get("/boom", headers={"X-Request-ID": "req-1"}).status_code == 500
-    structlog.contextvars.bind_contextvars(tenant="t-1")
-    structlog.contextvars.unbind_contextvars("tenant")  # registered, nothing bound: the chain
+    monkeypatch.setattr(_SINK.pipeline, "_direct_access", False)  # the chain
+    monkeypatch.setattr(_SINK.pipeline, "_template_access", False)
     assert client.get("/boom", headers={"X-Request-ID": "req-1"}).status_code == 500
     orders = [list(line) for line in log_output.find(event="request finished")]
     assert len(orders) == 3
@@ -1156,3 +1156,78 @@ def test_a_service_name_orjson_refuses_still_gets_the_chain_s_access_line(
     assert as_text == render(direct=True, template=False)
     assert as_text == render(direct=False, template=False)
     assert orjson.loads(as_text)["service"] == "videos-\\udcff"
+
+
+def test_a_structlog_key_bound_once_does_not_send_every_later_line_through_the_chain(
+    log_output: LogOutput, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # structlog keeps a variable for every key ever bound. Once cleared (or
+    # bound in another context only) it adds nothing: the lines are the same
+    # and the access line still takes its fast path. While it holds a value,
+    # every line carries it.
+    monkeypatch.setattr(time, "time", lambda: 1_767_225_600.25)
+    app = FastAPI()
+
+    @app.get("/items")
+    async def items() -> dict[str, bool]:
+        get_logger("app").info("listing")
+        return {"ok": True}
+
+    app.add_middleware(RequestContextMiddleware)
+    client = TestClient(app)
+    structlog.contextvars.bind_contextvars(tenant="t-1")
+    try:
+        assert client.get("/items", headers={"X-Request-ID": "req-1"}).status_code == 200
+    finally:
+        structlog.contextvars.clear_contextvars()
+    ours = ("listing", "request finished")
+    lines = [line for line in log_output.lines() if line.get("event") in ours]
+    assert [(line["event"], line.get("tenant")) for line in lines] == [
+        ("listing", "t-1"),
+        ("request finished", "t-1"),
+    ]
+    log_output.stream.seek(0)
+    log_output.stream.truncate()
+
+    pipeline = _SINK.pipeline
+    merged: list[object] = []
+    original = _log_pipeline.merge_contextvars
+
+    def counting(*args: Any) -> Any:
+        merged.append(args)
+        return original(*args)
+
+    monkeypatch.setattr(_log_pipeline, "merge_contextvars", counting)
+    for _ in range(3):  # the third time, the access line is one formatted string
+        assert client.get("/items", headers={"X-Request-ID": "req-1"}).status_code == 200
+    assert not merged, "structlog's context was walked with nothing bound"
+    assert "/items" in pipeline._json_texts, "the access line did not take its fast path"
+    lines = [line for line in log_output.lines() if line.get("event") in ours]
+    assert len(lines) == 6
+    assert all("tenant" not in line for line in lines)
+    access = [line for line in lines if line.get("event") == "request finished"]
+    assert len(access) == 3
+    for line in access:
+        line.pop("duration_ms")
+    assert access[2] == access[1] == access[0]
+    assert list(access[2]) == list(access[0])
+
+    # What the chain writes for the same request, byte for byte.
+    context = {
+        "request_id": "req-1",
+        "method": "GET",
+        "path": "/items",
+        "client": "testclient:50000",
+    }
+
+    def render() -> str:
+        log_output.stream.seek(0)
+        log_output.stream.truncate()
+        pipeline.access_line(context, 200, 1500, None, "req-1", False)
+        return log_output.stream.getvalue()
+
+    fast = render()
+    monkeypatch.setattr(pipeline, "_direct_access", False)
+    monkeypatch.setattr(pipeline, "_template_access", False)
+    assert render() == fast
+    assert not merged
