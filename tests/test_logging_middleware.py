@@ -1231,3 +1231,109 @@ def test_a_structlog_key_bound_once_does_not_send_every_later_line_through_the_c
     monkeypatch.setattr(pipeline, "_template_access", False)
     assert render() == fast
     assert not merged
+
+
+@pytest.mark.parametrize(
+    "bound",
+    [
+        "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxIn0.c2lnbmF0dXJlc2lnbmF0dXJl",
+        'quoted "id"',
+        "Bearer abc.def.ghi",
+        "plain-id",
+    ],
+)
+def test_a_request_id_the_application_binds_is_never_written_as_it_is(
+    log_output: LogOutput, monkeypatch: pytest.MonkeyPatch, bound: str
+) -> None:
+    # The access line as one formatted string writes the middleware's own id
+    # unescaped and unscrubbed. An id the application bound in its place is
+    # masked and escaped as the chain does it, even when the method, path and
+    # client already have their JSON texts in the table.
+    monkeypatch.setattr(time, "time", lambda: 1_767_225_600.25)
+    app = FastAPI()
+
+    @app.get("/items")
+    async def items(rebind: bool = False) -> dict[str, bool]:
+        if rebind:
+            bind_request_context(request_id=bound)
+        return {"ok": True}
+
+    app.add_middleware(RequestContextMiddleware)
+    client = TestClient(app)
+    pipeline = _SINK.pipeline
+    for _ in range(3):  # known clean, then in the table
+        assert client.get("/items", headers={"X-Request-ID": "req-1"}).status_code == 200
+    assert "/items" in pipeline._json_texts, "the access line did not take its fast path"
+
+    def render() -> str:
+        log_output.stream.seek(0)
+        log_output.stream.truncate()
+        response = client.get("/items?rebind=true", headers={"X-Request-ID": "req-1"})
+        assert response.status_code == 200
+        line = log_output.one(event="request finished")
+        assert line["request_id"] == pipeline.redactor.scrub(bound)
+        return re.sub(r'"duration_ms":[0-9.]+', "", log_output.text)
+
+    fast = render()
+    monkeypatch.setattr(pipeline, "_direct_access", False)  # the chain
+    monkeypatch.setattr(pipeline, "_template_access", False)
+    assert render() == fast
+
+
+@pytest.mark.parametrize("made_here", [False, True])
+def test_an_access_line_without_a_request_id_says_null_on_every_path(
+    log_output: LogOutput, monkeypatch: pytest.MonkeyPatch, made_here: bool
+) -> None:
+    monkeypatch.setattr(time, "time", lambda: 1_767_225_600.25)
+    pipeline = _SINK.pipeline
+    context = {"request_id": None, "method": "GET", "path": "/items", "client": None}
+
+    warm = {**context, "request_id": "req-1"}
+    for _ in range(3):  # the method, path and client known clean, then in the table
+        pipeline.access_line(warm, 200, 1500, None, "req-1", False)
+    assert "/items" in pipeline._json_texts, "the access line did not take its fast path"
+
+    def render() -> bytes:
+        log_output.stream.seek(0)
+        log_output.stream.truncate()
+        pipeline.access_line(context, 200, 1500, None, None, made_here)
+        return log_output.stream.getvalue()
+
+    fast = render()
+    assert orjson.loads(fast)["request_id"] is None
+    monkeypatch.setattr(pipeline, "_direct_access", False)  # the chain
+    monkeypatch.setattr(pipeline, "_template_access", False)
+    assert render() == fast
+
+
+@pytest.mark.parametrize("value", [None, False, 0, ""])
+def test_a_structlog_value_that_is_falsy_still_reaches_every_line(
+    log_output: LogOutput, monkeypatch: pytest.MonkeyPatch, value: object
+) -> None:
+    # Only ``...`` means unbound: None, False, 0 and "" are values like any other.
+    monkeypatch.setattr(time, "time", lambda: 1_767_225_600.25)
+    app = FastAPI()
+
+    @app.get("/items")
+    async def items() -> dict[str, bool]:
+        get_logger("app").info("listing")
+        return {"ok": True}
+
+    app.add_middleware(RequestContextMiddleware)
+    client = TestClient(app)
+    for _ in range(3):  # the access line's table is warm before the key is bound
+        assert client.get("/items", headers={"X-Request-ID": "req-1"}).status_code == 200
+    log_output.stream.seek(0)
+    log_output.stream.truncate()
+    structlog.contextvars.bind_contextvars(tenant=value)
+    try:
+        assert client.get("/items", headers={"X-Request-ID": "req-1"}).status_code == 200
+    finally:
+        structlog.contextvars.clear_contextvars()
+    lines = [
+        line for line in log_output.lines() if line.get("event") in ("listing", "request finished")
+    ]
+    assert [(line["event"], line.get("tenant", "absent")) for line in lines] == [
+        ("listing", value),
+        ("request finished", value),
+    ]
