@@ -1226,7 +1226,16 @@ def test_a_structlog_key_bound_once_does_not_send_every_later_line_through_the_c
         pipeline.access_line(context, 200, 1500, None, "req-1", False)
         return log_output.stream.getvalue()
 
-    fast = render()
+    def refuse(*args: Any, **kwargs: Any) -> Any:
+        raise AssertionError("rendered as a dict, not as the formatted string")
+
+    # The formatted string renders no dict: with the renderers refusing, the
+    # line is still written (the other paths would report a failed call).
+    with monkeypatch.context() as patched:
+        patched.setattr(_log_pipeline, "dumps", refuse)
+        patched.setattr(_log_pipeline.orjson, "dumps", refuse)
+        fast = render()
+    assert orjson.loads(fast)["path"] == "/items"
     monkeypatch.setattr(pipeline, "_direct_access", False)
     monkeypatch.setattr(pipeline, "_template_access", False)
     assert render() == fast
