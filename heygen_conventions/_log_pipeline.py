@@ -30,7 +30,7 @@ from structlog.processors import ExceptionRenderer, StackInfoRenderer
 from structlog.tracebacks import ExceptionDictTransformer
 
 from heygen_conventions._context import get_request_context, was_logged
-from heygen_conventions._redact import Redactor, safe_repr
+from heygen_conventions._redact import _MAX_CLEAN_LENGTH, Redactor, safe_repr
 
 if TYPE_CHECKING:
     from structlog.typing import EventDict, Processor, WrappedLogger
@@ -283,8 +283,9 @@ _NUMBERS = tuple(str(n) for n in range(1000))
 # A duration's milliseconds after the point, as orjson writes the float
 # ``us / 1000``: trailing zeros dropped, at least one digit (".5", ".25", ".0").
 _FRACTIONS = tuple(("." + "%03d" % n).rstrip("0").ljust(2, "0") for n in range(1000))  # noqa: UP031
-# The access line's JSON text for a method, path or client address, kept
-# while the table stays small: most requests repeat the last few.
+# The access line's JSON text for a method, path or client address the
+# redactor leaves as it is; cleared when full (paths holding ids are new on
+# every request, methods and hot paths are back at once).
 _JSON_TEXTS_SIZE = 1024
 # The current second: its start and end (``time.time()`` floats) and its text up
 # to the decimal point.
@@ -703,8 +704,9 @@ class Pipeline:
         own fields are plain and known to be clean, so only the context (which
         the application may have added to) goes through the redactor. When the
         request bound nothing more than the middleware did and its values are
-        known clean, the line is one formatted string (the common case); else a
-        dict rendered with orjson. Each way, the result is the line the chain
+        strings the redactor leaves as they are, the line is one formatted
+        string (the common case, new paths included); else a dict rendered
+        with orjson. Each way, the result is the line the chain
         would render, byte for byte, delivered the same way (captures,
         output). Anything else takes :meth:`emit`. Never raises.
         """
@@ -737,9 +739,9 @@ class Pipeline:
                     and type(status_code) is int
                     and 0 <= status_code < 1000
                     and 0 <= duration_us < 1_000_000
-                    and method in texts
-                    and path in texts
-                    and client in texts
+                    and (method in texts or self._learn_json_text(method))
+                    and (path in texts or self._learn_json_text(path))
+                    and (client in texts or self._learn_json_text(client))
                 ):
                     # The chain's line as text: the id is letters, digits and
                     # ``._-``, the other strings come JSON-escaped from the table.
@@ -770,9 +772,6 @@ class Pipeline:
                         or rid in old
                     )
                 ):
-                    # Known clean: their JSON texts join the table, for the
-                    # next request with the same method, path and client.
-                    self._add_json_texts(method, path, client)
                     event_dict = (
                         self._access_template if error is None else self._error_template
                     ).copy()
@@ -847,20 +846,33 @@ class Pipeline:
             return
         self.output.write_line(line)
 
-    def _add_json_texts(self, *values: str | None) -> None:
-        """Put the JSON text of each value (known clean) in the table, unless it has none.
+    def _learn_json_text(self, value: object) -> bool:
+        """Whether ``value`` goes on the access line as it is; if so its JSON text joins the table.
 
-        A string with a lone surrogate has no JSON text of its own: the chain
-        writes it its own way, so it stays out.
+        True for a str the redactor leaves as it is (one a path may carry, a
+        new one on every request when it holds an id) that has a JSON text (no
+        lone surrogate), no longer than the strings the redactor's own cache
+        keeps. Anything else takes the template or the chain.
         """
+        if type(value) is not str or len(value) > _MAX_CLEAN_LENGTH:
+            return False
+        redactor = self.redactor
+        if (
+            value not in redactor._clean
+            and value not in redactor._clean_old
+            and redactor.scrub(value) != value
+        ):
+            return False
+        try:
+            text = orjson.dumps(value).decode()
+        except TypeError:
+            return False
         texts = self._json_texts
         if len(texts) > _JSON_TEXTS_SIZE:
             texts.clear()
             texts[None] = "null"
-        for value in values:
-            if value not in texts:
-                with suppress(TypeError):
-                    texts[value] = orjson.dumps(value).decode()
+        texts[value] = text
+        return True
 
     def emit(self, level: int, event_dict: dict[str, Any]) -> None:
         """Write ``event_dict``, which already holds the request context, without a bound logger.

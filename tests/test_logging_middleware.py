@@ -1346,3 +1346,50 @@ def test_a_structlog_value_that_is_falsy_still_reaches_every_line(
         ("listing", value),
         ("request finished", value),
     ]
+
+
+def test_a_new_path_on_every_request_gets_the_formatted_line_and_secrets_do_not(
+    log_output: LogOutput, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Paths that carry ids are new on every request. A clean one is written
+    # as the formatted string at once, the bytes the chain writes; one that
+    # holds a secret never is, and is masked.
+    monkeypatch.setattr(time, "time", lambda: 1_767_225_600.25)
+    pipeline = _SINK.pipeline
+    request_id = new_request_id()
+    jwt = "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxIn0.c2lnbmF0dXJl"
+    cases = [
+        (f"/videos/{uuid.uuid4()}", True),
+        (f'/videos/{uuid.uuid4()}/"quoted"\\', True),
+        (f"/reset/{jwt}", False),
+        (f"/login?password=hunter2&n={uuid.uuid4()}", False),
+        ("/" + "a" * 300, False),  # longer than the strings the table keeps
+    ]
+
+    def render(path: str) -> str:
+        log_output.stream.seek(0)
+        log_output.stream.truncate()
+        context = {"request_id": request_id, "method": "GET", "path": path, "client": None}
+        pipeline.access_line(context, 200, 1500, None, request_id, True)
+        return log_output.stream.getvalue()
+
+    def refuse(*args: Any, **kwargs: Any) -> Any:
+        raise AssertionError("rendered as a dict, not as the formatted string")
+
+    class Refusing(dict[str, Any]):
+        copy = refuse
+
+    for path, formatted in cases:
+        with monkeypatch.context() as patched:
+            if formatted:  # neither the template nor the chain
+                patched.setattr(_log_pipeline, "dumps", refuse)
+                patched.setattr(pipeline, "_access_template", Refusing())
+            first = render(path)
+        assert orjson.loads(first)["event"] == "request finished"
+        assert (path in pipeline._json_texts) is formatted
+        with monkeypatch.context() as patched:
+            patched.setattr(pipeline, "_direct_access", False)
+            patched.setattr(pipeline, "_template_access", False)
+            assert render(path) == first
+    assert jwt not in log_output.text
+    assert "hunter2" not in log_output.text
