@@ -173,17 +173,19 @@ class Output:
             # acquire() returns, before the try, and would leave the lock held
             # for good; ``with`` leaves no such gap.
             with self._lock:
-                if self._text_above is not None:
-                    self._text_above.flush()
+                # What the application wrote to the same file goes first. On a
+                # closed file this raises: its descriptor may belong to another
+                # file by now.
+                text_above = self._text_above
+                if text_above is not None:
+                    text_above.flush()  # the buffer under it too
                 fd = self._fd
                 if fd is None:
                     binary.write(data)
                     binary.flush()
                     return
-                # What the application wrote to the same file goes first. On a
-                # closed file this raises: its descriptor may belong to another
-                # file by now.
-                binary.flush()
+                if text_above is None:
+                    binary.flush()
                 written = os.write(fd, data)
                 while written < len(data):  # a signal can cut a large write short
                     data = data[written:]
