@@ -52,6 +52,10 @@ ACCESS_EVENT = "request finished"
 _ACCESS_KEYS = ("logger", "status_code", "duration_ms", "error", "event", "level", "timestamp")
 # The keys RequestContextMiddleware binds for every request.
 _MIDDLEWARE_KEYS = ("request_id", "method", "path", "client")
+# Keys the access line sets, or that the chain renders its own way: bound in
+# the request context, they send the line through the chain.
+_LINE_KEYS = frozenset({*_MIDDLEWARE_KEYS, *_ACCESS_KEYS, "exc_info", "stack_info"})
+
 
 # uvicorn's loggers, whose exception lines repeat what the library logged.
 _SERVER_LOGGER = "uvicorn"
@@ -671,6 +675,8 @@ class Pipeline:
             "," + dumps(statics, self._json_default)[1:-1].decode() if statics else ""
         )
         self._json_texts: dict[str | None, str] = {None: "null"}
+        self._key_texts: dict[object, str] = {}
+        self._static_keys = frozenset(static)
         self.handler = Handler(self)
 
     def process(self, logger: WrappedLogger, method_name: str, event_dict: EventDict) -> Any:
@@ -705,10 +711,10 @@ class Pipeline:
         When the chain is the stock JSON one, the line is built directly: its
         own fields are plain and known to be clean, so only the context (which
         the application may have added to) goes through the redactor. When the
-        request bound nothing more than the middleware did and its values are
-        strings the redactor leaves as they are, the line is one formatted
-        string (the common case, new paths included); else a dict rendered
-        with orjson. Each way, the result is the line the chain
+        request bound nothing more than the middleware did, or only keys of its
+        own after them (``user_id``), and the values are None or strings the
+        redactor leaves as they are, the line is one formatted string (the
+        common case, new paths included); else a dict rendered with orjson. Each way, the result is the line the chain
         would render, byte for byte, delivered the same way (captures,
         output). Anything else takes :meth:`emit`. Never raises.
         """
@@ -718,80 +724,87 @@ class Pipeline:
             if (
                 self._template_access
                 and not CAPTURES
-                and tuple(context) == _MIDDLEWARE_KEYS
                 and not (_STRUCTLOG_VARS and structlog_context_bound())
             ):
-                # The middleware's own four keys in its order, nothing bound
-                # since: when each value is known clean, the line is a template
-                # filled in (a key removed and bound again comes last, as the
-                # general path renders it).
-                rid = context["request_id"]
-                method = context["method"]
-                path = context["path"]
-                client = context["client"]
-                # JSON texts of values the redactor leaves as they are.
-                texts = self._json_texts
-                if (
-                    error is None
-                    and rid is request_id
-                    and request_id is not None
-                    # A safe id (letters, digits, ``._-``) can hide a JWT and
-                    # nothing else the redactor masks.
-                    and (made_here or "eyJ" not in request_id)
-                    and type(status_code) is int
-                    and 0 <= status_code < 1000
-                    and 0 <= duration_us < 1_000_000
-                    and (method in texts or self._learn_json_text(method))
-                    and (path in texts or self._learn_json_text(path))
-                    and (client in texts or self._learn_json_text(client))
-                ):
-                    # The chain's line as text: the id is letters, digits and
-                    # ``._-``, the other strings come JSON-escaped from the table.
-                    self.output.write_line(
-                        f'{{"request_id":"{rid}","method":{texts[method]},'
-                        f'"path":{texts[path]},"client":{texts[client]},'
-                        f'"logger":"heygen_conventions.access",'
-                        f'"status_code":{_NUMBERS[status_code]},'
-                        f'"duration_ms":{_NUMBERS[duration_us // 1000]}'
-                        f"{_FRACTIONS[duration_us % 1000]},"
-                        f'"event":"request finished","level":"info",'
-                        f'"timestamp":"{iso_timestamp(time.time())}"{self._static_text}}}\n'.encode()
-                    )
-                    return
-                clean = self.redactor._clean
-                old = self.redactor._clean_old
-                if (
-                    (method in clean or method in old)
-                    and (path in clean or path in old)
-                    and (client is None or client in clean or client in old)
-                    and (
-                        (
-                            request_id is not None
-                            and rid is request_id
-                            and (made_here or "eyJ" not in request_id)
-                        )
-                        or rid in clean
-                        or rid in old
-                    )
-                ):
-                    event_dict = (
-                        self._access_template if error is None else self._error_template
-                    ).copy()
-                    event_dict["request_id"] = rid
-                    event_dict["method"] = method
-                    event_dict["path"] = path
-                    event_dict["client"] = client
-                    event_dict["status_code"] = status_code
-                    event_dict["duration_ms"] = duration_us / 1000
-                    event_dict["timestamp"] = iso_timestamp(time.time())
-                    if error is not None:
-                        event_dict["error"] = error
-                    try:
-                        line = orjson.dumps(event_dict, None, orjson.OPT_APPEND_NEWLINE)
-                    except TypeError:  # a surrogate in the path, an odd status
-                        line = dumps(event_dict, self._json_default, orjson.OPT_APPEND_NEWLINE)
-                    self.output.write_line(line)
-                    return
+                keys = tuple(context)
+                # The middleware's own four keys in its order, and nothing bound
+                # since (``exact``) or only keys added after them (``user_id``).
+                # A key removed and bound again comes last, as the chain
+                # renders it: the order decides.
+                exact = keys == _MIDDLEWARE_KEYS
+                if exact or keys[:4] == _MIDDLEWARE_KEYS:
+                    rid = context["request_id"]
+                    method = context["method"]
+                    path = context["path"]
+                    client = context["client"]
+                    # JSON texts of values the redactor leaves as they are.
+                    texts = self._json_texts
+                    if (
+                        error is None
+                        and rid is request_id
+                        and request_id is not None
+                        # A safe id (letters, digits, ``._-``) can hide a JWT and
+                        # nothing else the redactor masks.
+                        and (made_here or "eyJ" not in request_id)
+                        and type(status_code) is int
+                        and 0 <= status_code < 1000
+                        and 0 <= duration_us < 1_000_000
+                        and (method in texts or self._learn_json_text(method))
+                        and (path in texts or self._learn_json_text(path))
+                        and (client in texts or self._learn_json_text(client))
+                    ):
+                        bound = "" if exact else self._bound_json_text(context, keys)
+                        if bound is not None:
+                            # The chain's line as text: the id is letters, digits and
+                            # ``._-``, the other strings come JSON-escaped from the table.
+                            self.output.write_line(
+                                f'{{"request_id":"{rid}","method":{texts[method]},'
+                                f'"path":{texts[path]},"client":{texts[client]}{bound},'
+                                f'"logger":"heygen_conventions.access",'
+                                f'"status_code":{_NUMBERS[status_code]},'
+                                f'"duration_ms":{_NUMBERS[duration_us // 1000]}'
+                                f"{_FRACTIONS[duration_us % 1000]},"
+                                f'"event":"request finished","level":"info",'
+                                f'"timestamp":"{iso_timestamp(time.time())}"{self._static_text}}}\n'.encode()
+                            )
+                            return
+                    if exact:
+                        clean = self.redactor._clean
+                        old = self.redactor._clean_old
+                        if (
+                            (method in clean or method in old)
+                            and (path in clean or path in old)
+                            and (client is None or client in clean or client in old)
+                            and (
+                                (
+                                    request_id is not None
+                                    and rid is request_id
+                                    and (made_here or "eyJ" not in request_id)
+                                )
+                                or rid in clean
+                                or rid in old
+                            )
+                        ):
+                            event_dict = (
+                                self._access_template if error is None else self._error_template
+                            ).copy()
+                            event_dict["request_id"] = rid
+                            event_dict["method"] = method
+                            event_dict["path"] = path
+                            event_dict["client"] = client
+                            event_dict["status_code"] = status_code
+                            event_dict["duration_ms"] = duration_us / 1000
+                            event_dict["timestamp"] = iso_timestamp(time.time())
+                            if error is not None:
+                                event_dict["error"] = error
+                            try:
+                                line = orjson.dumps(event_dict, None, orjson.OPT_APPEND_NEWLINE)
+                            except TypeError:  # a surrogate in the path, an odd status
+                                line = dumps(
+                                    event_dict, self._json_default, orjson.OPT_APPEND_NEWLINE
+                                )
+                            self.output.write_line(line)
+                            return
         except Exception:  # noqa: S110 - the general path below reports what fails
             pass
         if (
@@ -847,6 +860,47 @@ class Pipeline:
             self.report_failure(ACCESS_LOGGER, "info", ACCESS_EVENT, exc)
             return
         self.output.write_line(line)
+
+    def _bound_json_text(self, context: Mapping[str, Any], keys: tuple[Any, ...]) -> str | None:
+        """The keys bound after the middleware's, as the line's JSON text (``,"user_id":"u-1"``).
+
+        None when one of them takes more than being written as it is: a key
+        the redactor masks or the line sets itself, or a value other than
+        None or a str the redactor leaves as it is.
+        """
+        key_texts = self._key_texts
+        texts = self._json_texts
+        parts = []
+        for key in keys[4:]:
+            key_text = key_texts.get(key)
+            if key_text is None:
+                key_text = self._learn_key_text(key)
+            value = context[key]
+            if (
+                not key_text
+                or (value is not None and type(value) is not str)
+                or (value not in texts and not self._learn_json_text(value))
+            ):
+                return None
+            parts.append(f",{key_text}{texts[value]}")
+        return "".join(parts)
+
+    def _learn_key_text(self, key: object) -> str:
+        """``"key":`` for a key bound after the middleware's that is written as it is, else ""."""
+        text = ""
+        if (
+            type(key) is str
+            and key not in _LINE_KEYS
+            and key not in self._static_keys
+            and not self.redactor.is_secret_key(key)
+        ):
+            with suppress(TypeError):  # a lone surrogate: the chain writes it its own way
+                text = orjson.dumps(key).decode() + ":"
+        key_texts = self._key_texts
+        if len(key_texts) > _JSON_TEXTS_SIZE:
+            key_texts.clear()
+        key_texts[key] = text
+        return text
 
     def _learn_json_text(self, value: object) -> bool:
         """Whether ``value`` goes on the access line as it is; if so its JSON text joins the table.

@@ -1393,3 +1393,84 @@ def test_a_new_path_on_every_request_gets_the_formatted_line_and_secrets_do_not(
             assert render(path) == first
     assert jwt not in log_output.text
     assert "hunter2" not in log_output.text
+
+
+@pytest.mark.parametrize(
+    ("bound", "formatted"),
+    [
+        ({"user_id": "6f1c2b9e-9a34-4e55-8d7b-0c1e2f3a4b5c"}, True),
+        ({"user_id": None}, True),
+        ({"user_id": "u-1", "tenant": "t-1", 'ké"y\n': "ü\u2028"}, True),
+        ({"user_id": 42}, False),  # not a str: the chain's way
+        ({"user_id": "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxIn0.c2lnbmF0dXJl"}, False),
+        ({"user_id": "Bearer abc.def"}, False),
+        ({"token": "plain"}, False),  # a secret key: masked
+        ({"password": None}, False),
+        ({"timestamp": "2020-01-01T00:00:00Z"}, False),
+        ({"status_code": "bound"}, False),
+        ({"service": "other"}, False),  # a static field
+        ({"k\udc80": "v"}, False),
+        ({"user_id": "v\udc80"}, False),
+        ({"user_id": type("Sub", (str,), {})("u-1")}, False),
+        ({"user_id": "x" * 300}, False),
+    ],
+)
+def test_keys_bound_after_the_middlewares_get_the_chain_s_line(
+    log_output: LogOutput,
+    monkeypatch: pytest.MonkeyPatch,
+    bound: dict[str, Any],
+    formatted: bool,
+) -> None:
+    # What a request binds after the middleware (``user_id`` from the auth
+    # dependency) is written in the formatted line when it can be written as
+    # it is, and the line is the chain's, byte for byte, either way.
+    monkeypatch.setattr(time, "time", lambda: 1_767_225_600.25)
+    log_output.configure(level="DEBUG", service="videos")
+    pipeline = _SINK.pipeline
+    request_id = new_request_id()
+    context = {
+        "request_id": request_id,
+        "method": "GET",
+        "path": "/videos",
+        "client": "10.0.0.1:5000",
+        **bound,
+    }
+
+    def render() -> bytes:
+        log_output.stream.seek(0)
+        log_output.stream.truncate()
+        pipeline.access_line(context, 200, 1500, None, request_id, True)
+        return bytes(log_output.stream.getvalue())
+
+    def refuse(*args: Any, **kwargs: Any) -> Any:
+        raise AssertionError("rendered as a dict, not as the formatted string")
+
+    render()  # the method, path and client in the table
+    with monkeypatch.context() as patched:
+        # Only the formatted line is written without a dict rendered.
+        patched.setattr(_log_pipeline, "dumps", refuse)
+        patched.setattr(_log_pipeline.orjson, "dumps", refuse)
+        fast = render()
+    assert (b'"event":"request finished"' in fast) is formatted, fast
+    line = render()
+    if formatted:
+        assert line == fast
+    monkeypatch.setattr(pipeline, "_direct_access", False)
+    monkeypatch.setattr(pipeline, "_template_access", False)
+    assert render() == line
+    written = orjson.loads(line)
+    assert list(written)[:4] == ["request_id", "method", "path", "client"]
+    assert b"eyJzdWIiOiIxIn0" not in line
+    assert b"plain" not in line
+
+
+def test_a_middleware_key_removed_and_bound_again_keeps_the_chain_s_order(
+    log_output: LogOutput,
+) -> None:
+    pipeline = _SINK.pipeline
+    request_id = new_request_id()
+    context = {"request_id": request_id, "method": "GET", "path": "/a", "client": None}
+    context["user_id"] = "u-1"
+    context["path"] = context.pop("path")  # now last
+    pipeline.access_line(context, 200, 1500, None, request_id, True)
+    assert list(log_output.lines()[-1])[:5] == ["request_id", "method", "client", "user_id", "path"]
