@@ -675,7 +675,7 @@ class Pipeline:
             "," + dumps(statics, self._json_default)[1:-1].decode() if statics else ""
         )
         self._json_texts: dict[str | None, str] = {None: "null"}
-        self._key_texts: dict[object, str] = {}
+        self._key_texts: dict[str, str] = {}
         self._static_keys = frozenset(static)
         self.handler = Handler(self)
 
@@ -714,9 +714,10 @@ class Pipeline:
         request bound nothing more than the middleware did, or only keys of its
         own after them (``user_id``), and the values are None or strings the
         redactor leaves as they are, the line is one formatted string (the
-        common case, new paths included); else a dict rendered with orjson. Each way, the result is the line the chain
-        would render, byte for byte, delivered the same way (captures,
-        output). Anything else takes :meth:`emit`. Never raises.
+        common case, new paths included); else a dict rendered with orjson.
+        Each way, the result is the line the chain would render, byte for
+        byte, delivered the same way (captures, output). Anything else takes
+        :meth:`emit`. Never raises.
         """
         if self.level > logging.INFO:
             return
@@ -872,7 +873,10 @@ class Pipeline:
         texts = self._json_texts
         parts = []
         for key in keys[4:]:
-            key_text = key_texts.get(key)
+            # Only a str itself: the table is looked up by equality, and a str
+            # subclass (a StrEnum member) equal to a key in it is not that key
+            # to orjson, nor need its text be the same.
+            key_text = key_texts.get(key) if type(key) is str else ""
             if key_text is None:
                 key_text = self._learn_key_text(key)
             value = context[key]
@@ -885,12 +889,11 @@ class Pipeline:
             parts.append(f",{key_text}{texts[value]}")
         return "".join(parts)
 
-    def _learn_key_text(self, key: object) -> str:
+    def _learn_key_text(self, key: str) -> str:
         """``"key":`` for a key bound after the middleware's that is written as it is, else ""."""
         text = ""
         if (
-            type(key) is str
-            and key not in _LINE_KEYS
+            key not in _LINE_KEYS
             and key not in self._static_keys
             and not self.redactor.is_secret_key(key)
         ):

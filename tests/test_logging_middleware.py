@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import enum
 import logging
 import os
 import re
@@ -1474,3 +1475,135 @@ def test_a_middleware_key_removed_and_bound_again_keeps_the_chain_s_order(
     context["path"] = context.pop("path")  # now last
     pipeline.access_line(context, 200, 1500, None, request_id, True)
     assert list(log_output.lines()[-1])[:5] == ["request_id", "method", "client", "user_id", "path"]
+
+
+class _AnySpelling(str):
+    """A str equal to any spelling of itself: ``_AnySpelling("User_ID") == "user_id"``."""
+
+    __slots__ = ()
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, str) and self.lower() == other.lower()
+
+    def __ne__(self, other: object) -> bool:
+        return not self == other
+
+    def __hash__(self) -> int:
+        return hash(self.lower())
+
+
+class _Field(enum.StrEnum):
+    USER_ID = "user_id"
+
+
+def _fast_and_chain(
+    monkeypatch: pytest.MonkeyPatch, log_output: LogOutput, context: dict[Any, Any]
+) -> tuple[bytes, bool, bytes]:
+    """The access line for ``context`` as the pipeline writes it, whether it was the
+    formatted string, and the line the whole chain writes (both from one call site,
+    so a rendered stack is the same)."""
+    monkeypatch.setattr(time, "time", lambda: 1_767_225_600.25)
+    pipeline = _SINK.pipeline
+    request_id = context["request_id"]
+    lines = []
+    dicts_rendered = []
+    original_dumps = _log_pipeline.dumps
+
+    def counting_dumps(*args: Any, **kwargs: Any) -> Any:
+        dicts_rendered.append(1)
+        return original_dumps(*args, **kwargs)
+
+    for chain in (False, True):
+        with monkeypatch.context() as patched:
+            patched.setattr(_log_pipeline, "dumps", counting_dumps)
+            if chain:
+                patched.setattr(pipeline, "_direct_access", False)
+                patched.setattr(pipeline, "_template_access", False)
+            log_output.stream.seek(0)
+            log_output.stream.truncate()
+            pipeline.access_line(context, 200, 1500, None, request_id, True)
+            lines.append(bytes(log_output.stream.getvalue()))
+            if not chain:
+                formatted = not dicts_rendered
+    return lines[0], formatted, lines[1]
+
+
+def _context(**bound: Any) -> dict[Any, Any]:
+    return {
+        "request_id": new_request_id(),
+        "method": "GET",
+        "path": "/videos",
+        "client": "10.0.0.1:5000",
+        **bound,
+    }
+
+
+@pytest.mark.parametrize("value", ["v", None])
+@pytest.mark.parametrize(
+    "key",
+    [
+        "logger",
+        "status_code",
+        "duration_ms",
+        "error",
+        "event",
+        "level",
+        "timestamp",
+        "exc_info",
+        "stack_info",
+    ],
+)
+def test_a_key_the_line_sets_or_renders_itself_takes_the_chain(
+    log_output: LogOutput, monkeypatch: pytest.MonkeyPatch, key: str, value: str | None
+) -> None:
+    # ``event``, ``exc_info``, ``stack_info``...: bound in the request, each is
+    # written the chain's way (overridden, rendered, dropped), never as it is.
+    log_output.configure(level="DEBUG", service="videos")
+    _fast_and_chain(monkeypatch, log_output, _context(user_id="u-1"))  # the tables filled
+    fast, formatted, chain = _fast_and_chain(
+        monkeypatch, log_output, _context(user_id="u-1", **{key: value})
+    )
+    assert not formatted
+    assert fast == chain
+
+
+@pytest.mark.parametrize(
+    "bound",
+    [
+        {1: "a"},
+        {None: "a"},
+        {("t",): "a"},
+        {b"user_id": "a"},
+        {_Field.USER_ID: "u-1"},  # equal to the key the table holds, not a str itself
+        {_AnySpelling("User_ID"): "u-1"},  # equal to "user_id", another text
+        {"user_id": _AnySpelling("U-1")},  # equal to "u-1", another text
+    ],
+)
+def test_keys_and_values_only_equal_to_those_in_the_tables_take_the_chain(
+    log_output: LogOutput, monkeypatch: pytest.MonkeyPatch, bound: dict[Any, Any]
+) -> None:
+    # The tables are looked up by equality: only a str itself (or None) is
+    # written from them, anything else the chain's way.
+    log_output.configure(level="DEBUG", service="videos")
+    _, formatted, _ = _fast_and_chain(monkeypatch, log_output, _context(user_id="u-1"))
+    assert formatted
+    fast, formatted, chain = _fast_and_chain(monkeypatch, log_output, {**_context(), **bound})
+    assert not formatted
+    assert fast == chain
+    # The first kind seen does not decide for the other.
+    fast, formatted, chain = _fast_and_chain(monkeypatch, log_output, _context(user_id="u-1"))
+    assert formatted
+    assert fast == chain
+
+
+def test_the_table_of_key_texts_stays_small(log_output: LogOutput) -> None:
+    # Keys that differ on every request (an application binding ids as keys)
+    # must not grow the table for good.
+    pipeline = _SINK.pipeline
+    for n in range(3000):
+        context = {"request_id": "r", "method": "GET", "path": "/v", "client": None}
+        context[f"k{n}"] = "v"
+        pipeline.access_line(context, 200, 1500, None, "r", False)
+        assert len(pipeline._key_texts) <= 1025
+    lines = log_output.find(event="request finished")
+    assert [line[f"k{n}"] for n, line in enumerate(lines)] == ["v"] * 3000
