@@ -420,8 +420,9 @@ def json_safe(value: Any, default: Callable[[Any], Any], depth: int) -> Any:
         return "[TOO DEEP]"
     if isinstance(value, Mapping):
         return {
-            json_safe(k if isinstance(k, str) else safe_repr(k), default, depth): json_safe(
-                v, default, depth + 1
+            # A str subclass (a StrEnum member) as its text: orjson takes no other key.
+            json_safe(str.__str__(k) if isinstance(k, str) else safe_repr(k), default, depth): (
+                json_safe(v, default, depth + 1)
             )
             for k, v in value.items()
         }

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import enum
 import gc
 import io
 import logging
@@ -954,6 +955,26 @@ def test_a_key_whose_repr_raises_keeps_the_line(log_output: LogOutput) -> None:
     assert line["n"] == 1
     assert line["table"]["password"] == REDACTED
     assert "hunter2" not in log_output.text
+
+
+class Field(enum.StrEnum):
+    USER_ID = "user_id"
+    PASSWORD = "password"
+
+
+def test_str_subclass_keys_keep_the_line(log_output: LogOutput) -> None:
+    # orjson takes str keys only, not a StrEnum member: the line keeps its
+    # fields under the member's text, not "Log call failed".
+    fields = {Field.USER_ID: "u-1", Field.PASSWORD: "hunter2", "nested": {Field.USER_ID: 2}}
+    get_logger("r").info("keyed by enum", **fields)
+    logging.getLogger("r").info("stdlib keyed by enum", extra=fields)
+    for event in ("keyed by enum", "stdlib keyed by enum"):
+        line = log_output.one(event=event)
+        assert line["user_id"] == "u-1"
+        assert line["password"] == REDACTED
+        assert line["nested"] == {"user_id": 2}
+    assert "hunter2" not in log_output.text
+    assert "Log call failed" not in log_output.text
 
 
 def test_a_line_in_flight_during_a_reconfiguration_is_still_redacted(

@@ -1590,6 +1590,7 @@ def test_keys_and_values_only_equal_to_those_in_the_tables_take_the_chain(
     fast, formatted, chain = _fast_and_chain(monkeypatch, log_output, {**_context(), **bound})
     assert not formatted
     assert fast == chain
+    assert b'"event":"request finished"' in chain  # the line, not "Log call failed"
     # The first kind seen does not decide for the other.
     fast, formatted, chain = _fast_and_chain(monkeypatch, log_output, _context(user_id="u-1"))
     assert formatted
