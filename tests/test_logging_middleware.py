@@ -1159,14 +1159,8 @@ def test_a_service_name_orjson_refuses_still_gets_the_chain_s_access_line(
     assert orjson.loads(as_text)["service"] == "videos-\\udcff"
 
 
-def test_a_structlog_key_bound_once_does_not_send_every_later_line_through_the_chain(
-    log_output: LogOutput, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    # structlog keeps a variable for every key ever bound. Once cleared (or
-    # bound in another context only) it adds nothing: the lines are the same
-    # and the access line still takes its fast path. While it holds a value,
-    # every line carries it.
-    monkeypatch.setattr(time, "time", lambda: 1_767_225_600.25)
+def _listing_client() -> TestClient:
+    """A client of an app whose one route logs ``listing``, behind the middleware."""
     app = FastAPI()
 
     @app.get("/items")
@@ -1175,7 +1169,18 @@ def test_a_structlog_key_bound_once_does_not_send_every_later_line_through_the_c
         return {"ok": True}
 
     app.add_middleware(RequestContextMiddleware)
-    client = TestClient(app)
+    return TestClient(app)
+
+
+def test_a_structlog_key_bound_once_does_not_send_every_later_line_through_the_chain(
+    log_output: LogOutput, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # structlog keeps a variable for every key ever bound. Once cleared (or
+    # bound in another context only) it adds nothing: the lines are the same
+    # and the access line still takes its fast path. While it holds a value,
+    # every line carries it.
+    monkeypatch.setattr(time, "time", lambda: 1_767_225_600.25)
+    client = _listing_client()
     structlog.contextvars.bind_contextvars(tenant="t-1")
     try:
         assert client.get("/items", headers={"X-Request-ID": "req-1"}).status_code == 200
@@ -1322,15 +1327,7 @@ def test_a_structlog_value_that_is_falsy_still_reaches_every_line(
 ) -> None:
     # Only ``...`` means unbound: None, False, 0 and "" are values like any other.
     monkeypatch.setattr(time, "time", lambda: 1_767_225_600.25)
-    app = FastAPI()
-
-    @app.get("/items")
-    async def items() -> dict[str, bool]:
-        get_logger("app").info("listing")
-        return {"ok": True}
-
-    app.add_middleware(RequestContextMiddleware)
-    client = TestClient(app)
+    client = _listing_client()
     for _ in range(3):  # the access line's table is warm before the key is bound
         assert client.get("/items", headers={"X-Request-ID": "req-1"}).status_code == 200
     log_output.stream.seek(0)
