@@ -1605,3 +1605,20 @@ def test_the_table_of_key_texts_stays_small(log_output: LogOutput) -> None:
         assert len(pipeline._key_texts) <= 1025
     lines = log_output.find(event="request finished")
     assert [line[f"k{n}"] for n, line in enumerate(lines)] == ["v"] * 3000
+
+
+def test_structlog_contextvars_are_masked_on_every_line(log_output: LogOutput) -> None:
+    client = _listing_client()
+    structlog.contextvars.bind_contextvars(api_key="k-123", tenant="Bearer abc.def")
+    try:
+        assert client.get("/items").status_code == 200
+    finally:
+        structlog.contextvars.clear_contextvars()
+    lines = [
+        line for line in log_output.lines() if line.get("event") in ("listing", "request finished")
+    ]
+    assert [(line["api_key"], line["tenant"]) for line in lines] == [
+        ("[REDACTED]", "Bearer [REDACTED]"),
+        ("[REDACTED]", "Bearer [REDACTED]"),
+    ]
+    assert "k-123" not in log_output.text
