@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 import sys
 import threading
 import time
@@ -353,6 +354,17 @@ class _Logger:
 
 _LOGGERS: dict[str | None, _Logger] = {}
 _LOGGERS_LOCK = threading.Lock()
+
+
+def _loggers_lock_after_fork() -> None:
+    # Another thread of the parent may have held it (get_logger with a new
+    # name, configure_logging): in the child it would stay held for good.
+    global _LOGGERS_LOCK
+    _LOGGERS_LOCK = threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):  # pragma: no branch - absent only on Windows
+    os.register_at_fork(after_in_child=_loggers_lock_after_fork)
 
 
 def get_logger(name: str | None = None) -> FilteringBoundLogger:

@@ -100,6 +100,15 @@ def test_stdlib_records_share_the_pipeline_and_extra_fields_become_keys(
     assert "exc_info" not in line
 
 
+def test_extra_fields_keep_the_order_they_were_given_in(log_output: LogOutput) -> None:
+    # As structlog's keyword arguments do: the same line from each worker
+    # process has its keys in one order, not an order set by the hash seed.
+    extra = {f"field_{name}": index for index, name in enumerate("zyxwvutsrqponmlkjihg")}
+    logging.getLogger("ordered").info("ordered", extra=extra)
+    line = log_output.one(event="ordered")
+    assert [key for key in line if key.startswith("field_")] == list(extra)
+
+
 def test_request_context_reaches_structlog_and_stdlib_lines(log_output: LogOutput) -> None:
     token = start_request_context(request_id="r-1", method="GET", path="/videos")
     try:
@@ -594,6 +603,41 @@ def test_a_child_forked_while_another_thread_writes_can_still_log(tmp_path: Any)
         restore()
     events = [orjson.loads(line)["event"] for line in path.read_bytes().splitlines()]
     assert events == ["short", "long"]
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="POSIX only")
+@pytest.mark.filterwarnings("ignore:This process.*multi-threaded:DeprecationWarning")
+def test_a_child_forked_while_a_new_logger_is_made_can_still_make_loggers(tmp_path: Any) -> None:
+    # Another thread of the parent holds the loggers' lock (get_logger with a
+    # new name, configure_logging) when the application forks: the child would
+    # inherit it held for good, and its first get_logger() of a new name (or
+    # configure_logging in a post-fork hook) would wait forever.
+    from heygen_conventions import logging as heygen_logging
+
+    path = tmp_path / "child.log"
+    restore = _snapshot()
+    try:
+        with open(path, "wb") as stream:
+            configure_logging(json=True, stream=stream)
+            with heygen_logging._LOGGERS_LOCK:
+                pid = os.fork()
+                if pid == 0:  # the child
+                    try:
+                        get_logger("child.new").info("new logger")
+                        configure_logging(json=True, stream=stream)
+                        get_logger("child.new").info("configured again")
+                    finally:
+                        os._exit(0)
+            deadline = time.monotonic() + 5
+            while (done := os.waitpid(pid, os.WNOHANG))[0] == 0 and time.monotonic() < deadline:
+                time.sleep(0.05)
+            if done[0] == 0:
+                os.kill(pid, 9)
+                os.waitpid(pid, 0)
+    finally:
+        restore()
+    events = [orjson.loads(line)["event"] for line in path.read_bytes().splitlines()]
+    assert events == ["new logger", "configured again"]
 
 
 @pytest.mark.skipif(sys.implementation.name != "cpython", reason="CPython's async exceptions")
