@@ -248,6 +248,34 @@ def structlog_context_bound() -> bool:
     return False
 
 
+_PREFIX_LENGTH = len(getattr(structlog.contextvars, "STRUCTLOG_KEY_PREFIX", "structlog_"))
+
+
+def merge_structlog_context(
+    logger: WrappedLogger, method_name: str, event_dict: EventDict
+) -> EventDict:
+    """Add what structlog's contextvars hold here, as ``merge_contextvars`` does.
+
+    The event's own keys win. Read from structlog's registry, a lookup a key
+    ever bound, rather than by walking every variable of the context (those of
+    other libraries too); the keys come in the order they were first bound,
+    where the walk's order changes from one process to the next.
+    """
+    if _STRUCTLOG_VARS is None:  # another structlog version: its own way
+        return merge_contextvars(logger, method_name, event_dict)
+    if _STRUCTLOG_VARS:
+        try:
+            # A snapshot: another thread may bind a new key meanwhile.
+            variables = tuple(_STRUCTLOG_VARS.items())
+        except RuntimeError:  # pragma: no cover - changed size mid-copy (no GIL)
+            return merge_contextvars(logger, method_name, event_dict)
+        for name, var in variables:
+            value = var.get()
+            if value is not Ellipsis:
+                event_dict.setdefault(name[_PREFIX_LENGTH:], value)
+    return event_dict
+
+
 def merge_context(logger: WrappedLogger, method_name: str, event_dict: EventDict) -> EventDict:
     """Merge the request context and structlog contextvars; the event's own keys win."""
     context = get_request_context()
@@ -256,8 +284,8 @@ def merge_context(logger: WrappedLogger, method_name: str, event_dict: EventDict
         merged = context.copy()
         merged.update(event_dict)
         event_dict = merged
-    if _STRUCTLOG_VARS is None or (_STRUCTLOG_VARS and structlog_context_bound()):
-        event_dict = merge_contextvars(logger, method_name, event_dict)
+    if _STRUCTLOG_VARS is None or _STRUCTLOG_VARS:
+        event_dict = merge_structlog_context(logger, method_name, event_dict)
     return event_dict
 
 
@@ -949,8 +977,8 @@ class Pipeline:
         method_name = LEVEL_NAMES[level]
         line: Any = event_dict
         try:
-            if _STRUCTLOG_VARS is None or (_STRUCTLOG_VARS and structlog_context_bound()):
-                line = merge_contextvars(None, method_name, line)
+            if _STRUCTLOG_VARS is None or _STRUCTLOG_VARS:
+                line = merge_structlog_context(None, method_name, line)
             for processor in self._after_merge:
                 line = processor(None, method_name, line)
         except DropEvent:
