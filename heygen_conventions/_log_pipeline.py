@@ -52,6 +52,9 @@ ACCESS_EVENT = "request finished"
 _ACCESS_KEYS = ("logger", "status_code", "duration_ms", "error", "event", "level", "timestamp")
 # The keys RequestContextMiddleware binds for every request.
 _MIDDLEWARE_KEYS = ("request_id", "method", "path", "client")
+# The integers orjson writes as numbers.
+_INT64_MIN = -(2**63)
+_UINT64_MAX = 2**64 - 1
 # Keys the access line sets, or that the chain renders its own way: bound in
 # the request context, they send the line through the chain.
 _LINE_KEYS = frozenset({*_MIDDLEWARE_KEYS, *_ACCESS_KEYS, "exc_info", "stack_info"})
@@ -898,7 +901,8 @@ class Pipeline:
 
         None when one of them takes more than being written as it is: a key
         the redactor masks or the line sets itself, or a value other than
-        None or a str the redactor leaves as it is.
+        None, a bool, an int orjson writes (64 bits) or a str the redactor
+        leaves as it is.
         """
         key_texts = self._key_texts
         texts = self._json_texts
@@ -910,14 +914,21 @@ class Pipeline:
             key_text = key_texts.get(key) if type(key) is str else ""
             if key_text is None:
                 key_text = self._learn_key_text(key)
-            value = context[key]
-            if (
-                not key_text
-                or (value is not None and type(value) is not str)
-                or (value not in texts and not self._learn_json_text(value))
-            ):
+            if not key_text:
                 return None
-            parts.append(f",{key_text}{texts[value]}")
+            value = context[key]
+            kind = type(value)
+            if kind is str or value is None:
+                # Not by equality for the others: True == 1 == 1.0.
+                if value not in texts and not self._learn_json_text(value):
+                    return None
+                parts.append(f",{key_text}{texts[value]}")
+            elif kind is int and _INT64_MIN <= value <= _UINT64_MAX:  # an integer id
+                parts.append(f",{key_text}{value}")
+            elif kind is bool:
+                parts.append(f",{key_text}{'true' if value else 'false'}")
+            else:
+                return None
         return "".join(parts)
 
     def _learn_key_text(self, key: str) -> str:

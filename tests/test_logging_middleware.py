@@ -1389,7 +1389,12 @@ def test_a_new_path_on_every_request_gets_the_formatted_line_and_secrets_do_not(
         ({"user_id": "6f1c2b9e-9a34-4e55-8d7b-0c1e2f3a4b5c"}, True),
         ({"user_id": None}, True),
         ({"user_id": "u-1", "tenant": "t-1", 'ké"y\n': "ü\u2028"}, True),
-        ({"user_id": 42}, False),  # not a str: the chain's way
+        ({"user_id": 42, "admin": True, "beta": False}, True),
+        ({"low": -(2**63), "high": 2**64 - 1}, True),
+        ({"user_id": 2**64}, False),  # more than orjson writes as a number
+        ({"user_id": -(2**63) - 1}, False),
+        ({"ratio": 0.5}, False),  # not a str, int or bool: the chain's way
+        ({"user_id": b"u-1"}, False),
         ({"user_id": "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxIn0.c2lnbmF0dXJl"}, False),
         ({"user_id": "Bearer abc.def"}, False),
         ({"token": "plain"}, False),  # a secret key: masked
