@@ -262,7 +262,9 @@ def merge_structlog_context(
     The event's own keys win. Read from structlog's registry, a lookup a key
     ever bound, rather than by walking every variable of the context (those of
     other libraries too); the keys come in the order they were first bound,
-    where the walk's order changes from one process to the next.
+    where the walk's order changes from one process to the next. A variable
+    named like structlog's but made outside its registry (by hand) is not
+    merged.
     """
     if _STRUCTLOG_VARS is None:  # another structlog version: its own way
         return merge_contextvars(logger, method_name, event_dict)
