@@ -561,6 +561,17 @@ def test_a_short_line_cut_short_is_not_split_by_another_threads_line(
     assert sorted(events) == ["first", "second"]
 
 
+def _wait_or_kill(pid: int) -> None:
+    """Wait up to 5 s for the forked child ``pid``; a child still running then is stuck: kill it."""
+    deadline = time.monotonic() + 5
+    while os.waitpid(pid, os.WNOHANG)[0] == 0:
+        if time.monotonic() > deadline:
+            os.kill(pid, 9)
+            os.waitpid(pid, 0)
+            return
+        time.sleep(0.05)
+
+
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="POSIX only")
 @pytest.mark.filterwarnings("ignore:This process.*multi-threaded:DeprecationWarning")
 def test_a_child_forked_while_another_thread_writes_can_still_log(tmp_path: Any) -> None:
@@ -593,12 +604,7 @@ def test_a_child_forked_while_another_thread_writes_can_still_log(tmp_path: Any)
                     os._exit(0)
             release.set()
             writer.join()
-            deadline = time.monotonic() + 5
-            while (done := os.waitpid(pid, os.WNOHANG))[0] == 0 and time.monotonic() < deadline:
-                time.sleep(0.05)
-            if done[0] == 0:
-                os.kill(pid, 9)
-                os.waitpid(pid, 0)
+            _wait_or_kill(pid)
     finally:
         restore()
     events = [orjson.loads(line)["event"] for line in path.read_bytes().splitlines()]
@@ -628,12 +634,7 @@ def test_a_child_forked_while_a_new_logger_is_made_can_still_make_loggers(tmp_pa
                         get_logger("child.new").info("configured again")
                     finally:
                         os._exit(0)
-            deadline = time.monotonic() + 5
-            while (done := os.waitpid(pid, os.WNOHANG))[0] == 0 and time.monotonic() < deadline:
-                time.sleep(0.05)
-            if done[0] == 0:
-                os.kill(pid, 9)
-                os.waitpid(pid, 0)
+            _wait_or_kill(pid)
     finally:
         restore()
     events = [orjson.loads(line)["event"] for line in path.read_bytes().splitlines()]
