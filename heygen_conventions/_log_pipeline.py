@@ -748,9 +748,10 @@ class Pipeline:
         own fields are plain and known to be clean, so only the context (which
         the application may have added to) goes through the redactor. When the
         request bound nothing more than the middleware did, or only keys of its
-        own after them (``user_id``), and the values are None or strings the
-        redactor leaves as they are, the line is one formatted string (the
-        common case, new paths included); else a dict rendered with orjson.
+        own after them (``user_id``), and the values are None, strings the
+        redactor leaves as they are or (bound later) bools and 64-bit ints, the
+        line is one formatted string (the common case, new paths included);
+        else a dict rendered with orjson.
         Each way, the result is the line the chain would render, byte for
         byte, delivered the same way (captures, output). Anything else takes
         :meth:`emit`. Never raises.
@@ -805,43 +806,18 @@ class Pipeline:
                                 f'"timestamp":"{iso_timestamp(time.time())}"{self._static_text}}}\n'.encode()
                             )
                             return
-                    if exact:
-                        clean = self.redactor._clean
-                        old = self.redactor._clean_old
-                        if (
-                            (method in clean or method in old)
-                            and (path in clean or path in old)
-                            and (client is None or client in clean or client in old)
-                            and (
-                                (
-                                    request_id is not None
-                                    and rid is request_id
-                                    and (made_here or "eyJ" not in request_id)
-                                )
-                                or rid in clean
-                                or rid in old
-                            )
-                        ):
-                            event_dict = (
-                                self._access_template if error is None else self._error_template
-                            ).copy()
-                            event_dict["request_id"] = rid
-                            event_dict["method"] = method
-                            event_dict["path"] = path
-                            event_dict["client"] = client
-                            event_dict["status_code"] = status_code
-                            event_dict["duration_ms"] = duration_us / 1000
-                            event_dict["timestamp"] = iso_timestamp(time.time())
-                            if error is not None:
-                                event_dict["error"] = error
-                            try:
-                                line = orjson.dumps(event_dict, None, orjson.OPT_APPEND_NEWLINE)
-                            except TypeError:  # a surrogate in the path, an odd status
-                                line = dumps(
-                                    event_dict, self._json_default, orjson.OPT_APPEND_NEWLINE
-                                )
-                            self.output.write_line(line)
-                            return
+                    if exact and self._template_line(
+                        rid,
+                        method,
+                        path,
+                        client,
+                        status_code,
+                        duration_us,
+                        error,
+                        request_id,
+                        made_here,
+                    ):
+                        return
         except Exception:  # noqa: S110 - the general path below reports what fails
             pass
         if (
@@ -897,6 +873,58 @@ class Pipeline:
             self.report_failure(ACCESS_LOGGER, "info", ACCESS_EVENT, exc)
             return
         self.output.write_line(line)
+
+    def _template_line(
+        self,
+        rid: Any,
+        method: Any,
+        path: Any,
+        client: Any,
+        status_code: int | None,
+        duration_us: int,
+        error: str | None,
+        request_id: str | None,
+        made_here: bool,
+    ) -> bool:
+        """Write the line of a context holding the middleware's four keys only from a template.
+
+        For the lines the formatted string leaves (an error, an odd status or
+        duration, an id the application bound) when the values are known
+        clean; False, writing nothing, when they are not.
+        """
+        clean = self.redactor._clean
+        old = self.redactor._clean_old
+        if not (
+            (method in clean or method in old)
+            and (path in clean or path in old)
+            and (client is None or client in clean or client in old)
+            and (
+                (
+                    request_id is not None
+                    and rid is request_id
+                    and (made_here or "eyJ" not in request_id)
+                )
+                or rid in clean
+                or rid in old
+            )
+        ):
+            return False
+        event_dict = (self._access_template if error is None else self._error_template).copy()
+        event_dict["request_id"] = rid
+        event_dict["method"] = method
+        event_dict["path"] = path
+        event_dict["client"] = client
+        event_dict["status_code"] = status_code
+        event_dict["duration_ms"] = duration_us / 1000
+        event_dict["timestamp"] = iso_timestamp(time.time())
+        if error is not None:
+            event_dict["error"] = error
+        try:
+            line = orjson.dumps(event_dict, None, orjson.OPT_APPEND_NEWLINE)
+        except TypeError:  # a surrogate in the path, an odd status
+            line = dumps(event_dict, self._json_default, orjson.OPT_APPEND_NEWLINE)
+        self.output.write_line(line)
+        return True
 
     def _bound_json_text(self, context: Mapping[str, Any], keys: tuple[Any, ...]) -> str | None:
         """The keys bound after the middleware's, as the line's JSON text (``,"user_id":"u-1"``).
