@@ -1159,6 +1159,16 @@ def test_a_service_name_orjson_refuses_still_gets_the_chain_s_access_line(
     assert orjson.loads(as_text)["service"] == "videos-\\udcff"
 
 
+def _written_access_line(
+    log_output: LogOutput, context: dict[str, Any], request_id: str | None, *, made_here: bool
+) -> bytes:
+    """What the configured pipeline writes as the access line of ``context`` (200, 1.5 ms)."""
+    log_output.stream.seek(0)
+    log_output.stream.truncate()
+    _SINK.pipeline.access_line(context, 200, 1500, None, request_id, made_here)
+    return bytes(log_output.stream.getvalue())
+
+
 def _listing_client() -> TestClient:
     """A client of an app whose one route logs ``listing``, behind the middleware."""
     app = FastAPI()
@@ -1217,11 +1227,8 @@ def test_a_structlog_key_bound_once_does_not_send_every_later_line_through_the_c
         "client": "testclient:50000",
     }
 
-    def render() -> str:
-        log_output.stream.seek(0)
-        log_output.stream.truncate()
-        pipeline.access_line(context, 200, 1500, None, "req-1", False)
-        return log_output.stream.getvalue()
+    def render() -> bytes:
+        return _written_access_line(log_output, context, "req-1", made_here=False)
 
     def refuse(*args: Any, **kwargs: Any) -> Any:
         raise AssertionError("rendered as a dict, not as the formatted string")
@@ -1299,10 +1306,7 @@ def test_an_access_line_without_a_request_id_says_null_on_every_path(
     assert "/items" in pipeline._json_texts, "the access line did not take its fast path"
 
     def render() -> bytes:
-        log_output.stream.seek(0)
-        log_output.stream.truncate()
-        pipeline.access_line(context, 200, 1500, None, None, made_here)
-        return log_output.stream.getvalue()
+        return _written_access_line(log_output, context, None, made_here=made_here)
 
     fast = render()
     assert orjson.loads(fast)["request_id"] is None
@@ -1354,12 +1358,9 @@ def test_a_new_path_on_every_request_gets_the_formatted_line_and_secrets_do_not(
         ("/" + "a" * 300, False),  # longer than the strings the table keeps
     ]
 
-    def render(path: str) -> str:
-        log_output.stream.seek(0)
-        log_output.stream.truncate()
+    def render(path: str) -> bytes:
         context = {"request_id": request_id, "method": "GET", "path": path, "client": None}
-        pipeline.access_line(context, 200, 1500, None, request_id, True)
-        return log_output.stream.getvalue()
+        return _written_access_line(log_output, context, request_id, made_here=True)
 
     def refuse(*args: Any, **kwargs: Any) -> Any:
         raise AssertionError("rendered as a dict, not as the formatted string")
@@ -1430,10 +1431,7 @@ def test_keys_bound_after_the_middlewares_get_the_chain_s_line(
     }
 
     def render() -> bytes:
-        log_output.stream.seek(0)
-        log_output.stream.truncate()
-        pipeline.access_line(context, 200, 1500, None, request_id, True)
-        return bytes(log_output.stream.getvalue())
+        return _written_access_line(log_output, context, request_id, made_here=True)
 
     def refuse(*args: Any, **kwargs: Any) -> Any:
         raise AssertionError("rendered as a dict, not as the formatted string")
