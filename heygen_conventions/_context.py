@@ -27,16 +27,19 @@ _SAFE_REQUEST_ID = re.compile(rb"[A-Za-z0-9._-]{1,128}")
 
 # New ids are made in batches of 64: one os.urandom call, one hexlify and one
 # unpack serve 64 requests, where formatting a random number for each request
-# costs over three times as much.
+# costs over three times as much. Each id is kept as text (for the logs and
+# ``request.state``) and as bytes (for the response header), so no request
+# decodes its own.
 _BATCH = 64
 _SPLIT_BATCH = struct.Struct("32s" * _BATCH).unpack
 # Byte 6 carries the UUID version (4) in its high nibble, byte 8 the RFC 4122
 # variant (0b10) in its two high bits.
 _VERSION_4 = bytes(byte & 0x0F | 0x40 for byte in range(256))
 _RFC_4122 = bytes(byte & 0x3F | 0x80 for byte in range(256))
-_unused_ids: list[bytes] = []
-#: Pops an unused id (ASCII bytes), or raises IndexError when none is left:
-#: the cheapest way in for the middleware, which then calls :func:`new_request_id_bytes`.
+_unused_ids: list[tuple[str, bytes]] = []
+#: Pops an unused id as ``(text, ASCII bytes)``, or raises IndexError when none
+#: is left: the cheapest way in for the middleware, which then calls
+#: :func:`new_request_id_pair`.
 take_request_id = _unused_ids.pop
 
 
@@ -44,7 +47,8 @@ def _make_request_ids() -> None:
     data = bytearray(os.urandom(16 * _BATCH))
     data[6::16] = data[6::16].translate(_VERSION_4)
     data[8::16] = data[8::16].translate(_RFC_4122)
-    _unused_ids.extend(_SPLIT_BATCH(binascii.hexlify(data)))
+    raw_ids = _SPLIT_BATCH(binascii.hexlify(data))
+    _unused_ids.extend(zip(map(bytes.decode, raw_ids), raw_ids, strict=True))
 
 
 if hasattr(os, "register_at_fork"):  # pragma: no branch - absent only on Windows
@@ -52,8 +56,8 @@ if hasattr(os, "register_at_fork"):  # pragma: no branch - absent only on Window
     os.register_at_fork(after_in_child=_unused_ids.clear)
 
 
-def new_request_id_bytes() -> bytes:
-    """A random UUID4 as 32 ASCII hex digits, like ``uuid.uuid4().hex.encode()``.
+def new_request_id_pair() -> tuple[str, bytes]:
+    """A random UUID4 as 32 hex digits, as text and as ASCII bytes.
 
     From ``os.urandom``, as ``uuid.uuid4`` is, but made 64 at a time. Safe to
     call from any thread: each id is handed out once.
@@ -67,7 +71,7 @@ def new_request_id_bytes() -> bytes:
 
 def new_request_id() -> str:
     """A random UUID4 as 32 hex digits, like ``uuid.uuid4().hex``."""
-    return new_request_id_bytes().decode("ascii")
+    return new_request_id_pair()[0]
 
 
 def safe_request_id(raw: bytes | str | None) -> str | None:

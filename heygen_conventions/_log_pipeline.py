@@ -98,6 +98,8 @@ if hasattr(os, "register_at_fork"):  # pragma: no branch - absent only on Window
 class Output:
     """One stream, one lock, whole lines: structlog and stdlib lines never interleave."""
 
+    _line_fd: int  # _fd, once write_line is _write_line_to_fd
+
     def __init__(self, stream: IO[str] | IO[bytes] | CurrentStandardError | None) -> None:
         self._lock = threading.Lock()
         _OUTPUTS.add(self)
@@ -106,6 +108,9 @@ class Output:
         self._text: IO[str] | None = None
         self._fd: int | None = None  # the binary stream's file descriptor, when it is a file's
         self._text_above: IO[str] | None = None  # a block-buffered text layer over _binary
+        self._flush_first: Callable[[], object] | None = None
+        #: ``data``, one line ending in a newline, written whole. Never raises.
+        self.write_line: Callable[[bytes], None] = self._write_line_any
         # Held so that a text stream given inline (``stream=open(path, "a")``)
         # is not collected, and its finaliser does not close the buffer written to.
         self._stream = stream
@@ -147,6 +152,11 @@ class Output:
                 fd = raw.fileno()
                 if os.get_blocking(fd):
                     self._fd = fd
+        if self._fd is not None and self._text_above is None:
+            # Standard error or a file, nothing buffered above: the lines' own way.
+            self._line_fd = self._fd
+            self._flush_first = None if binary is raw else cast("IO[bytes]", binary).flush
+            self.write_line = self._write_line_to_fd
 
     def write(self, line: str | bytes) -> None:
         try:
@@ -164,8 +174,22 @@ class Output:
             # and logging must not raise.
             return
 
-    def write_line(self, data: bytes) -> None:
-        """``data``, one line ending in a newline, written whole. Never raises."""
+    def _write_line_to_fd(self, data: bytes) -> None:
+        # write_line for a descriptor with nothing buffered above it; see there.
+        try:
+            with self._lock:
+                flush = self._flush_first
+                if flush is not None:
+                    flush()  # what the application wrote to the buffer goes first
+                fd = self._line_fd
+                written = os.write(fd, data)
+                while written < len(data):  # a signal can cut a large write short
+                    data = data[written:]
+                    written = os.write(fd, data)
+        except Exception:
+            return  # as in write()
+
+    def _write_line_any(self, data: bytes) -> None:
         binary = self._binary
         if binary is None:
             if self._text is not None:
@@ -693,7 +717,8 @@ class Pipeline:
         # A request id under a secret key name is masked like any other value.
         self._request_id_secret = redactor.is_secret_key("request_id")
         self._template_access = (
-            self._direct_access
+            level <= logging.INFO
+            and self._direct_access
             and _STRUCTLOG_VARS is not None
             and not any(redactor.is_secret_key(key) for key in _MIDDLEWARE_KEYS)
         )
@@ -756,8 +781,6 @@ class Pipeline:
         byte, delivered the same way (captures, output). Anything else takes
         :meth:`emit`. Never raises.
         """
-        if self.level > logging.INFO:
-            return
         try:
             if (
                 self._template_access
@@ -794,7 +817,14 @@ class Pipeline:
                         bound = "" if exact else self._bound_json_text(context, keys)
                         if bound is not None:
                             # The chain's line as text: the id is letters, digits and
-                            # ``._-``, the other strings come JSON-escaped from the table.
+                            # ``._-``, the other strings come JSON-escaped from the
+                            # table, the timestamp is iso_timestamp()'s in parts.
+                            now = time.time()
+                            start, end, second = _clock
+                            if not start <= now < end:
+                                start, end, second = _second_of(now)
+                            micros = math.floor((now - start) * 1_000_000.0)
+                            millis = micros // 1000  # 1000 (rounded up): IndexError, the chain
                             self.output.write_line(
                                 f'{{"request_id":"{rid}","method":{texts[method]},'
                                 f'"path":{texts[path]},"client":{texts[client]}{bound},'
@@ -803,7 +833,9 @@ class Pipeline:
                                 f'"duration_ms":{_NUMBERS[duration_us // 1000]}'
                                 f"{_FRACTIONS[duration_us % 1000]},"
                                 f'"event":"request finished","level":"info",'
-                                f'"timestamp":"{iso_timestamp(time.time())}"{self._static_text}}}\n'.encode()
+                                f'"timestamp":"{second}{_DIGITS[millis]}'
+                                f'{_DIGITS_Z[micros - millis * 1000]}"'
+                                f"{self._static_text}}}\n".encode()
                             )
                             return
                     if exact and self._template_line(
@@ -820,6 +852,8 @@ class Pipeline:
                         return
         except Exception:  # noqa: S110 - the general path below reports what fails
             pass
+        if self.level > logging.INFO:
+            return
         if (
             not self._direct_access
             or structlog_context_bound()

@@ -41,7 +41,7 @@ from heygen_conventions._context import (
     enter_request_context,
     get_request_context,
     mark_logged,
-    new_request_id_bytes,
+    new_request_id_pair,
     safe_request_id,
     take_request_id,
     was_logged,
@@ -551,10 +551,9 @@ class RequestContextMiddleware:
         made_here = request_id is None
         if request_id is None:
             try:
-                raw_id = take_request_id()
+                request_id, raw_id = take_request_id()
             except IndexError:
-                raw_id = new_request_id_bytes()
-            request_id = raw_id.decode("ascii")
+                request_id, raw_id = new_request_id_pair()
         else:
             raw_id = request_id.encode("ascii")
         state[REQUEST_ID_STATE_KEY] = request_id

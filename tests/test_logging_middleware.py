@@ -36,7 +36,7 @@ from heygen_conventions import (
     setup_app,
 )
 from heygen_conventions._context import new_request_id
-from heygen_conventions._log_pipeline import Pipeline
+from heygen_conventions._log_pipeline import Pipeline, iso_timestamp
 from heygen_conventions.logging import _SINK, DEFAULT_REDACTED_KEYS
 from tests.fixtures.logging import LogOutput
 
@@ -1019,14 +1019,24 @@ ODD_TEXTS = [
 ]
 
 
-@pytest.mark.parametrize("service", [None, 'videos "eu"'])
+@pytest.mark.parametrize(
+    ("service", "now"),
+    [
+        (None, 1_767_225_600.25),
+        ('videos "eu"', 1_767_225_600.25),
+        # A second's first and last microsecond, and a time past its last whole one.
+        (None, 1_767_225_600.0),
+        (None, 1_767_225_599.999999),
+        (None, 1_767_225_599.9999996),
+    ],
+)
 def test_the_access_line_as_text_is_byte_for_byte_the_line_the_chain_renders(
-    log_output: LogOutput, monkeypatch: pytest.MonkeyPatch, service: str | None
+    log_output: LogOutput, monkeypatch: pytest.MonkeyPatch, service: str | None, now: float
 ) -> None:
     # A request that bound nothing more than the middleware did gets its line
     # as one formatted string; every path must write the same bytes, whatever
-    # the method, path, client, status and duration.
-    monkeypatch.setattr(time, "time", lambda: 1_767_225_600.25)
+    # the method, path, client, status, duration and time.
+    monkeypatch.setattr(time, "time", lambda: now)
     log_output.configure(level="DEBUG", service=service)
     pipeline = _SINK.pipeline
     request_id = "0123456789abcdef0123456789abcdef"
@@ -1066,8 +1076,17 @@ def test_the_access_line_as_text_is_byte_for_byte_the_line_the_chain_renders(
         parsed = orjson.loads(line)
         assert parsed["duration_ms"] == duration_us / 1000
         assert parsed["status_code"] == status
-        assert parsed["timestamp"] == "2026-01-01T00:00:00.250000Z"
+        assert parsed["timestamp"] == iso_timestamp(now)
         assert parsed["path"] == path.replace("\udc80", "\\udc80")
+    assert (
+        orjson.loads(as_text[0])["timestamp"]
+        == {
+            1_767_225_600.25: "2026-01-01T00:00:00.250000Z",
+            1_767_225_600.0: "2026-01-01T00:00:00.000000Z",
+            1_767_225_599.999999: "2025-12-31T23:59:59.999999Z",
+            1_767_225_599.9999996: "2025-12-31T23:59:59.999999Z",
+        }[now]
+    )
 
 
 def test_the_table_of_json_texts_stays_small(log_output: LogOutput) -> None:
