@@ -3,8 +3,10 @@
 ``BENCH_VARIANT`` picks what wraps it: ``bare`` (nothing), ``ours``
 (``configure_logging`` JSON lines plus ``RequestContextMiddleware``), and for
 the split of that cost ``configured`` (``configure_logging`` alone),
-``silent`` (the middleware without its access line) and ``floor`` (the
-benchmark's minimal id + context + header + line middleware); the peer
+``silent`` (the middleware without its access line), ``header`` (a
+middleware adding a fixed response header and nothing else: what echoing
+an id costs the server by itself) and ``floor`` (the benchmark's minimal
+id + context + header + line middleware); the peer
 asgi-correlation-id as ``correlation-id`` (its middleware alone) and
 ``correlation-id-line`` (its middleware with its logging filter on uvicorn's
 access line, the way its documentation pairs them).
@@ -15,6 +17,7 @@ from __future__ import annotations
 
 import logging
 import os
+from typing import Any
 
 from fastapi import FastAPI
 
@@ -52,3 +55,19 @@ if variant in ("correlation-id", "correlation-id-line"):
                     use_colors=False,
                 )
             )
+if variant == "header":
+
+    class FixedHeader:
+        def __init__(self, app: Any) -> None:
+            self.app = app
+
+        async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+            def send_with_header(message: Any) -> Any:
+                if message["type"] == "http.response.start":
+                    message["headers"] = [*message["headers"], FIXED_HEADER]
+                return send(message)
+
+            await self.app(scope, receive, send_with_header)
+
+    FIXED_HEADER = (b"x-request-id", b"0123456789abcdef0123456789abcdef")
+    app.add_middleware(FixedHeader)

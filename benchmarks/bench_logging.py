@@ -16,7 +16,7 @@ Contenders run interleaved in rounds; each figure is the median over rounds
 of the ratio within a round, so machine drift cancels out; beside it, the
 middle half of those ratios (first to third quartile).
 
-    .venv/bin/python benchmarks/bench_logging.py [--rounds 15] [--only server]
+    .venv/bin/python benchmarks/bench_logging.py [--rounds 15] [--only server] [--processes 6]
 """
 
 from __future__ import annotations
@@ -465,10 +465,34 @@ SERVER_CONTENDERS = {
 SPLIT_CONTENDERS = {
     "no middleware, no access log (baseline)": ("bare", False),
     "configure_logging() alone": ("configured", False),
+    "a fixed response header alone": ("header", False),
     "floor: minimal id + context + header + orjson line": ("floor", False),
     "RequestContextMiddleware(access_log=False)": ("silent", False),
     "RequestContextMiddleware, its access line": ("ours", False),
 }
+
+
+def between_processes(
+    per_process: dict[str, list[float]], baseline: str, resamples: int = 4000
+) -> dict[str, tuple[float, float]]:
+    """Each contender's ratio to the baseline, 5th to 95th percentile over resampled processes.
+
+    Identical server processes differ by a percent or two in CPU per request
+    (where their memory happens to lie), which no number of rounds averages
+    out: it moves a run's ratios all together. Drawing each contender's
+    processes again with replacement shows how far that alone can move them.
+    """
+    draw = random.Random(0)
+    base = per_process[baseline]
+    intervals = {}
+    for name, values in per_process.items():
+        ratios = sorted(
+            statistics.fmean(draw.choices(values, k=len(values)))
+            / statistics.fmean(draw.choices(base, k=len(base)))
+            for _ in range(resamples)
+        )
+        intervals[name] = (ratios[resamples // 20], ratios[resamples - 1 - resamples // 20])
+    return intervals
 
 
 def bench_server(
@@ -476,15 +500,16 @@ def bench_server(
     http: str,
     loop: str,
     contenders: dict[str, tuple[str, bool]] = SERVER_CONTENDERS,
+    processes: int = 6,
 ) -> None:
     """Server CPU time per request, uvicorn in its own processes, client in this one.
 
     CPU time is what a request costs the server (its throughput), and unlike
     latency it does not depend on the client's speed. Each contender runs in
-    several identical processes whose figures are averaged, and every process
-    serves turns of ``CHUNK`` requests in rotation, so the machine's own noise
-    falls on all contenders alike. A process's CPU time includes what uvicorn
-    does while idle (its 0.1 s tick), the same for every contender.
+    ``processes`` identical processes whose figures are averaged, and every
+    process serves turns of ``CHUNK`` requests in rotation, so the machine's
+    own noise falls on all contenders alike. A process's CPU time includes
+    what uvicorn does while idle (its 0.1 s tick), the same for every contender.
     """
     if not glob.glob(f"/proc/{os.getpid()}/task/*/schedstat"):
         print("\nPer request through uvicorn: skipped (needs Linux /proc/<pid>/schedstat)")
@@ -496,7 +521,7 @@ def bench_server(
             for name, contender in contenders.items()
             if not contender[0].startswith("correlation-id")
         }
-    number, processes = 2_000, 3
+    number = 6_000 // processes  # requests per process and round
     cpus = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else [0]
     server_cpu = cpus[-1]
     if len(cpus) > 1:  # the client on another core than the servers
@@ -514,6 +539,7 @@ def bench_server(
                 for _ in range(500):  # warm up: imports, caches, the first lines
                     server.request()
         cpu: dict[str, list[float]] = {name: [] for name in servers}
+        per_process = {name: [0.0] * processes for name in servers}
         wall: dict[str, list[float]] = {name: [] for name in servers}
         spread: list[float] = []
         everyone = [server for group in servers.values() for server in group]
@@ -534,6 +560,8 @@ def bench_server(
                     for server in group
                 ]
                 cpu[name].append(statistics.fmean(cpu_times))
+                for index, cpu_time in enumerate(cpu_times):
+                    per_process[name][index] += cpu_time / rounds
                 wall[name].append(statistics.fmean(spent[server] / number for server in group))
                 if name.endswith("(baseline)"):
                     spread.append(max(cpu_times) / min(cpu_times))
@@ -555,6 +583,10 @@ def bench_server(
         f"  spread between the baseline's {processes} identical processes (max/min CPU"
         f" per request): median {statistics.median(spread):.3f}"
     )
+    print("  server CPU ratio, 90% interval over the processes drawn again:")
+    for name, (low, high) in between_processes(per_process, baseline).items():
+        if name != baseline:
+            print(f"  {name:58}             {low:.3f}-{high:.3f}")
 
 
 def main() -> None:
@@ -564,6 +596,12 @@ def main() -> None:
         "--only",
         choices=["events", "filtered", "middleware", "server", "server-split"],
         help="one part only (server-split: only when asked)",
+    )
+    parser.add_argument(
+        "--processes",
+        type=int,
+        default=6,
+        help="uvicorn processes per contender through a server (their mean is what counts)",
     )
     parser.add_argument(
         "--split-stack",
@@ -576,11 +614,12 @@ def main() -> None:
         "events": lambda: bench_events(args.rounds),
         "filtered": lambda: bench_filtered(args.rounds),
         "middleware": lambda: bench_middleware(args.rounds),
-        "server": lambda: bench_servers(args.rounds),
+        "server": lambda: bench_servers(args.rounds, args.processes),
         "server-split": lambda: bench_server(
             args.rounds,
             *(fastest_stack() if args.split_stack == "fastest" else ("h11", "asyncio")),
             SPLIT_CONTENDERS,
+            args.processes,
         ),
     }
     for name, part in parts.items():
@@ -598,13 +637,13 @@ def fastest_stack() -> tuple[str, str]:
     return "httptools", "uvloop"
 
 
-def bench_servers(rounds: int) -> None:
+def bench_servers(rounds: int, processes: int) -> None:
     """Through uvicorn with the fast protocol stack when installed, and the pure-Python one."""
     if fastest_stack()[0] == "h11":
         print("\n(httptools/uvloop not installed: uvicorn[standard] measured without them)")
     else:
-        bench_server(rounds, "httptools", "uvloop")
-    bench_server(rounds, "h11", "asyncio")
+        bench_server(rounds, "httptools", "uvloop", processes=processes)
+    bench_server(rounds, "h11", "asyncio", processes=processes)
 
 
 if __name__ == "__main__":
