@@ -163,7 +163,13 @@ _SCHEME = re.compile(
 _MAX_DEPTH = 16
 _MAX_REPR = 4096
 _KEY_CACHE_SIZE = 4096
+# Strings known clean are remembered in two generations, each of at most
+# this many strings and characters; a string longer than the last is scanned
+# every time.
 _CLEAN_CACHE_SIZE = 4096
+_CLEAN_CACHE_CHARS = 1 << 20
+_MAX_REMEMBERED_LENGTH = 1 << 16
+# Longest value the access line keeps the JSON text of.
 _MAX_CLEAN_LENGTH = 256
 _MAX_KEY_LENGTH = 256
 
@@ -458,6 +464,7 @@ class Redactor:
         # so strings that repeat survive while one-off values (ids) churn.
         self._clean: set[str] = set()
         self._clean_old: set[str] = set()
+        self._clean_chars = 0  # in the young generation
         # Cheap substring checks decide whether the (slow) pair search runs at all.
         self._stems = self._names.stems
 
@@ -696,12 +703,17 @@ class Redactor:
 
     def _remember_clean(self, text: str) -> None:
         # Logger names, event templates, methods and hot paths repeat on every
-        # line; remembering that they are clean skips the substring checks.
-        if len(text) <= _MAX_CLEAN_LENGTH:
-            if len(self._clean) >= _CLEAN_CACHE_SIZE:
-                self._clean_old = self._clean
-                self._clean = set()
-            self._clean.add(text)
+        # line, and so do long strings (an SQL statement echoed on every
+        # query); remembering that they are clean skips the scan.
+        size = len(text)
+        if size > _MAX_REMEMBERED_LENGTH:
+            return
+        if len(self._clean) >= _CLEAN_CACHE_SIZE or self._clean_chars + size > _CLEAN_CACHE_CHARS:
+            self._clean_old = self._clean
+            self._clean = set()
+            self._clean_chars = 0
+        self._clean.add(text)
+        self._clean_chars += size
 
     def redact_value(self, value: Any, depth: int) -> Any:
         """A copy of ``value`` safe to log: secrets masked, odd objects made plain."""

@@ -325,6 +325,39 @@ def test_strings_seen_often_stay_cheap_and_secrets_stay_masked() -> None:
     assert masked == {"event": f"Bearer {REDACTED}", "note": "tick"}
 
 
+def test_long_clean_strings_are_scanned_once_and_the_cache_stays_bounded(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # An SQL statement echoed on every query is hundreds of characters long.
+    redactor = Redactor()
+    scans: list[str] = []
+    scrub = redactor.scrub
+
+    def counting(text: str) -> str:
+        scans.append(text)
+        return scrub(text)
+
+    monkeypatch.setattr(redactor, "scrub", counting)
+    statement = "SELECT videos.id, videos.title FROM videos WHERE videos.status = $1 " * 8
+    for _ in range(3):
+        assert redactor(None, "info", {"sql": statement}) == {"sql": statement}
+    assert scans.count(statement) == 1
+    secret = statement + f"AND password = {SECRET}"
+    for _ in range(2):  # what is not clean is never remembered: scanned and masked each time
+        assert redactor(None, "info", {"sql": secret})["sql"].endswith(f"password = {REDACTED}")
+    assert scans.count(secret) == 2
+    # One-off long strings: the two generations never hold much more than 2 MiB of text.
+    for n in range(400):
+        text = f"{n:06d}" + "x" * 20_000
+        assert redactor(None, "info", {"blob": text}) == {"blob": text}
+        held = sum(map(len, redactor._clean)) + sum(map(len, redactor._clean_old))
+        assert held <= 2 * 1024 * 1024
+    huge = "y" * 70_000  # longer than any string remembered
+    for _ in range(2):
+        redactor(None, "info", {"blob": huge})
+    assert scans.count(huge) == 2
+
+
 # Spellings of secret keys seen in the wild: camelCase (JavaScript clients,
 # OAuth responses), header names, one-piece names, plurals, related fields.
 SECRET_SPELLINGS = [
