@@ -817,14 +817,7 @@ class Pipeline:
                         bound = "" if exact else self._bound_json_text(context, keys)
                         if bound is not None:
                             # The chain's line as text: the id is letters, digits and
-                            # ``._-``, the other strings come JSON-escaped from the
-                            # table, the timestamp is iso_timestamp()'s in parts.
-                            now = time.time()
-                            start, end, second = _clock
-                            if not start <= now < end:
-                                start, end, second = _second_of(now)
-                            micros = math.floor((now - start) * 1_000_000.0)
-                            millis = micros // 1000  # 1000 (rounded up): IndexError, the chain
+                            # ``._-``, the other strings come JSON-escaped from the table.
                             self.output.write_line(
                                 f'{{"request_id":"{rid}","method":{texts[method]},'
                                 f'"path":{texts[path]},"client":{texts[client]}{bound},'
@@ -833,8 +826,7 @@ class Pipeline:
                                 f'"duration_ms":{_NUMBERS[duration_us // 1000]}'
                                 f"{_FRACTIONS[duration_us % 1000]},"
                                 f'"event":"request finished","level":"info",'
-                                f'"timestamp":"{second}{_DIGITS[millis]}'
-                                f'{_DIGITS_Z[micros - millis * 1000]}"'
+                                f'"timestamp":"{iso_timestamp(time.time())}"'
                                 f"{self._static_text}}}\n".encode()
                             )
                             return
