@@ -521,7 +521,10 @@ def bench_server(
             for name, contender in contenders.items()
             if not contender[0].startswith("correlation-id")
         }
-    number = 6_000 // processes  # requests per process and round
+    if processes < 1:
+        raise SystemExit("--processes must be at least 1")
+    # Requests per process and round, whole turns of CHUNK.
+    number = max(CHUNK, 6_000 // processes // CHUNK * CHUNK)
     cpus = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else [0]
     server_cpu = cpus[-1]
     if len(cpus) > 1:  # the client on another core than the servers

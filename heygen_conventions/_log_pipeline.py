@@ -98,8 +98,6 @@ if hasattr(os, "register_at_fork"):  # pragma: no branch - absent only on Window
 class Output:
     """One stream, one lock, whole lines: structlog and stdlib lines never interleave."""
 
-    _line_fd: int  # _fd, once write_line is _write_line_to_fd
-
     def __init__(self, stream: IO[str] | IO[bytes] | CurrentStandardError | None) -> None:
         self._lock = threading.Lock()
         _OUTPUTS.add(self)
@@ -108,9 +106,6 @@ class Output:
         self._text: IO[str] | None = None
         self._fd: int | None = None  # the binary stream's file descriptor, when it is a file's
         self._text_above: IO[str] | None = None  # a block-buffered text layer over _binary
-        self._flush_first: Callable[[], object] | None = None
-        #: ``data``, one line ending in a newline, written whole. Never raises.
-        self.write_line: Callable[[bytes], None] = self._write_line_any
         # Held so that a text stream given inline (``stream=open(path, "a")``)
         # is not collected, and its finaliser does not close the buffer written to.
         self._stream = stream
@@ -152,11 +147,6 @@ class Output:
                 fd = raw.fileno()
                 if os.get_blocking(fd):
                     self._fd = fd
-        if self._fd is not None and self._text_above is None:
-            # Standard error or a file, nothing buffered above: the lines' own way.
-            self._line_fd = self._fd
-            self._flush_first = None if binary is raw else cast("IO[bytes]", binary).flush
-            self.write_line = self._write_line_to_fd
 
     def write(self, line: str | bytes) -> None:
         try:
@@ -174,22 +164,8 @@ class Output:
             # and logging must not raise.
             return
 
-    def _write_line_to_fd(self, data: bytes) -> None:
-        # write_line for a descriptor with nothing buffered above it; see there.
-        try:
-            with self._lock:
-                flush = self._flush_first
-                if flush is not None:
-                    flush()  # what the application wrote to the buffer goes first
-                fd = self._line_fd
-                written = os.write(fd, data)
-                while written < len(data):  # a signal can cut a large write short
-                    data = data[written:]
-                    written = os.write(fd, data)
-        except Exception:
-            return  # as in write()
-
-    def _write_line_any(self, data: bytes) -> None:
+    def write_line(self, data: bytes) -> None:
+        """``data``, one line ending in a newline, written whole. Never raises."""
         binary = self._binary
         if binary is None:
             if self._text is not None:

@@ -863,6 +863,37 @@ def test_a_closed_file_stream_never_writes_to_whatever_reuses_its_descriptor(
     assert (tmp_path / "other.log").read_bytes() == b""
 
 
+@pytest.mark.parametrize("layers", ["unbuffered binary", "text over unbuffered binary"])
+def test_a_closed_unbuffered_stream_never_writes_to_whatever_reuses_its_descriptor(
+    tmp_path: Any, layers: str
+) -> None:
+    # open(path, "ab", buffering=0), or sys.stderr under PYTHONUNBUFFERED=1 /
+    # python -u (a text layer writing through to a FileIO): no buffer to flush
+    # first, yet a closed stream must still write nothing.
+    restore = _snapshot()
+    try:
+        raw = open(tmp_path / "closed.log", "ab", buffering=0)  # noqa: SIM115 - closed below
+        stream: Any = raw
+        if layers != "unbuffered binary":
+            stream = io.TextIOWrapper(raw, encoding="utf-8", write_through=True)
+        configure_logging(json=True, stream=stream)
+        number = raw.fileno()
+        stream.close()
+        with open(tmp_path / "other.log", "wb") as other:
+            moved = other.fileno() != number  # usually the lowest free one: the same
+            if moved:
+                os.dup2(other.fileno(), number)  # the descriptor now another file's
+            try:
+                get_logger("a").error("nowhere to go")
+                logging.getLogger("a").error("nowhere either")
+            finally:
+                if moved:
+                    os.close(number)
+    finally:
+        restore()
+    assert (tmp_path / "other.log").read_bytes() == b""
+
+
 def test_a_line_the_descriptor_takes_in_parts_is_written_whole(
     tmp_path: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
