@@ -98,6 +98,16 @@ class CircuitBreaker:
             self._opened_at = self._clock()
             self.opened_count += 1
 
+    def probe_now(self) -> None:
+        """Let the next call through as a probe, even before ``reset_timeout`` has passed.
+
+        For a last attempt that cannot wait, such as work left at shutdown.
+        A closed circuit is left as it is.
+        """
+        if self._state != "closed":
+            self._state = "open"
+            self._opened_at = self._clock() - self.reset_timeout
+
     def retry_after(self) -> float:
         """Seconds until the next probe is allowed (0 when closed)."""
         if self._state == "closed":

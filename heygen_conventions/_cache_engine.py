@@ -57,6 +57,9 @@ MAX_FAILED_KEYS = 10_000
 # seconds, then at doubling intervals up to the maximum, until one succeeds.
 REPLAY_FIRST_DELAY = 0.05
 REPLAY_MAX_DELAY = 1.0
+# When the backend closes (shutdown), invalidations still failing get one last
+# attempt within this many seconds; what is left then is logged as lost.
+LAST_ATTEMPT_TIMEOUT = 2.0
 
 
 # -- keys ---------------------------------------------------------------------
@@ -483,6 +486,7 @@ class State:
     # process reads those keys from the loader, not from the cache.
     failed: dict[str, tuple[Config, set[str] | None]] = field(default_factory=dict)
     replaying: asyncio.Task[None] | None = None
+    closing: bool = False  # no new retry task while the backend closes
     replay_now: asyncio.Event | None = None
     local: OrderedDict[tuple[str, str], dict[str, LocalEntry]] = field(default_factory=OrderedDict)
     local_maxsize: int = 4096
@@ -602,7 +606,12 @@ def existing_state(backend: Any) -> State | None:
 
 
 async def close_state(backend: Any) -> None:
-    """Stop the background tasks the mixin started for ``backend``."""
+    """Stop the background tasks the mixin started for ``backend``.
+
+    Invalidations that are still failing get one last attempt; those that
+    fail again are logged as lost (other instances may serve the entries
+    they were meant to remove until those expire).
+    """
     state = existing_state(backend)
     _SLOTTED_STATES.pop(id(backend), None)
     if state is None:
@@ -612,6 +621,12 @@ async def close_state(backend: Any) -> None:
             task.cancel()
             with suppress(asyncio.CancelledError, Exception):
                 await task
+    if state.failed:
+        state.closing = True
+        try:
+            await _last_attempt(state, backend)
+        finally:
+            state.closing = False
     state.subscriber = None
     state.replaying = None
     state.replay_now = None
@@ -776,7 +791,7 @@ def retry_failed(state: State, backend: Any) -> None:
     instance may be serving the entries they remove. A successful read wakes
     the retries early (see :func:`wake_retries`).
     """
-    if state.replaying is not None or not state.failed:
+    if state.replaying is not None or not state.failed or state.closing:
         return
     state.replay_now = asyncio.Event()
     state.replaying = asyncio.get_running_loop().create_task(_retry(state, backend))
@@ -799,23 +814,50 @@ async def _retry(state: State, backend: Any) -> None:
                     await asyncio.wait_for(wake.wait(), _retry_delay(backend, delay))
                 wake.clear()
             delay = min(delay * 2, REPLAY_MAX_DELAY)
-            for namespace, entry in list(state.failed.items()):
-                config, keys = entry
-                if keys is None:
-                    done = await invalidate_namespace(config, backend)
-                else:
-                    done = await invalidate_keys(config, backend, sorted(keys))
-                if not done:
-                    break
-                # Failures recorded while this ran replaced the entry: they stay.
-                if state.failed.get(namespace) is entry:
-                    del state.failed[namespace]
-                stats = state.ns(namespace)
-                if stats.incident:
-                    record_recovery(stats, namespace)
+            await _retry_once(state, backend)
     finally:
         state.replaying = None
         state.replay_now = None
+
+
+async def _retry_once(state: State, backend: Any) -> None:
+    """Retry each failed invalidation once, stopping at the first that fails again."""
+    for namespace, entry in list(state.failed.items()):
+        config, keys = entry
+        if keys is None:
+            done = await invalidate_namespace(config, backend)
+        else:
+            done = await invalidate_keys(config, backend, sorted(keys))
+        if not done:
+            return
+        # Failures recorded while this ran replaced the entry: they stay.
+        if state.failed.get(namespace) is entry:
+            del state.failed[namespace]
+        stats = state.ns(namespace)
+        if stats.incident:
+            record_recovery(stats, namespace)
+
+
+async def _last_attempt(state: State, backend: Any) -> None:
+    breaker = getattr(backend, "breaker", None)
+    probe_now = getattr(breaker, "probe_now", None)
+    if callable(probe_now):
+        probe_now()  # an open circuit would refuse the attempt without trying
+    with suppress(TimeoutError, Exception):
+        async with asyncio.timeout(LAST_ATTEMPT_TIMEOUT):
+            await _retry_once(state, backend)
+    for namespace, (config, keys) in state.failed.items():
+        logger.error(
+            "Cache invalidation lost at shutdown; other instances may serve the old entries "
+            "until they expire",
+            extra={
+                "cache_namespace": namespace,
+                # None: the whole namespace.
+                "cache_keys": None if keys is None else sorted(keys)[:20],
+                "cache_keys_count": None if keys is None else len(keys),
+                "stale_for_at_most_s": config.max_ttl,
+            },
+        )
 
 
 def _retry_delay(backend: Any, delay: float) -> float:

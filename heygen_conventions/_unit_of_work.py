@@ -13,6 +13,12 @@ savepoint runs nothing (the outer one may still roll back).
 The cache defers its invalidations here; the callbacks still queued are also
 how it knows which keys this transaction changed (:func:`pending_after_commit`),
 so that the transaction reads its own writes.
+
+The session of the unit of work in progress (the request's, a
+``Database.transaction()`` block's, an ``async with db.session()`` block's) is
+also held in a context variable (:func:`current_unit_of_work`): a service that
+keeps only a repository still finds the transaction its invalidations must
+wait for.
 """
 
 from __future__ import annotations
@@ -20,14 +26,23 @@ from __future__ import annotations
 import asyncio
 import inspect
 import logging
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
+from contextlib import contextmanager, suppress
+from contextvars import ContextVar
 from typing import Any
 
 from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncSession, AsyncSessionTransaction
 from sqlalchemy.orm import Session, SessionTransaction
 
-__all__ = ["AfterCommitCallback", "after_commit", "pending_after_commit", "run_after_commit"]
+__all__ = [
+    "AfterCommitCallback",
+    "after_commit",
+    "current_unit_of_work",
+    "pending_after_commit",
+    "run_after_commit",
+    "unit_of_work_scope",
+]
 
 logger = logging.getLogger("heygen_conventions.db")
 
@@ -35,6 +50,7 @@ AfterCommitCallback = Callable[[], Awaitable[object] | object]
 
 _PENDING = "heygen_after_commit_pending"
 _READY = "heygen_after_commit_ready"
+_SCOPES = "heygen_unit_of_work_tokens"
 
 
 class _SyncSession(Session):
@@ -72,6 +88,27 @@ class _AsyncTransaction(AsyncSessionTransaction):
         await run_after_commit(self.session)
 
 
+_CURRENT: ContextVar[AsyncSession | None] = ContextVar("heygen_unit_of_work", default=None)
+
+
+def current_unit_of_work() -> AsyncSession | None:
+    """The session of the innermost unit of work open in this context, if any."""
+    return _CURRENT.get()
+
+
+@contextmanager
+def unit_of_work_scope(session: AsyncSession) -> Iterator[None]:
+    """Make ``session`` the current unit of work for the block."""
+    token = _CURRENT.set(session)
+    try:
+        yield
+    finally:
+        # A block left from another context (a generator finalised elsewhere)
+        # cannot reset this one's variable; that context ends with it anyway.
+        with suppress(ValueError):
+            _CURRENT.reset(token)
+
+
 class _AsyncSession(AsyncSession):
     sync_session_class = _SyncSession
 
@@ -81,6 +118,18 @@ class _AsyncSession(AsyncSession):
 
     def begin(self) -> AsyncSessionTransaction:
         return _AsyncTransaction(self)
+
+    async def __aenter__(self) -> _AsyncSession:
+        session = await super().__aenter__()
+        self.info.setdefault(_SCOPES, []).append(_CURRENT.set(self))
+        return session
+
+    async def __aexit__(self, type_: Any, value: Any, traceback: Any) -> None:
+        scopes = self.info.get(_SCOPES)
+        if scopes:
+            with suppress(ValueError):  # left from another context: see unit_of_work_scope
+                _CURRENT.reset(scopes.pop())
+        await super().__aexit__(type_, value, traceback)
 
 
 def after_commit(session: AsyncSession, callback: AfterCommitCallback) -> None:

@@ -64,7 +64,11 @@ from heygen_conventions._cache_read import (
     write_spread,
 )
 from heygen_conventions._lifespan import check_at_startup, close_after_lifespan
-from heygen_conventions._unit_of_work import after_commit, pending_after_commit
+from heygen_conventions._unit_of_work import (
+    after_commit,
+    current_unit_of_work,
+    pending_after_commit,
+)
 
 if TYPE_CHECKING:
     from fastapi import FastAPI
@@ -266,12 +270,18 @@ class CachedServiceMixin:
     def cache_unit_of_work(self) -> Any | None:
         """The session whose commit deferred invalidations wait for.
 
-        ``self.session``, else ``self.db``, else None; override to choose
-        another. Anything but an ``AsyncSession`` in a transaction means
-        "no transaction": invalidations happen at once.
+        ``self.session``, else ``self.db``, when it is an ``AsyncSession``;
+        else the unit of work open where the call runs: the request's session
+        (``get_db_session``), a ``Database.transaction()`` or
+        ``async with db.session()`` block; else None. Override to choose
+        another. Anything but an ``AsyncSession`` in a transaction means "no
+        transaction": invalidations happen at once.
         """
-        session = getattr(self, "session", None)
-        return session if session is not None else getattr(self, "db", None)
+        for name in ("session", "db"):
+            session = getattr(self, name, None)
+            if isinstance(session, AsyncSession):
+                return session
+        return current_unit_of_work()
 
     def _config(self) -> Config:
         config = self._cache_config

@@ -71,6 +71,7 @@ from heygen_conventions._unit_of_work import (
     _SyncSession,
     after_commit,
     run_after_commit,
+    unit_of_work_scope,
 )
 from heygen_conventions.settings import Settings
 
@@ -679,7 +680,8 @@ async def _unit_of_work(factory: async_sessionmaker[AsyncSession]) -> AsyncItera
     session = factory()
     try:
         try:
-            yield session
+            with unit_of_work_scope(session):
+                yield session
             if session.in_transaction():
                 await session.commit()
         except BaseException as exc:

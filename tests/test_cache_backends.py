@@ -246,6 +246,23 @@ def test_breaker_replaces_a_probe_that_never_reported() -> None:
     assert breaker.allow() is True
 
 
+def test_breaker_probe_now_lets_one_call_through_before_the_reset_timeout() -> None:
+    now = [0.0]
+    breaker = CircuitBreaker(failure_threshold=1, reset_timeout=60, clock=lambda: now[0])
+    breaker.probe_now()
+    assert breaker.state == "closed"  # nothing to do
+    breaker.record_failure()
+    assert breaker.allow() is False
+    breaker.probe_now()
+    assert breaker.allow() is True  # the probe, 59 s early
+    assert breaker.allow() is False  # one at a time, as any probe
+    breaker.record_failure()
+    assert breaker.state == "open"
+    assert breaker.retry_after() == 60  # a failed probe opens it for the whole timeout again
+    breaker.probe_now()  # a probe that never reported back is replaced too
+    assert breaker.allow() is True
+
+
 @pytest.mark.parametrize("bad", [{"failure_threshold": 0}, {"reset_timeout": 0}])
 def test_breaker_rejects_bad_configuration(bad: dict[str, float]) -> None:
     with pytest.raises(ValueError, match="must be"):

@@ -359,24 +359,102 @@ async def _retries_done(backend: Any) -> None:
 
 
 class _Flaky:
-    """A real backend behind a switch that makes every call fail like an outage."""
+    """A real backend behind a switch that makes every call fail like an outage.
 
-    def __init__(self, inner: CacheBackend, failing: set[str] | None = None) -> None:
+    With a ``breaker``, calls go through it as RedisCache's do.
+    """
+
+    def __init__(
+        self,
+        inner: CacheBackend,
+        failing: set[str] | None = None,
+        breaker: CircuitBreaker | None = None,
+    ) -> None:
         self.inner = inner
         self.down = False
         self.failing = failing  # the calls that fail while down; None: all of them
+        if breaker is not None:
+            self.breaker = breaker
 
     def __getattr__(self, name: str) -> Any:
+        if name.startswith("_heygen"):  # the mixin's state is the wrapper's own
+            raise AttributeError(name)
         attribute = getattr(self.inner, name)
         if not inspect.iscoroutinefunction(attribute):
             return attribute  # plain attributes and sync methods (add_close_hook)
 
         async def call(*args: Any, **kwargs: Any) -> Any:
+            breaker: CircuitBreaker | None = self.__dict__.get("breaker")
+            if breaker is not None and not breaker.allow():
+                raise CacheUnavailableError("circuit open")
             if self.down and (self.failing is None or name in self.failing):
+                if breaker is not None:
+                    breaker.record_failure()
                 raise CacheUnavailableError("down")
+            if breaker is not None:
+                breaker.record_success()
             return await attribute(*args, **kwargs)
 
         return call
+
+
+async def test_closing_makes_a_last_attempt_at_the_failed_invalidations(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A shutdown right after an outage: the invalidation reaches the other instances
+    although the breaker would hold the retries back for another minute."""
+    shared = MemoryCache()  # the Redis both instances use
+    flaky = _Flaky(shared, breaker=CircuitBreaker(failure_threshold=1, reset_timeout=60))
+    on_a, on_b = VideoService(flaky), VideoService(shared)  # type: ignore[arg-type]
+    titles = {1: "old"}
+
+    async def load() -> Video:
+        return Video(id=1, title=titles[1])
+
+    assert await on_b.cached(1, load, model=Video) == Video(id=1, title="old")
+    flaky.down = True
+    titles[1] = "new"  # committed through a
+    await on_a.invalidate(1)
+    flaky.down = False  # Redis is back; a's breaker stays open for a minute
+    await asyncio.sleep(0.1)
+    assert await on_b.cached(1, load, model=Video) == Video(id=1, title="old")
+
+    await engine.close_state(flaky)  # what closing a's backend runs
+    assert await on_b.cached(1, load, model=Video) == Video(id=1, title="new")
+    assert not _records(caplog, _LOST)
+    state = engine.existing_state(flaky)
+    assert state is not None
+    assert not state.failed
+
+
+_LOST = (
+    "Cache invalidation lost at shutdown; other instances may serve the old entries "
+    "until they expire"
+)
+
+
+async def test_invalidations_still_failing_at_shutdown_are_logged_as_lost(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    flaky = _Flaky(MemoryCache())
+    service = VideoService(flaky)  # type: ignore[arg-type]
+    flaky.down = True
+    await service.invalidate(1, "two")
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    await engine.close_state(flaky)
+    assert loop.time() - started < engine.LAST_ATTEMPT_TIMEOUT + 1
+    (lost,) = _records(caplog, _LOST)
+    assert lost.levelno == logging.ERROR
+    assert lost.cache_namespace == "videos"  # type: ignore[attr-defined]
+    assert lost.cache_keys == ["1", "two"]  # type: ignore[attr-defined]
+    assert lost.cache_keys_count == 2  # type: ignore[attr-defined]
+    assert lost.stale_for_at_most_s == 86400.0  # type: ignore[attr-defined]
+    state = engine.existing_state(flaky)
+    assert state is not None
+    assert state.replaying is None  # the failed last attempt started no retries
+    # Still known here: this process keeps reading those keys from the loader.
+    assert state.invalidation_failed("videos", "1")
 
 
 async def test_a_connection_dropped_by_a_restart_is_retried_once(redis_server: RedisServer) -> None:

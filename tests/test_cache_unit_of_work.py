@@ -11,7 +11,9 @@ import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
+import httpx
 import pytest
+from fastapi import FastAPI
 from pydantic import BaseModel
 from sqlalchemy import true
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -21,10 +23,14 @@ from heygen_conventions import (
     CacheBackend,
     CachedServiceMixin,
     Database,
+    DBSession,
     MemoryCache,
     NotFoundError,
     cache_stats,
+    install_database,
+    install_exception_handlers,
 )
+from heygen_conventions._unit_of_work import current_unit_of_work
 from tests.fixtures.db import Video
 
 
@@ -245,3 +251,76 @@ async def test_a_session_not_made_by_database_is_refused_inside_a_transaction(
         await session.commit()
         await service.invalidate(scene.video_id)  # after the commit it happens at once
     assert await scene.seen() == "after"
+
+
+class RepositoryOnly(CachedServiceMixin):
+    """Keeps a repository and no session: the open unit of work is found anyway."""
+
+    cache_namespace = "uow-videos"
+
+    def __init__(self, session: AsyncSession, cache: CacheBackend) -> None:
+        self.cache = cache
+        self.videos = VideoRepository(session)
+
+    async def rename(self, video_id: uuid.UUID, title: str) -> None:
+        await self.videos.update(video_id, {"title": title})
+        await self.invalidate(video_id)
+
+
+async def test_a_service_without_a_session_waits_for_the_transaction_block(scene: Scene) -> None:
+    async with scene.db.transaction() as session:
+        await RepositoryOnly(session, scene.cache).rename(scene.video_id, "after")
+        # A reader meanwhile gets the committed value from the cache and, the
+        # entry still valid, re-caches nothing that the commit would leave stale.
+        assert await scene.seen() == "before"
+    assert await scene.seen() == "after"
+
+
+async def test_a_service_without_a_session_waits_for_a_session_block(scene: Scene) -> None:
+    async with scene.db.session() as session:
+        await RepositoryOnly(session, scene.cache).rename(scene.video_id, "after")
+        assert await scene.seen() == "before"
+        await session.commit()
+        assert await scene.seen() == "after"
+    loads = scene.loads()
+    async with scene.db.session() as session:
+        await RepositoryOnly(session, scene.cache).rename(scene.video_id, "never")
+        await session.rollback()
+    assert await scene.seen() == "after"
+    assert scene.loads() == loads  # the rolled-back invalidation never ran
+
+
+async def test_a_service_without_a_session_waits_for_the_requests_commit(scene: Scene) -> None:
+    app = FastAPI()
+    install_database(app, scene.db)
+    seen_during: list[str] = []
+
+    @app.post("/rename/{title}")
+    async def rename(title: str, session: DBSession) -> dict[str, bool]:
+        await RepositoryOnly(session, scene.cache).rename(scene.video_id, title)
+        # Had the invalidation run now, this read would load the old row and
+        # cache it under the new generation: stale once the route commits.
+        seen_during.append(await scene.seen())
+        if title == "fail":
+            raise NotFoundError("rolled back")
+        return {"ok": True}
+
+    install_exception_handlers(app)
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+        response = await client.post("/rename/after")
+        assert response.status_code == 200, response.text
+        assert await scene.seen() == "after"
+        response = await client.post("/rename/fail")
+        assert response.status_code == 404, response.text
+    assert seen_during == ["before", "after"]
+    assert await scene.seen() == "after"
+
+
+async def test_a_nested_unit_of_work_is_current_only_inside_its_block(scene: Scene) -> None:
+    async with scene.db.transaction() as outer:
+        assert current_unit_of_work() is outer
+        async with scene.db.transaction() as inner:
+            assert current_unit_of_work() is inner
+        assert current_unit_of_work() is outer
+    assert current_unit_of_work() is None
