@@ -263,11 +263,11 @@ def _field(error: Mapping[str, Any]) -> str | None:
 class ProblemDetails(BaseModel):
     """An RFC 9457 problem+json error body, as OpenAPI documents it."""
 
-    type: str = Field("about:blank", description="Problem type URI; `about:blank` here.")
+    type: str = Field(default="about:blank", description="Problem type URI; `about:blank` here.")
     title: str = Field(..., description="The status's reason phrase.")
     status: int = Field(..., description="The HTTP status code.")
     detail: str = Field(..., description="Human-readable summary of what went wrong.")
-    instance: str | None = Field(None, description="The request path.")
+    instance: str | None = Field(default=None, description="The request path.")
     code: str = Field(..., description="Stable machine-readable error code.")
     errors: list[ErrorDetail] = Field(..., description="One entry per problem found.")
     request_id: str = Field(..., description="To quote when reporting the error.")

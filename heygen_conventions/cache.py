@@ -35,7 +35,15 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from datetime import timedelta
-from typing import TYPE_CHECKING, Any, ClassVar, Protocol, TypeVar, runtime_checkable
+from typing import (
+    TYPE_CHECKING,
+    Any,
+    ClassVar,
+    Protocol,
+    TypeVar,
+    overload,
+    runtime_checkable,
+)
 
 from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.requests import HTTPConnection
@@ -303,6 +311,7 @@ class CachedServiceMixin:
 
     # -- one value -------------------------------------------------------------------
 
+    @overload
     async def cached(
         self,
         key: CacheKey,
@@ -310,7 +319,26 @@ class CachedServiceMixin:
         *,
         model: type[T],
         ttl: float | timedelta | None = None,
-    ) -> T | None:
+    ) -> T | None: ...
+
+    @overload
+    async def cached(
+        self,
+        key: CacheKey,
+        loader: Callable[[], Awaitable[Any]],
+        *,
+        model: Any,  # a union such as ``Model | None``, which ``type[T]`` cannot name
+        ttl: float | timedelta | None = None,
+    ) -> Any: ...
+
+    async def cached(
+        self,
+        key: CacheKey,
+        loader: Callable[[], Awaitable[Any]],
+        *,
+        model: Any,
+        ttl: float | timedelta | None = None,
+    ) -> Any:
         """The value for ``key``, from the cache or else from ``loader()``.
 
         Args:
@@ -346,7 +374,7 @@ class CachedServiceMixin:
             # This transaction changed the key, or an invalidation of it has
             # not reached the backend yet: read from the loader, cache nothing.
             stats.misses += 1
-            return await load(stats, loader, codec)  # type: ignore[no-any-return]
+            return await load(stats, loader, codec)
 
         epoch = state.local_epoch
         if config.local_ttl is not None:
@@ -354,21 +382,21 @@ class CachedServiceMixin:
             local = state.local_get(namespace, text, codec.schema_hash)
             if local is not None:
                 stats.local_hits += 1
-                return self._serve(stats, local, codec)  # type: ignore[no-any-return]
+                return self._serve(stats, local, codec)
 
         while (leaders := state.inflight.get((namespace, text))) is not None and (
             leader := leaders.get(codec.schema_hash)
         ) is not None:
             shared = await join(leader, stats, codec)
             if shared is not TAKE_OVER:
-                return shared  # type: ignore[no-any-return]
+                return shared
             if not leader.cancelled():
                 break  # its value could not be shared: load our own
             # Its caller was cancelled: the first waiter to wake leads, the others join it.
         if lifetime is None:
             lifetime = self._lifetime(config, None)
         flight = Flight(backend, state, stats, config, codec, loader, text, lifetime, epoch)
-        return await flight.lead()  # type: ignore[no-any-return]
+        return await flight.lead()
 
     def _serve(self, stats: NamespaceStats, entry: bytes, codec: Codec) -> Any:
         value = engine.decode_entry(entry, codec)
@@ -377,6 +405,7 @@ class CachedServiceMixin:
 
     # -- many values -------------------------------------------------------------------
 
+    @overload
     async def cached_many(
         self,
         ids: Iterable[K],
@@ -384,7 +413,26 @@ class CachedServiceMixin:
         *,
         model: type[T],
         ttl: float | timedelta | None = None,
-    ) -> dict[K, T]:
+    ) -> dict[K, T]: ...
+
+    @overload
+    async def cached_many(
+        self,
+        ids: Iterable[K],
+        loader_many: Callable[[list[K]], Awaitable[Mapping[K, Any]]],
+        *,
+        model: Any,  # a union, as for cached()
+        ttl: float | timedelta | None = None,
+    ) -> dict[K, Any]: ...
+
+    async def cached_many(
+        self,
+        ids: Iterable[K],
+        loader_many: Callable[[list[K]], Awaitable[Mapping[K, Any]]],
+        *,
+        model: Any,
+        ttl: float | timedelta | None = None,
+    ) -> dict[K, Any]:
         """Values for ``ids``: one cache round trip, one ``loader_many`` call for the misses.
 
         Args:

@@ -116,7 +116,7 @@ class ErrorDetail(BaseModel):
     code: str = Field(..., description="Stable machine-readable error code, e.g. `not_found`.")
     message: str = Field(..., description="Human-readable explanation.")
     field: str | None = Field(
-        None,
+        default=None,
         description="Location of the offending input for input errors, dotted "
         "(`body.owner.email`, `query.per_page`).",
     )
@@ -131,7 +131,7 @@ class APIResponse(_ReadableGenericName, Generic[T]):
 
     success: bool = Field(..., description="Whether the request succeeded.")
     message: str = Field(..., description="Human-readable summary.")
-    data: T | None = Field(None, description="The payload; null on errors.")
+    data: T | None = Field(default=None, description="The payload; null on errors.")
     errors: list[ErrorDetail] = Field(default_factory=list, description="Problems, if any.")
     metadata: dict[str, Any] = Field(
         default_factory=dict, description="Request id and other per-response facts."
@@ -161,9 +161,9 @@ class ErrorResponse(BaseModel):
     ``responses=`` (see :func:`heygen_conventions.error_responses`).
     """
 
-    success: Literal[False] = Field(False, description="Always false for an error.")
+    success: Literal[False] = Field(default=False, description="Always false for an error.")
     message: str = Field(..., description="Human-readable summary of what went wrong.")
-    data: None = Field(None, description="Always null for an error.")
+    data: None = Field(default=None, description="Always null for an error.")
     errors: list[ErrorDetail] = Field(..., description="One entry per problem found.")
     metadata: dict[str, Any] = Field(
         default_factory=dict, description="`request_id`, to quote when reporting the error."
@@ -252,8 +252,10 @@ class CursorPage(_ReadableGenericName, Generic[T]):
     """One page of a keyset (cursor) listing; deep pages cost what the first does."""
 
     data: list[T] = Field(..., description="The items on this page.")
-    next_cursor: str | None = Field(None, description="Opaque cursor of the next page, if any.")
+    next_cursor: str | None = Field(
+        default=None, description="Opaque cursor of the next page, if any."
+    )
     previous_cursor: str | None = Field(
-        None, description="Opaque cursor of the previous page, if any."
+        default=None, description="Opaque cursor of the previous page, if any."
     )
     has_more: bool = Field(..., description="Whether items follow this page.")

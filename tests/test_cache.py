@@ -42,6 +42,7 @@ from heygen_conventions import (
     install_exception_handlers,
 )
 from tests.fixtures.cache import cache_keys
+from tests.typecheck import mypy_strict
 
 
 class VideoResponse(BaseModel):
@@ -1394,3 +1395,42 @@ async def test_stats_work_for_backends_with_slots(db: FakeDB) -> None:
     await service.get(1)
     await service.get(1)
     assert cache_stats(slotted)["namespaces"]["videos"]["hits"] == 1  # type: ignore[arg-type]
+
+
+def test_cached_is_typed_for_models_and_unions(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``model=Video`` types the result ``Video | None``; a union the README allows checks too."""
+    source = """
+        from typing import Any, assert_type
+
+        from pydantic import BaseModel
+
+        from heygen_conventions import CachedServiceMixin
+
+
+        class Video(BaseModel):
+            id: int
+
+
+        class Videos(CachedServiceMixin):
+            cache_namespace = "videos"
+
+            async def one(self) -> Video | None:
+                async def load() -> Video:
+                    return Video(id=1)
+
+                found = await self.cached(1, load, model=Video)
+                assert_type(found, Video | None)
+                maybe = await self.cached(2, load, model=Video | None)
+                many = await self.cached_many([1], self.load_many, model=Video)
+                assert_type(many, dict[int, Video])
+                either = await self.cached_many([1], self.load_many, model=Video | None)
+                assert_type(either, dict[int, Any])
+                return found if maybe is None else maybe
+
+            async def load_many(self, ids: list[int]) -> dict[int, Video]:
+                return {i: Video(id=i) for i in ids}
+        """
+    assert mypy_strict(source, monkeypatch) == ""
+    # The check can fail: a wrong type is reported.
+    wrong = source.replace("assert_type(found, Video | None)", "assert_type(found, Video)")
+    assert "[assert-type]" in mypy_strict(wrong, monkeypatch)

@@ -35,3 +35,11 @@ def test_every_setting_is_in_the_configuration_table() -> None:
     text = README.read_text(encoding="utf-8")
     missing = [n for n in Settings.model_fields if f"`HEYGEN_{n.upper()}`" not in text]
     assert not missing, f"README configuration table lacks {missing}"
+
+
+@pytest.mark.parametrize("index", range(len(BLOCKS)))
+def test_readme_block_type_checks(index: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    """What the README shows passes ``mypy --strict``, as a user's project would run it."""
+    from tests.typecheck import mypy_strict
+
+    assert mypy_strict(BLOCKS[index], monkeypatch) == ""

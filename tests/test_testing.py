@@ -221,12 +221,16 @@ def _requirement_names(requirements: list[str]) -> set[str]:
     return {r.split("[")[0].split(">")[0].split("=")[0].split("<")[0].strip() for r in requirements}
 
 
-def test_every_third_party_import_of_testing_is_declared() -> None:
+@pytest.mark.parametrize("module", ["testing.py", "pytest_plugin.py"])
+def test_every_third_party_import_of_testing_is_declared(module: str) -> None:
     project = tomllib.loads((_ROOT / "pyproject.toml").read_text())["project"]
     declared = _requirement_names(project["dependencies"]) | _requirement_names(
         project["optional-dependencies"].get("testing", [])
     )
-    tree = ast.parse((_ROOT / "heygen_conventions" / "testing.py").read_text())
+    declared = {name.replace("-", "_") for name in declared}  # as imported
+    # pytest comes with pytest-asyncio.
+    declared |= {"pytest"} if "pytest_asyncio" in declared else set()
+    tree = ast.parse((_ROOT / "heygen_conventions" / module).read_text())
     imported = {
         alias.name.split(".")[0]
         for node in tree.body

@@ -196,7 +196,7 @@ class TokenPair(BaseModel):
 
     access_token: str = Field(..., description="Bearer token for `Authorization` headers.")
     refresh_token: str = Field(..., description="Exchange it at `/auth/refresh` for new tokens.")
-    token_type: Literal["bearer"] = Field("bearer", description="Always `bearer`.")
+    token_type: Literal["bearer"] = Field(default="bearer", description="Always `bearer`.")
     expires_in: int = Field(..., description="Seconds until the access token expires.")
 
 
@@ -208,7 +208,9 @@ class TokenResponse(APIResponse[TokenPair]):
     """
 
     access_token: str = Field(..., description="Same as `data.access_token` (RFC 6749).")
-    token_type: Literal["bearer"] = Field("bearer", description="Same as `data.token_type`.")
+    token_type: Literal["bearer"] = Field(
+        default="bearer", description="Same as `data.token_type`."
+    )
     expires_in: int = Field(..., description="Same as `data.expires_in`.")
 
     @classmethod
@@ -232,10 +234,10 @@ class RefreshRequest(RequestBody):
 class LogoutRequest(RequestBody):
     """Optionally, the refresh token to revoke along with the access token."""
 
-    refresh_token: Token | None = Field(None, description="Also revoke this refresh token.")
+    refresh_token: Token | None = Field(default=None, description="Also revoke this refresh token.")
     # Strict: lax parsing would take 0 or "no" for false, which the schema does not allow.
     everywhere: bool = Field(
-        False, strict=True, description="Revoke every token issued to this user so far."
+        default=False, strict=True, description="Revoke every token issued to this user so far."
     )
 
 
@@ -246,8 +248,12 @@ class TemplateCreate(RequestBody):
     """What an admin sends to add a template."""
 
     name: Name = Field(..., description="Unique template name.")
-    description: Description | None = Field(None, description="What the template looks like.")
-    aspect_ratio: AspectRatio = Field("16:9", description="Frame shape of the rendered videos.")
+    description: Description | None = Field(
+        default=None, description="What the template looks like."
+    )
+    aspect_ratio: AspectRatio = Field(
+        default="16:9", description="Frame shape of the rendered videos."
+    )
 
     model_config = ConfigDict(
         json_schema_extra={
@@ -267,7 +273,7 @@ class TemplateResponse(ResponseBody):
 
     id: uuid.UUID = Field(..., description="Template ID.")
     name: str = Field(..., description="Unique template name.")
-    description: str | None = Field(None, description="What the template looks like.")
+    description: str | None = Field(default=None, description="What the template looks like.")
     aspect_ratio: str = Field(..., description="Frame shape: `16:9`, `9:16` or `1:1`.")
     created_at: datetime = Field(..., description="Creation time (UTC).")
 
@@ -289,9 +295,11 @@ class VideoCreate(_VideoFields):
     """What a user sends to create a video; it starts `pending`."""
 
     title: Title = Field(..., description="Video title.")
-    description: Description | None = Field(None, description="Video description.")
-    script: Script | None = Field(None, description="What the avatar says; needed to render.")
-    template_id: uuid.UUID | None = Field(None, description="Template to render with.")
+    description: Description | None = Field(default=None, description="Video description.")
+    script: Script | None = Field(
+        default=None, description="What the avatar says; needed to render."
+    )
+    template_id: uuid.UUID | None = Field(default=None, description="Template to render with.")
 
     model_config = ConfigDict(
         json_schema_extra={
@@ -318,10 +326,10 @@ class VideoUpdate(VideoCreate):
 class VideoPatch(_VideoFields):
     """The fields to change (PATCH); the others stay as they are."""
 
-    title: Title | None = Field(None, description="Video title.")
-    description: Description | None = Field(None, description="Video description.")
-    script: Script | None = Field(None, description="What the avatar says.")
-    template_id: uuid.UUID | None = Field(None, description="Template to render with.")
+    title: Title | None = Field(default=None, description="Video title.")
+    description: Description | None = Field(default=None, description="Video description.")
+    script: Script | None = Field(default=None, description="What the avatar says.")
+    template_id: uuid.UUID | None = Field(default=None, description="Template to render with.")
     version: int = Field(
         ..., ge=1, strict=True, description="The `version` read; a stale one answers 409."
     )
@@ -340,14 +348,14 @@ class VideoResponse(ResponseBody):
 
     id: uuid.UUID = Field(..., description="Video ID.")
     title: str = Field(..., description="Video title.")
-    description: str | None = Field(None, description="Video description.")
-    script: str | None = Field(None, description="What the avatar says.")
-    template_id: uuid.UUID | None = Field(None, description="Template it renders with.")
+    description: str | None = Field(default=None, description="Video description.")
+    script: str | None = Field(default=None, description="What the avatar says.")
+    template_id: uuid.UUID | None = Field(default=None, description="Template it renders with.")
     user_id: uuid.UUID = Field(..., description="Owner's user ID.")
     status: VideoStatus = Field(..., description="`pending`, `processing`, `completed`, `failed`.")
-    duration: int | None = Field(None, description="Length in seconds, once rendered.")
-    file_size: int | None = Field(None, description="Size in bytes, once rendered.")
-    failure_reason: str | None = Field(None, description="Why rendering failed, if it did.")
+    duration: int | None = Field(default=None, description="Length in seconds, once rendered.")
+    file_size: int | None = Field(default=None, description="Size in bytes, once rendered.")
+    failure_reason: str | None = Field(default=None, description="Why rendering failed, if it did.")
     version: int = Field(..., description="Send it back with updates (optimistic locking).")
     created_at: datetime = Field(..., description="Creation time (UTC).")
     updated_at: datetime = Field(..., description="Last change (UTC).")

@@ -22,19 +22,21 @@ class VideoAppSettings(Settings):
         env_prefix="HEYGEN_", env_file=None, extra="ignore", validate_default=True
     )
 
-    app_name: str = Field("video-app", description="Service name, used in logs and cache keys.")
+    app_name: str = Field(
+        default="video-app", description="Service name, used in logs and cache keys."
+    )
     database_url: str = Field(
-        "sqlite+aiosqlite:///./video_app.db",
+        default="sqlite+aiosqlite:///./video_app.db",
         description="SQLAlchemy async URL: sqlite+aiosqlite://... or postgresql+asyncpg://...",
     )
     demo_admin_email: str = Field(
-        "admin@example.com", description="Login of the administrator `seed` creates."
+        default="admin@example.com", description="Login of the administrator `seed` creates."
     )
     demo_admin_password: SecretStr = Field(
-        SecretStr(DEMO_ADMIN_PASSWORD), description="Password of that administrator."
+        default=SecretStr(DEMO_ADMIN_PASSWORD), description="Password of that administrator."
     )
     render_seconds: float = Field(
-        2.0, ge=0, le=60, description="How long the simulated rendering of a video takes."
+        default=2.0, ge=0, le=60, description="How long the simulated rendering of a video takes."
     )
 
     @model_validator(mode="after")
