@@ -15,6 +15,7 @@ from heygen_conventions._sql_errors import translate_db_errors
 from heygen_conventions._version import __version__
 from heygen_conventions.app import AppComponents, get_components, setup_app
 from heygen_conventions.auth import (
+    ConfigurationError,
     JWTAuth,
     TokenClaims,
     create_access_token,
@@ -103,6 +104,7 @@ __all__ = [
     "CacheUnavailableError",
     "CachedServiceMixin",
     "CircuitBreaker",
+    "ConfigurationError",
     "ConflictError",
     "CountStrategy",
     "CursorPage",

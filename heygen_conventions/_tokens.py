@@ -253,6 +253,11 @@ def shared_codec(settings: Settings) -> JWTCodec:
     return codec
 
 
+def _seconds(value: float) -> str:
+    """``2592000``, ``0.5``: seconds as a person writes them (``nan`` stays ``nan``)."""
+    return f"{value:.3f}".rstrip("0").rstrip(".")
+
+
 def mint(
     codec: JWTCodec,
     settings: Settings,
@@ -260,7 +265,7 @@ def mint(
     subject: object,
     roles: Iterable[str],
     scopes: Iterable[str],
-    expires_in: timedelta | None,
+    expires_in: timedelta | float | None,
     extra_claims: Mapping[str, Any] | None,
     session: TokenClaims | None = None,
 ) -> str:
@@ -276,12 +281,21 @@ def mint(
         "access": settings.jwt_access_token_ttl,
         "refresh": settings.jwt_refresh_token_ttl,
     }[token_type]
-    ttl = (expires_in if expires_in is not None else default_ttl).total_seconds()
+    if expires_in is None:
+        ttl = default_ttl.total_seconds()
+    elif isinstance(expires_in, timedelta):
+        ttl = expires_in.total_seconds()
+    elif isinstance(expires_in, int | float) and not isinstance(expires_in, bool):
+        ttl = float(expires_in)
+    else:
+        raise TypeError(
+            f"expires_in must be a timedelta or seconds, not {type(expires_in).__name__}"
+        )
     # exp and iat are whole seconds: a shorter lifetime would mint exp == iat.
-    if not 1 <= ttl <= codec.max_lifetime:
+    if not 1 <= ttl <= codec.max_lifetime:  # False for NaN too
         raise ValueError(
             f"expires_in must be at least one second and at most jwt_max_token_lifetime "
-            f"({settings.jwt_max_token_lifetime}), got {ttl} seconds"
+            f"({_seconds(codec.max_lifetime)} seconds), got {_seconds(ttl)} seconds"
         )
     for name, value in (("roles", roles), ("scopes", scopes)):
         if isinstance(value, str | bytes):
@@ -327,7 +341,7 @@ def create_access_token(
     *,
     roles: Iterable[str] = (),
     scopes: Iterable[str] = (),
-    expires_in: timedelta | None = None,
+    expires_in: timedelta | float | None = None,
     extra_claims: Mapping[str, Any] | None = None,
     settings: Settings | None = None,
 ) -> str:
@@ -346,7 +360,7 @@ def create_refresh_token(
     *,
     roles: Iterable[str] = (),
     scopes: Iterable[str] = (),
-    expires_in: timedelta | None = None,
+    expires_in: timedelta | float | None = None,
     extra_claims: Mapping[str, Any] | None = None,
     settings: Settings | None = None,
 ) -> str:

@@ -45,7 +45,12 @@ from starlette.responses import Response
 
 from heygen_conventions._context import bind_request_context
 from heygen_conventions._handlers import app_error_response
-from heygen_conventions._jwt import ExpiredTokenError, TokenError, token_digest
+from heygen_conventions._jwt import (
+    ConfigurationError,
+    ExpiredTokenError,
+    TokenError,
+    token_digest,
+)
 from heygen_conventions._tokens import (
     SCOPE_TOKEN,
     ClaimsCache,
@@ -70,6 +75,7 @@ from heygen_conventions.settings import Settings
 __all__ = [
     "ADMIN_ROLE",
     "REFRESH_REUSE_WINDOW",
+    "ConfigurationError",
     "JWTAuth",
     "TokenClaims",
     "TokenType",
@@ -260,7 +266,7 @@ class JWTAuth:
         *,
         roles: Iterable[str] = (),
         scopes: Iterable[str] = (),
-        expires_in: timedelta | None = None,
+        expires_in: timedelta | float | None = None,
         extra_claims: Mapping[str, Any] | None = None,
         session: TokenClaims | None = None,
     ) -> str:
@@ -272,6 +278,8 @@ class JWTAuth:
         decides what the user may do.
 
         Args:
+            expires_in: The token's lifetime, a ``timedelta`` or seconds;
+                ``jwt_access_token_ttl`` by default.
             session: When refreshing, the claims :meth:`rotate_refresh_token`
                 returned: the new token stays in that login's session (``sid``),
                 so :meth:`revoke_tokens_issued_before` refuses it with the
@@ -302,14 +310,15 @@ class JWTAuth:
         *,
         roles: Iterable[str] = (),
         scopes: Iterable[str] = (),
-        expires_in: timedelta | None = None,
+        expires_in: timedelta | float | None = None,
         extra_claims: Mapping[str, Any] | None = None,
         session: TokenClaims | None = None,
     ) -> str:
         """A refresh token: refused wherever an access token is expected, and vice versa.
 
         Pass ``session=`` the claims :meth:`rotate_refresh_token` returned, as
-        for :meth:`create_access_token`.
+        for :meth:`create_access_token`; ``expires_in`` defaults to
+        ``jwt_refresh_token_ttl``.
         """
         return mint(
             self.codec,
@@ -615,7 +624,9 @@ class JWTAuth:
             return revoked
         except Exception as exc:
             logger.error("Token revocation failed", extra={"error_type": type(exc).__name__})
-            raise ServiceUnavailableError("Could not revoke the token; try again") from exc
+            raise ServiceUnavailableError(
+                "Could not revoke the token; try again", retry_after=1
+            ) from exc
 
     async def revoke_tokens_issued_before(
         self, subject: object, when: datetime | float | None = None
@@ -653,7 +664,9 @@ class JWTAuth:
                 await self._local_store.set(key, stored, ttl=ttl)
         except Exception as exc:
             logger.error("Token cutoff failed", extra={"error_type": type(exc).__name__})
-            raise ServiceUnavailableError("Could not revoke the tokens; try again") from exc
+            raise ServiceUnavailableError(
+                "Could not revoke the tokens; try again", retry_after=1
+            ) from exc
 
 
 # --- app wiring ---------------------------------------------------------------
@@ -900,6 +913,12 @@ def require_roles(*roles: str | Enum) -> Callable[..., Awaitable[Any]]:
 
 #: Dependency: the user when they have the ``admin`` role; 401 or 403 otherwise.
 require_admin_role = require_roles(ADMIN_ROLE)
+require_admin_role.__doc__ = """The user when they have the ``admin`` role (:data:`ADMIN_ROLE`).
+
+A missing or invalid token answers 401 with ``WWW-Authenticate: Bearer``; a
+valid user without the role answers 403 ``permission_denied``. Use it as
+``Depends(require_admin_role)`` or in a route's ``dependencies=``.
+"""
 
 
 def require_scopes(*scopes: str) -> Callable[..., Awaitable[Any]]:

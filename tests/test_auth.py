@@ -501,6 +501,24 @@ def test_expires_in_overrides_the_ttl_within_the_maximum(setup: Any) -> None:
         auth.create_access_token("alice", expires_in=timedelta(milliseconds=500))
 
 
+def test_expires_in_takes_seconds_as_the_settings_do(setup: Any) -> None:
+    _, auth, _ = setup
+    for seconds in (90, 90.0):
+        claims = auth.codec.decode(auth.create_access_token("alice", expires_in=seconds))
+        assert claims["exp"] - claims["iat"] == 90
+    claims = auth.codec.decode(auth.create_refresh_token("alice", expires_in=3600))
+    assert claims["exp"] - claims["iat"] == 3600
+    # The limit is said in seconds, not as a timedelta's text ("30 days, 0:00:00").
+    with pytest.raises(ValueError, match=r"at most .* \(2592000 seconds\), got 31536000 seconds"):
+        auth.create_access_token("alice", expires_in=365 * 86400)
+    for bad in (float("nan"), -5, 0.5):
+        with pytest.raises(ValueError, match="expires_in"):
+            auth.create_access_token("alice", expires_in=bad)
+    for wrong in (True, "900", None.__class__):
+        with pytest.raises(TypeError, match="expires_in must be a timedelta or seconds"):
+            auth.create_access_token("alice", expires_in=wrong)
+
+
 def test_extra_claims_are_kept_but_cannot_override_registered_ones(setup: Any) -> None:
     _, auth, _ = setup
     token = auth.create_access_token("alice", extra_claims={"tenant": "t1"})

@@ -429,8 +429,10 @@ async def test_revoking_while_the_store_is_down_is_an_error_not_a_silent_success
     app, auth, _ = build_app(revocation_store=BrokenStore())
     response = await get(app, auth.create_access_token("alice"), "/logout", method="POST")
     assert response.status_code == 503, response.text
-    with pytest.raises(ServiceUnavailableError):
+    assert response.headers["retry-after"] == "1"  # a logout is worth retrying soon
+    with pytest.raises(ServiceUnavailableError) as refused:
         await auth.revoke_tokens_issued_before("alice")
+    assert refused.value.retry_after == 1
     with pytest.raises(ValueError, match="jti"):
         await auth.revoke_token("", until=0)
 
