@@ -54,7 +54,8 @@ HEADER = 17  # tag byte + 16-byte generation
 INVALIDATION_CHANNEL = "heygen:cache-invalidate"
 MAX_FAILED_KEYS = 10_000
 # Failed invalidations are retried in the background: first after this many
-# seconds, then at doubling intervals up to the maximum, until one succeeds.
+# seconds, then at doubling intervals up to the maximum, until one succeeds,
+# each retry a probe past the breaker.
 REPLAY_FIRST_DELAY = 0.05
 REPLAY_MAX_DELAY = 1.0
 # When the backend closes (shutdown), invalidations still failing get one last
@@ -811,9 +812,14 @@ async def _retry(state: State, backend: Any) -> None:
             wake = state.replay_now
             if wake is not None:
                 with suppress(TimeoutError):
-                    await asyncio.wait_for(wake.wait(), _retry_delay(backend, delay))
+                    await asyncio.wait_for(wake.wait(), delay)
                 wake.clear()
             delay = min(delay * 2, REPLAY_MAX_DELAY)
+            # Past an open breaker: requests keep failing fast, while this one
+            # background call a second finds the backend back within a second,
+            # not a reset timeout later, so other instances stop serving the
+            # entries it invalidates that much sooner.
+            _probe_now(backend)
             await _retry_once(state, backend)
     finally:
         state.replaying = None
@@ -839,10 +845,7 @@ async def _retry_once(state: State, backend: Any) -> None:
 
 
 async def _last_attempt(state: State, backend: Any) -> None:
-    breaker = getattr(backend, "breaker", None)
-    probe_now = getattr(breaker, "probe_now", None)
-    if callable(probe_now):
-        probe_now()  # an open circuit would refuse the attempt without trying
+    _probe_now(backend)  # an open circuit would refuse the attempt without trying
     with suppress(TimeoutError, Exception):
         async with asyncio.timeout(LAST_ATTEMPT_TIMEOUT):
             await _retry_once(state, backend)
@@ -860,13 +863,10 @@ async def _last_attempt(state: State, backend: Any) -> None:
         )
 
 
-def _retry_delay(backend: Any, delay: float) -> float:
-    # While the breaker is open a call fails without trying: wait for its probe.
-    breaker = getattr(backend, "breaker", None)
-    retry_after = getattr(breaker, "retry_after", None)
-    if getattr(breaker, "state", None) == "open" and callable(retry_after):
-        return max(delay, float(retry_after()))
-    return delay
+def _probe_now(backend: Any) -> None:
+    probe_now = getattr(getattr(backend, "breaker", None), "probe_now", None)
+    if callable(probe_now):
+        probe_now()
 
 
 # -- the local layer's invalidation feed --------------------------------------------

@@ -325,7 +325,7 @@ async def test_closing_the_backend_itself_stops_the_retries() -> None:
     assert state.replaying is None
 
 
-async def test_retries_wait_for_the_open_breaker() -> None:
+async def test_retries_probe_past_the_open_breaker_a_few_times_a_second_at_most() -> None:
     cache = _fast_cache(f"redis://127.0.0.1:{free_port()}/0", reset_timeout=60)
     service = VideoService(cache)
     try:
@@ -333,11 +333,41 @@ async def test_retries_wait_for_the_open_breaker() -> None:
             await service.get(i)
         assert cache.breaker.state == "open"
         await service.invalidate(1)
-        await asyncio.sleep(0.2)
-        # No retry ran: each would have counted one more error.
-        assert cache_stats(cache)["namespaces"]["videos"]["errors"] == 4
+        errors = cache_stats(cache)["namespaces"]["videos"]["errors"]
+        await asyncio.sleep(0.4)
+        # Retries at about 0.05, 0.15 and 0.35 s, each one call past the breaker...
+        retried = cache_stats(cache)["namespaces"]["videos"]["errors"] - errors
+        assert 2 <= retried <= 4
+        # ...which each failure opens again for the requests' calls.
+        assert cache.breaker.state == "open"
+        assert cache.breaker.retry_after() > 59
     finally:
         await cache.close()
+
+
+async def test_an_invalidation_lands_within_a_second_of_the_backend_coming_back() -> None:
+    """The other instance stops serving the old entry a retry later, not a breaker
+    reset timeout (here a minute) later."""
+    shared = MemoryCache()
+    flaky = _Flaky(shared, breaker=CircuitBreaker(failure_threshold=1, reset_timeout=60))
+    on_a, on_b = VideoService(flaky), VideoService(shared)  # type: ignore[arg-type]
+    titles = {1: "old"}
+
+    async def load() -> Video:
+        return Video(id=1, title=titles[1])
+
+    assert await on_b.cached(1, load, model=Video) == Video(id=1, title="old")
+    flaky.down = True
+    titles[1] = "new"
+    await on_a.invalidate(1)
+    await asyncio.sleep(0.5)  # retries fail meanwhile
+    flaky.down = False
+    loop = asyncio.get_running_loop()
+    back = loop.time()
+    while (await on_b.cached(1, load, model=Video)).title == "old":  # type: ignore[union-attr]
+        assert loop.time() - back < 3, "the invalidation waited for the breaker"
+        await asyncio.sleep(0.02)
+    await _retries_done(flaky)
 
 
 def _load_many(titles: dict[int, str]) -> Any:
@@ -402,7 +432,7 @@ async def test_closing_makes_a_last_attempt_at_the_failed_invalidations(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     """A shutdown right after an outage: the invalidation reaches the other instances
-    although the breaker would hold the retries back for another minute."""
+    although the breaker would refuse calls for another minute."""
     shared = MemoryCache()  # the Redis both instances use
     flaky = _Flaky(shared, breaker=CircuitBreaker(failure_threshold=1, reset_timeout=60))
     on_a, on_b = VideoService(flaky), VideoService(shared)  # type: ignore[arg-type]
@@ -415,10 +445,9 @@ async def test_closing_makes_a_last_attempt_at_the_failed_invalidations(
     flaky.down = True
     titles[1] = "new"  # committed through a
     await on_a.invalidate(1)
-    flaky.down = False  # Redis is back; a's breaker stays open for a minute
-    await asyncio.sleep(0.1)
     assert await on_b.cached(1, load, model=Video) == Video(id=1, title="old")
-
+    assert flaky.breaker.state == "open"  # for a minute
+    flaky.down = False  # Redis is back, and a shuts down before its first retry
     await engine.close_state(flaky)  # what closing a's backend runs
     assert await on_b.cached(1, load, model=Video) == Video(id=1, title="new")
     assert not _records(caplog, _LOST)
