@@ -199,6 +199,10 @@ def _concurrent() -> AppError:
     )
 
 
+# character_not_in_repertoire (a NUL in a UTF-8 database), untranslatable_character.
+_UNSTORABLE_CHARACTER = frozenset({"22021", "22P05"})
+
+
 def _from_sqlstate(exc: BaseException, sqlstate: str, table: Table | None) -> AppError | None:
     constraint = _first_attribute(exc, "constraint_name")
     if sqlstate in (_UNIQUE, _EXCLUSION):
@@ -222,6 +226,11 @@ def _from_sqlstate(exc: BaseException, sqlstate: str, table: Table | None) -> Ap
         return InvalidInputError("A value has the wrong type, format or size")
     if sqlstate[:2] in _UNAVAILABLE_CLASSES:
         return _unavailable()
+    if sqlstate in _UNSTORABLE_CHARACTER:
+        message = "A text value holds a character the database cannot store (such as NUL)"
+        return InvalidInputError(
+            message, details=[ErrorDetail(code="unstorable_character", message=message)]
+        )
     if sqlstate.startswith("22"):  # data exception: out of range, too long, bad format
         return InvalidInputError("A value has the wrong type, format or size")
     return None

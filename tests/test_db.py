@@ -505,6 +505,20 @@ async def test_wrong_value_type_is_invalid_input(db: Database) -> None:
             await session.execute(select(Clip).where(Clip.id == "not-a-uuid"))
 
 
+async def test_a_nul_character_postgresql_cannot_store_is_named(db: Database) -> None:
+    slug = "nul\x00byte"
+    if db.dialect_name == "postgresql":
+        with pytest.raises(InvalidInputError, match="cannot store") as caught:
+            async with db.transaction() as session:
+                session.add(Clip(slug=slug))
+        assert caught.value.details[0].code == "unstorable_character"
+        return
+    async with db.transaction() as session:  # SQLite stores it as it is
+        session.add(Clip(slug=slug))
+    async with db.session() as session:
+        assert await session.scalar(select(Clip.slug).where(Clip.slug == slug)) == slug
+
+
 async def test_unknown_errors_pass_through(db: Database) -> None:
     with pytest.raises(Exception, match="no_such_table") as caught:
         async with db.transaction() as session:
