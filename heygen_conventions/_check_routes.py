@@ -69,27 +69,37 @@ class RouteFacts:
     scoped: bool = False
     raises: set[int] = field(default_factory=set)
     has_inputs: bool = False
-    validation_documented: bool = False  # the app's OpenAPI documents its 422 (not FastAPI's)
+    # Statuses the app's OpenAPI document gives this operation (a 422 only
+    # with a body other than FastAPI's): install_exception_handlers documents
+    # the 422 of routes with inputs and the 401 of protected ones.
+    app_documented: frozenset[str] = frozenset()
+
+    @property
+    def validation_documented(self) -> bool:
+        """Whether the app's OpenAPI documents this route's 422 with its own body."""
+        return "422" in self.app_documented
+
     body_types: list[Any] = field(default_factory=list)
     ignored: dict[str, str] = field(default_factory=dict)  # rule id -> reason
 
 
-def iter_api_routes(app: Any) -> Iterator[tuple[str, Any, bool]]:
-    """(path prefix, route, 422 documented) for every route FastAPI serves.
+def iter_api_routes(app: Any) -> Iterator[tuple[str, Any, frozenset[str]]]:
+    """(path prefix, route, statuses the app documents) for every route FastAPI serves.
 
-    Walks included routers and mounts. The flag tells whether the OpenAPI
-    document of the application serving the route gives its automatic 422 a
-    body other than FastAPI's ``HTTPValidationError``, which is not what the
-    library's handlers send (:func:`install_exception_handlers` documents
-    theirs). A router checked alone has no document.
+    Walks included routers and mounts. The statuses are those the OpenAPI
+    document of the application serving the route gives it, a 422 only with
+    a body other than FastAPI's ``HTTPValidationError``, which is not what
+    the library's handlers send (:func:`install_exception_handlers` documents
+    theirs, and the 401 of protected routes). A router checked alone has no
+    document.
     """
-    yield from _walk_routes(getattr(app, "routes", []), "", _validation_documented(app))
+    yield from _walk_routes(getattr(app, "routes", []), "", _app_documented(app))
 
 
-def _validation_documented(app: Any) -> frozenset[tuple[str, str]]:
-    """(path, method) of the operations whose 422 the app documents with its own body."""
+def _app_documented(app: Any) -> dict[tuple[str, str], frozenset[str]]:
+    """(path, METHOD) -> the statuses the app's document gives the operation."""
     if not isinstance(app, FastAPI):
-        return frozenset()
+        return {}
     cached = app.openapi_schema
     try:
         with warnings.catch_warnings():
@@ -101,14 +111,16 @@ def _validation_documented(app: Any) -> frozenset[tuple[str, str]]:
             # Older FastAPI versions never regenerate a cached document: leave
             # none behind for routes added after the check.
             app.openapi_schema = None
-    return frozenset(
-        (path, method.upper())
+    return {
+        (path, method.upper()): frozenset(
+            str(status).upper()
+            for status, response in (operation.get("responses") or {}).items()
+            if str(status) != "422" or not is_fastapi_validation_error(response)
+        )
         for path, path_item in (document.get("paths") or {}).items()
         for method, operation in path_item.items()
         if isinstance(operation, dict)
-        and "422" in (operation.get("responses") or {})
-        and not is_fastapi_validation_error(operation["responses"]["422"])
-    )
+    }
 
 
 def is_fastapi_validation_error(response: Any) -> bool:
@@ -129,8 +141,8 @@ def is_fastapi_validation_error(response: Any) -> bool:
 
 
 def _walk_routes(
-    routes: Sequence[BaseRoute], prefix: str, validation_documented: frozenset[tuple[str, str]]
-) -> Iterator[tuple[str, Any, bool]]:
+    routes: Sequence[BaseRoute], prefix: str, app_documented: dict[tuple[str, str], frozenset[str]]
+) -> Iterator[tuple[str, Any, frozenset[str]]]:
     iter_contexts = getattr(fastapi_routing, "iter_route_contexts", None)
     # FastAPI >= 0.160 keeps included routers as nodes and resolves each route's
     # effective path, dependencies and responses lazily; older versions copy the
@@ -139,8 +151,16 @@ def _walk_routes(
     for item in items:
         original = getattr(item, "original_route", item)
         if isinstance(original, fastapi_routing.APIRoute):
-            documented = all(
-                (item.path_format, method) in validation_documented for method in item.methods
+            # What every method of the route has documented.
+            documented = (
+                frozenset.intersection(
+                    *(
+                        app_documented.get((item.path_format, method), frozenset())
+                        for method in item.methods
+                    )
+                )
+                if item.methods
+                else frozenset()
             )
             yield prefix, item, documented
         elif isinstance(original, Mount | Host):
@@ -155,9 +175,7 @@ def _walk_routes(
             yield from _walk_routes(
                 getattr(mounted, "routes", None) or [],
                 mount_prefix,
-                _validation_documented(mounted)
-                if isinstance(mounted, FastAPI)
-                else validation_documented,
+                _app_documented(mounted) if isinstance(mounted, FastAPI) else app_documented,
             )
 
 
@@ -356,7 +374,12 @@ class RouteInspector:
         return found
 
     def route(
-        self, index: int, prefix: str, api_route: Any, *, validation_documented: bool = False
+        self,
+        index: int,
+        prefix: str,
+        api_route: Any,
+        *,
+        app_documented: frozenset[str] = frozenset(),
     ) -> RouteFacts:
         info = RouteFacts(
             index=index,
@@ -364,7 +387,7 @@ class RouteInspector:
             path=prefix + api_route.path_format,
             methods=sorted(api_route.methods),
             endpoint=api_route.endpoint,
-            validation_documented=validation_documented,
+            app_documented=app_documented,
         )
         for dependant in _dependants(api_route.dependant):
             info.query.extend(_query_params(dependant.query_params))

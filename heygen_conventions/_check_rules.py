@@ -460,7 +460,7 @@ def _documented(route: RouteFacts, status: int) -> bool:
         str(key).upper()
         for key, response in route.route.responses.items()
         if not is_fastapi_validation_error(response)
-    }
+    } | route.app_documented
     return bool({str(status), f"{status // 100}XX", "DEFAULT"} & keys)
 
 

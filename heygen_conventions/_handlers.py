@@ -371,6 +371,41 @@ def _document_validation_errors(document: dict[str, Any], format: ErrorFormat) -
             schemas.pop("ValidationError", None)
 
 
+def _document_security_errors(document: dict[str, Any], format: ErrorFormat) -> None:
+    """Document the 401 of every protected operation, and the 403 of scoped ones.
+
+    An operation is protected when its ``security`` names a scheme (a
+    dependency such as ``get_current_user``): a missing or invalid token
+    answers 401, and a token without a required scope 403. What a route
+    documents itself is left as it is.
+    """
+    wanted: list[tuple[dict[str, Any], str, str]] = []
+    for path_item in (document.get("paths") or {}).values():
+        for operation in path_item.values():
+            if not isinstance(operation, dict):
+                continue
+            requirements = [r for r in operation.get("security") or () if isinstance(r, dict) and r]
+            if not requirements:
+                continue
+            responses = operation.setdefault("responses", {})
+            if not {"401", "4XX", "default"} & {str(key) for key in responses}:
+                wanted.append((responses, "401", "Not authenticated"))
+            scoped = any(scopes for r in requirements for scopes in r.values())
+            if scoped and not {"403", "4XX", "default"} & {str(key) for key in responses}:
+                wanted.append((responses, "403", "Permission denied"))
+    if not wanted:
+        return
+    if format == "problem":
+        media_type, ref = "application/problem+json", _component(document, ProblemDetails)
+    else:
+        media_type, ref = "application/json", _component(document, ErrorResponse)
+    for responses, status, description in wanted:
+        responses[status] = {
+            "description": description,
+            "content": {media_type: {"schema": {"$ref": ref}}},
+        }
+
+
 _ENVELOPE_KEYS = frozenset({"success", "message", "errors", "metadata"})
 _PROBLEM_KEYS = frozenset({"type", "title", "status", "detail", "code", "errors", "request_id"})
 
@@ -411,6 +446,7 @@ def _wrap_openapi(app: FastAPI, format: ErrorFormat) -> None:
         document = generate()
         if document is not documented:
             _document_validation_errors(document, format)
+            _document_security_errors(document, format)
             _restore_example_nulls(document)
             documented = app.openapi_schema = document
         return document
@@ -530,8 +566,11 @@ def install_exception_handlers(app: FastAPI, *, format: ErrorFormat = "envelope"
 
     The OpenAPI document says so too: the 422 FastAPI adds to every route
     with inputs names this body (``ErrorResponse``, or ``ProblemDetails``
-    for problem+json) instead of FastAPI's ``HTTPValidationError``. The
-    app's ``openapi`` method is wrapped, so a customised one set before this
+    for problem+json) instead of FastAPI's ``HTTPValidationError``, and
+    every protected route (a security dependency such as
+    ``get_current_user``) documents its 401, plus its 403 when it asks for
+    scopes, unless it documents them itself. The app's ``openapi`` method is
+    wrapped, so a customised one set before this
     call is kept; one set afterwards should call the one it replaces.
 
     Args:

@@ -349,12 +349,10 @@ def check_app(
     model_users: dict[tuple[type[BaseModel], bool], list[RouteFacts]] = {}
     model_cache: dict[type[BaseModel], list[type[BaseModel]]] = {}
     operations = 0
-    for index, (prefix, api_route, validation_documented) in enumerate(iter_api_routes(app)):
+    for index, (prefix, api_route, app_documented) in enumerate(iter_api_routes(app)):
         if not api_route.include_in_schema:
             continue
-        route = inspector.route(
-            index, prefix, api_route, validation_documented=validation_documented
-        )
+        route = inspector.route(index, prefix, api_route, app_documented=app_documented)
         route.ignored = _route_ignores(route)
         response_model = api_route.response_model
         on_path = list(

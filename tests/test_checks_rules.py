@@ -473,7 +473,8 @@ oauth2 = OAuth2PasswordBearer(tokenUrl="/api/v1/auth/token")
 
 
 def test_protected_routes_document_401() -> None:
-    app, router = api()
+    # Without the library's handlers, which document every protected route's 401.
+    app, router = FastAPI(), APIRouter(prefix="/api/v1", tags=["videos"])
 
     @router.get("/a")
     async def direct(user: Annotated[str, Depends(current_user)]) -> None: ...
@@ -514,7 +515,7 @@ def test_the_library_auth_dependencies_are_seen_as_protected() -> None:
         require_scopes,
     )
 
-    app, router = api()
+    app, router = FastAPI(), APIRouter(prefix="/api/v1", tags=["videos"])  # no handlers
     router.add_api_route("/me", lambda user=Depends(get_current_user): None)
     router.add_api_route("/maybe", lambda user=Depends(get_optional_user): None)
     router.add_api_route("/stats", lambda: None, dependencies=[Depends(require_admin_role)])
@@ -536,6 +537,46 @@ def test_the_library_auth_dependencies_are_seen_as_protected() -> None:
     # The scheme as the OpenAPI document names it, not a private class name.
     assert "BearerAuth" in violations[0].message
     assert "_BearerToken" not in violations[0].message
+
+
+def test_the_handlers_document_the_401_and_403_of_protected_routes() -> None:
+    from heygen_conventions import get_current_user, require_admin_role, require_scopes
+
+    app, router = api()
+    router.add_api_route("/me", lambda user=Depends(get_current_user): None)
+    router.add_api_route("/stats", lambda: None, dependencies=[Depends(require_admin_role)])
+    router.add_api_route("/uploads", lambda user=Depends(require_scopes("videos:write")): None)
+    mine = {401: {"description": "Mine"}}
+    router.add_api_route("/own", lambda user=Depends(get_current_user): None, responses=mine)
+    router.add_api_route("/public", lambda: None)
+    app.include_router(router)
+    paths = app.openapi()["paths"]
+    body = {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorResponse"}}}
+    me = paths["/api/v1/me"]["get"]["responses"]
+    assert me["401"] == {"description": "Not authenticated", "content": body}
+    assert "403" not in me
+    uploads = paths["/api/v1/uploads"]["get"]["responses"]
+    assert uploads["401"]["content"] == body
+    assert uploads["403"] == {"description": "Permission denied", "content": body}
+    assert paths["/api/v1/own"]["get"]["responses"]["401"]["description"] == "Mine"
+    assert "401" not in paths["/api/v1/public"]["get"]["responses"]
+    # So the checker finds nothing to document but the role's 403, which no scheme declares.
+    violations = check_app(app, select=["HC404", "HC405"])
+    assert [(v.rule, v.where, v.message) for v in violations] == [
+        ("HC405", "GET /api/v1/stats", "can answer 403 but does not document it")
+    ]
+
+
+def test_problem_json_apps_document_the_401_as_problem_details() -> None:
+    from heygen_conventions import get_current_user
+
+    app = FastAPI()
+    install_exception_handlers(app, format="problem")
+    app.add_api_route("/me", lambda user=Depends(get_current_user): None)
+    content = app.openapi()["paths"]["/me"]["get"]["responses"]["401"]["content"]
+    assert content == {
+        "application/problem+json": {"schema": {"$ref": "#/components/schemas/ProblemDetails"}}
+    }
 
 
 def require_editor(user: Annotated[str, Depends(current_user)]) -> str:
@@ -565,7 +606,7 @@ def test_error_responses_a_route_can_produce_are_documented() -> None:
     @router.get("/e/{clip_id}")
     async def path_parameter(clip_id: int) -> None: ...
 
-    @router.get("/f", responses={401: {}})
+    @router.get("/f", responses={401: {}})  # its 403 (a scope) the handlers document
     async def scoped(
         token: Annotated[HTTPAuthorizationCredentials, Security(HTTPBearer(), scopes=["x"])],
     ) -> None: ...
@@ -596,7 +637,6 @@ def test_error_responses_a_route_can_produce_are_documented() -> None:
         "GET /api/v1/c": "can answer 400 but does not document it",
         "GET /api/v1/d": "can answer 403 but does not document it",
         "GET /api/v1/e/{clip_id}": "can answer 404 but does not document it",
-        "GET /api/v1/f": "can answer 403 but does not document it",
         "GET /api/v1/g": "can answer 422 but does not document it",
     }
 
