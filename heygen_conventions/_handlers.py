@@ -341,6 +341,19 @@ def _refs(value: Any, skipped: tuple[Any, ...]) -> Iterator[str]:
             yield from _refs(item, skipped)
 
 
+def _error_content(document: dict[str, Any], format: ErrorFormat) -> Callable[[], dict[str, Any]]:
+    """Makes a response's ``content`` naming the error body the handlers send.
+
+    The body's schema is added to ``document`` once; each call makes a new
+    dict, so no two operations share one.
+    """
+    if format == "problem":
+        media_type, ref = "application/problem+json", _component(document, ProblemDetails)
+    else:
+        media_type, ref = "application/json", _component(document, ErrorResponse)
+    return lambda: {media_type: {"schema": {"$ref": ref}}}
+
+
 def _document_validation_errors(document: dict[str, Any], format: ErrorFormat) -> None:
     """Replace FastAPI's automatic 422 (``HTTPValidationError``) with the body the handler sends."""
     operations = [
@@ -352,15 +365,9 @@ def _document_validation_errors(document: dict[str, Any], format: ErrorFormat) -
     ]
     if not operations:
         return
-    if format == "problem":
-        media_type, ref = "application/problem+json", _component(document, ProblemDetails)
-    else:
-        media_type, ref = "application/json", _component(document, ErrorResponse)
+    content = _error_content(document, format)
     for operation in operations:
-        operation["responses"]["422"] = {
-            "description": _VALIDATION_MESSAGE,
-            "content": {media_type: {"schema": {"$ref": ref}}},
-        }
+        operation["responses"]["422"] = {"description": _VALIDATION_MESSAGE, "content": content()}
     # FastAPI's two schemas go too, unless something else (a webhook) still names them.
     schemas = document["components"]["schemas"]
     fastapi_schemas = (schemas.get("HTTPValidationError"), schemas.get("ValidationError"))
@@ -395,15 +402,9 @@ def _document_security_errors(document: dict[str, Any], format: ErrorFormat) -> 
                 wanted.append((responses, "403", "Permission denied"))
     if not wanted:
         return
-    if format == "problem":
-        media_type, ref = "application/problem+json", _component(document, ProblemDetails)
-    else:
-        media_type, ref = "application/json", _component(document, ErrorResponse)
+    content = _error_content(document, format)
     for responses, status, description in wanted:
-        responses[status] = {
-            "description": description,
-            "content": {media_type: {"schema": {"$ref": ref}}},
-        }
+        responses[status] = {"description": description, "content": content()}
 
 
 _ENVELOPE_KEYS = frozenset({"success", "message", "errors", "metadata"})

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 import logging
+from dataclasses import dataclass
 from typing import Any
 
 import pytest
@@ -273,25 +274,12 @@ async def test_a_failed_invalidation_reaches_the_other_instance_without_further_
     b once a's link is back, although a serves no request in between."""
     caplog.set_level(logging.INFO, logger="heygen_conventions.cache")
     first, second = shared_cache_backends
-    flaky = _Flaky(first)
-    on_a, on_b = VideoService(flaky), VideoService(second)  # type: ignore[arg-type]
-    titles = {1: "old"}
+    outage = await _invalidated_while_cut_off(first, second)
+    assert await outage.seen_by_b() == "old"  # a is cut off
 
-    async def load() -> Video:
-        return Video(id=1, title=titles[1])
-
-    assert await on_b.cached(1, load, model=Video) == Video(id=1, title="old")
-    flaky.down = True
-    titles[1] = "new"  # committed through a
-    await on_a.invalidate(1)
-    assert await on_b.cached(1, load, model=Video) == Video(id=1, title="old")  # a is cut off
-
-    flaky.down = False
-    deadline = asyncio.get_running_loop().time() + 5
-    while (await on_b.cached(1, load, model=Video)).title == "old":  # type: ignore[union-attr]
-        assert asyncio.get_running_loop().time() < deadline, "the invalidation never arrived"
-        await asyncio.sleep(0.02)
-    await _retries_done(flaky)
+    outage.flaky.down = False
+    await outage.until_b_sees_new(within=5)
+    await _retries_done(outage.flaky)
     assert len(_records(caplog, "Cache recovered")) == 1
 
 
@@ -349,25 +337,12 @@ async def test_an_invalidation_lands_within_a_second_of_the_backend_coming_back(
     """The other instance stops serving the old entry a retry later, not a breaker
     reset timeout (here a minute) later."""
     shared = MemoryCache()
-    flaky = _Flaky(shared, breaker=CircuitBreaker(failure_threshold=1, reset_timeout=60))
-    on_a, on_b = VideoService(flaky), VideoService(shared)  # type: ignore[arg-type]
-    titles = {1: "old"}
-
-    async def load() -> Video:
-        return Video(id=1, title=titles[1])
-
-    assert await on_b.cached(1, load, model=Video) == Video(id=1, title="old")
-    flaky.down = True
-    titles[1] = "new"
-    await on_a.invalidate(1)
+    breaker = CircuitBreaker(failure_threshold=1, reset_timeout=60)
+    outage = await _invalidated_while_cut_off(shared, shared, breaker)
     await asyncio.sleep(0.5)  # retries fail meanwhile
-    flaky.down = False
-    loop = asyncio.get_running_loop()
-    back = loop.time()
-    while (await on_b.cached(1, load, model=Video)).title == "old":  # type: ignore[union-attr]
-        assert loop.time() - back < 3, "the invalidation waited for the breaker"
-        await asyncio.sleep(0.02)
-    await _retries_done(flaky)
+    outage.flaky.down = False
+    await outage.until_b_sees_new(within=3)  # not the breaker's minute
+    await _retries_done(outage.flaky)
 
 
 def _load_many(titles: dict[int, str]) -> Any:
@@ -386,6 +361,43 @@ async def _retries_done(backend: Any) -> None:
         await asyncio.sleep(0.01)
     assert state.replaying is None, "the failed invalidations were never retried"
     assert not state.failed
+
+
+@dataclass
+class _Outage:
+    """Instance a behind a switch and instance b, on one store; a changed key 1 while cut off."""
+
+    flaky: _Flaky
+    on_b: VideoService
+    titles: dict[int, str]
+
+    async def load(self) -> Video:
+        return Video(id=1, title=self.titles[1])
+
+    async def seen_by_b(self) -> str:
+        video = await self.on_b.cached(1, self.load, model=Video)
+        assert video is not None
+        return video.title
+
+    async def until_b_sees_new(self, *, within: float) -> None:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + within
+        while await self.seen_by_b() == "old":
+            assert loop.time() < deadline, "the invalidation never reached b"
+            await asyncio.sleep(0.02)
+
+
+async def _invalidated_while_cut_off(
+    a_store: CacheBackend, b_store: CacheBackend, breaker: CircuitBreaker | None = None
+) -> _Outage:
+    """b has key 1 cached; a, cut off, committed a new title and failed to invalidate it."""
+    flaky = _Flaky(a_store, breaker=breaker)
+    outage = _Outage(flaky, VideoService(b_store), {1: "old"})
+    assert await outage.seen_by_b() == "old"
+    flaky.down = True
+    outage.titles[1] = "new"  # committed through a
+    await VideoService(flaky).invalidate(1)  # type: ignore[arg-type]
+    return outage
 
 
 class _Flaky:
@@ -434,24 +446,15 @@ async def test_closing_makes_a_last_attempt_at_the_failed_invalidations(
     """A shutdown right after an outage: the invalidation reaches the other instances
     although the breaker would refuse calls for another minute."""
     shared = MemoryCache()  # the Redis both instances use
-    flaky = _Flaky(shared, breaker=CircuitBreaker(failure_threshold=1, reset_timeout=60))
-    on_a, on_b = VideoService(flaky), VideoService(shared)  # type: ignore[arg-type]
-    titles = {1: "old"}
-
-    async def load() -> Video:
-        return Video(id=1, title=titles[1])
-
-    assert await on_b.cached(1, load, model=Video) == Video(id=1, title="old")
-    flaky.down = True
-    titles[1] = "new"  # committed through a
-    await on_a.invalidate(1)
-    assert await on_b.cached(1, load, model=Video) == Video(id=1, title="old")
-    assert flaky.breaker.state == "open"  # for a minute
-    flaky.down = False  # Redis is back, and a shuts down before its first retry
-    await engine.close_state(flaky)  # what closing a's backend runs
-    assert await on_b.cached(1, load, model=Video) == Video(id=1, title="new")
+    breaker = CircuitBreaker(failure_threshold=1, reset_timeout=60)
+    outage = await _invalidated_while_cut_off(shared, shared, breaker)
+    assert await outage.seen_by_b() == "old"
+    assert breaker.state == "open"  # for a minute
+    outage.flaky.down = False  # Redis is back, and a shuts down before its first retry
+    await engine.close_state(outage.flaky)  # what closing a's backend runs
+    assert await outage.seen_by_b() == "new"
     assert not _records(caplog, _LOST)
-    state = engine.existing_state(flaky)
+    state = engine.existing_state(outage.flaky)
     assert state is not None
     assert not state.failed
 
