@@ -488,6 +488,7 @@ class State:
     failed: dict[str, tuple[Config, set[str] | None]] = field(default_factory=dict)
     replaying: asyncio.Task[None] | None = None
     closing: bool = False  # no new retry task while the backend closes
+    last_attempted: bool = False  # closing made its last attempt at what failed since
     replay_now: asyncio.Event | None = None
     local: OrderedDict[tuple[str, str], dict[str, LocalEntry]] = field(default_factory=OrderedDict)
     local_maxsize: int = 4096
@@ -614,7 +615,6 @@ async def close_state(backend: Any) -> None:
     they were meant to remove until those expire).
     """
     state = existing_state(backend)
-    _SLOTTED_STATES.pop(id(backend), None)
     if state is None:
         return
     for task in (state.subscriber, state.replaying):
@@ -622,12 +622,16 @@ async def close_state(backend: Any) -> None:
             task.cancel()
             with suppress(asyncio.CancelledError, Exception):
                 await task
-    if state.failed:
+    if state.failed and not state.last_attempted:
+        # Once per failure: closing the app and then the backend runs this twice.
         state.closing = True
         try:
             await _last_attempt(state, backend)
         finally:
             state.closing = False
+            state.last_attempted = True
+    # Only now: the last attempt looks the state up again.
+    _SLOTTED_STATES.pop(id(backend), None)
     state.subscriber = None
     state.replaying = None
     state.replay_now = None
@@ -777,6 +781,8 @@ def _invalidation_failed(
         level=logging.ERROR,
         message="Cache invalidation failed; it is retried until the cache answers again",
     )
+    if not state.closing:
+        state.last_attempted = False
     _, known = state.failed.get(config.namespace, (config, set()))
     if texts is None or known is None or len(known) + len(texts) > MAX_FAILED_KEYS:
         state.failed[config.namespace] = (config, None)

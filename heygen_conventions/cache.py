@@ -73,6 +73,7 @@ from heygen_conventions._cache_read import (
 )
 from heygen_conventions._lifespan import check_at_startup, close_after_lifespan
 from heygen_conventions._unit_of_work import (
+    _AsyncSession,
     after_commit,
     current_unit_of_work,
     pending_after_commit,
@@ -278,17 +279,21 @@ class CachedServiceMixin:
     def cache_unit_of_work(self) -> Any | None:
         """The session whose commit deferred invalidations wait for.
 
-        ``self.session``, else ``self.db``, when it is an ``AsyncSession``;
-        else the unit of work open where the call runs: the request's session
-        (``get_db_session``), a ``Database.transaction()`` or
-        ``async with db.session()`` block; else None. Override to choose
+        ``self.session``, else ``self.db``, else None; override to choose
         another. Anything but an ``AsyncSession`` in a transaction means "no
-        transaction": invalidations happen at once.
+        transaction of the service's own": invalidations happen at once, and
+        again after the commit of the unit of work open where the call runs,
+        if any (the request's session, a ``Database.transaction()`` or
+        ``async with db.session()`` block), which may hold the write.
         """
-        for name in ("session", "db"):
-            session = getattr(self, name, None)
-            if isinstance(session, AsyncSession):
-                return session
+        session = getattr(self, "session", None)
+        return session if session is not None else getattr(self, "db", None)
+
+    def _read_unit(self) -> Any | None:
+        """The unit of work whose pending invalidations this service's reads respect."""
+        unit = self.cache_unit_of_work()
+        if isinstance(unit, AsyncSession) and unit.in_transaction():
+            return unit
         return current_unit_of_work()
 
     def _config(self) -> Config:
@@ -367,7 +372,7 @@ class CachedServiceMixin:
         namespace = config.namespace
         stats = state.ns(namespace)
 
-        unit = self.cache_unit_of_work()
+        unit = self._read_unit()
         if (unit is not None and _pending(unit, namespace, text)) or (
             state.failed and state.invalidation_failed(namespace, text)
         ):
@@ -460,7 +465,7 @@ class CachedServiceMixin:
         found: dict[int, Any] = {}
         epoch = state.local_epoch
 
-        unit = self.cache_unit_of_work()
+        unit = self._read_unit()
         bypass = set()
         if unit is not None:
             bypass = {i for i, text in enumerate(texts) if _pending(unit, namespace, text)}
@@ -589,6 +594,13 @@ class CachedServiceMixin:
         unit = self.cache_unit_of_work()
         if not (isinstance(unit, AsyncSession) and unit.in_transaction()):
             await invalidation()
+            ambient = current_unit_of_work()
+            if isinstance(ambient, _AsyncSession) and ambient.in_transaction():
+                # The write may be in this transaction (a service that keeps only a
+                # repository) or committed already elsewhere: invalidated now, and
+                # again once this one commits, so that a read in between cannot
+                # leave the old row cached. A rollback drops only the second.
+                after_commit(ambient, invalidation)
             return
         try:
             after_commit(unit, invalidation)

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import pytest
+from fastapi import FastAPI
 from pydantic import BaseModel
 
 from heygen_conventions import (
@@ -19,6 +20,7 @@ from heygen_conventions import (
     MemoryCache,
     RedisCache,
     cache_stats,
+    install_cache,
 )
 from heygen_conventions import _cache_engine as engine
 from tests.fixtures.cache import Blackhole, RedisServer, free_port, unique_prefix
@@ -544,3 +546,47 @@ async def test_a_saturated_pool_fails_open_after_pool_timeout(blackhole: Blackho
         assert cache._call.in_use == 0
     finally:
         await cache.close()
+
+
+class _SlottedDown:
+    """A backend with ``__slots__`` (its state is kept aside) that is down for good."""
+
+    __slots__ = ("calls",)
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    async def get_many(self, keys: Any) -> Any:
+        raise CacheUnavailableError("down")
+
+    async def set_many(self, mapping: Any, ttl: Any = None) -> None:
+        self.calls += 1
+        raise CacheUnavailableError("down")
+
+    async def close(self) -> None:
+        return None
+
+
+async def test_an_app_shutting_down_makes_one_last_attempt_and_leaves_no_retries(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """install_cache closes the state, then the backend, whose close hook would again."""
+    for backend in (_Flaky(MemoryCache(), failing={"set_many"}), _SlottedDown()):
+        caplog.clear()
+        app = FastAPI()
+        install_cache(app, backend)  # type: ignore[arg-type]
+        if isinstance(backend, _Flaky):
+            backend.down = True
+        async with app.router.lifespan_context(app):
+            await VideoService(backend).invalidate(1)  # type: ignore[arg-type]
+        assert len(_records(caplog, _LOST)) == 1, type(backend).__name__
+        leftover = [
+            task
+            for task in asyncio.all_tasks()
+            if task is not asyncio.current_task() and not task.done()
+        ]
+        assert leftover == [], type(backend).__name__
+        if isinstance(backend, _SlottedDown):
+            calls = backend.calls
+            await asyncio.sleep(0.3)
+            assert backend.calls == calls  # nothing retries after the close

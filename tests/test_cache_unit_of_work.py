@@ -15,7 +15,7 @@ import httpx
 import pytest
 from fastapi import FastAPI
 from pydantic import BaseModel
-from sqlalchemy import true
+from sqlalchemy import select, true
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from heygen_conventions import (
@@ -269,10 +269,17 @@ class RepositoryOnly(CachedServiceMixin):
 
 async def test_a_service_without_a_session_waits_for_the_transaction_block(scene: Scene) -> None:
     async with scene.db.transaction() as session:
-        await RepositoryOnly(session, scene.cache).rename(scene.video_id, "after")
-        # A reader meanwhile gets the committed value from the cache and, the
-        # entry still valid, re-caches nothing that the commit would leave stale.
+        service = RepositoryOnly(session, scene.cache)
+        await service.rename(scene.video_id, "after")
+        # A reader meanwhile caches the committed row again...
         assert await scene.seen() == "before"
+        # ...while this transaction reads its own write.
+        video = await service.cached(
+            scene.video_id, lambda: service.videos.get_by_id(scene.video_id), model=VideoOut
+        )
+        assert video is not None
+        assert video.title == "after"
+    # The commit invalidates once more: the row the reader cached is not served.
     assert await scene.seen() == "after"
 
 
@@ -282,12 +289,46 @@ async def test_a_service_without_a_session_waits_for_a_session_block(scene: Scen
         assert await scene.seen() == "before"
         await session.commit()
         assert await scene.seen() == "after"
-    loads = scene.loads()
     async with scene.db.session() as session:
         await RepositoryOnly(session, scene.cache).rename(scene.video_id, "never")
         await session.rollback()
     assert await scene.seen() == "after"
-    assert scene.loads() == loads  # the rolled-back invalidation never ran
+
+
+class OwnTransactions(CachedServiceMixin):
+    """Keeps the Database and commits each write in a transaction of its own."""
+
+    cache_namespace = "uow-videos"
+
+    def __init__(self, db: Database, cache: CacheBackend) -> None:
+        self.db = db
+        self.cache = cache
+
+    async def rename(self, video_id: uuid.UUID, title: str) -> None:
+        async with self.db.transaction() as session:
+            await VideoRepository(session).update(video_id, {"title": title})
+        await self.invalidate(video_id)  # after its own commit, as documented
+
+
+async def test_a_write_committed_elsewhere_is_invalidated_whatever_the_open_unit_does(
+    scene: Scene,
+) -> None:
+    service = OwnTransactions(scene.db, scene.cache)
+    # Inside a read-only block that never commits.
+    async with scene.db.session() as reader:
+        await reader.execute(select(Video.id))
+        await service.rename(scene.video_id, "after")
+    assert await scene.seen() == "after"
+
+    async def rename_inside_a_failing_unit() -> None:
+        async with scene.db.transaction() as session:
+            await session.execute(select(Video.id))
+            await service.rename(scene.video_id, "again")
+            raise NotFoundError("rolled back")
+
+    with pytest.raises(NotFoundError):
+        await rename_inside_a_failing_unit()
+    assert await scene.seen() == "again"
 
 
 async def test_a_service_without_a_session_waits_for_the_requests_commit(scene: Scene) -> None:
