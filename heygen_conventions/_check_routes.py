@@ -66,6 +66,18 @@ class RouteFacts:
     endpoint: Callable[..., Any]
     query: list[Param] = field(default_factory=list)
     security_schemes: list[str] = field(default_factory=list)
+    refusing_scheme: bool = False  # a security scheme that answers 401 by itself
+
+    @property
+    def answers_401(self) -> bool:
+        """Protected, and something refuses a missing or bad credential: the scheme, or code."""
+        return bool(self.security_schemes) and (self.refusing_scheme or 401 in self.raises)
+
+    @property
+    def answers_403(self) -> bool:
+        """Protected, and asks for scopes or can refuse with a 403 (a role)."""
+        return bool(self.security_schemes) and (self.scoped or 403 in self.raises)
+
     scoped: bool = False
     raises: set[int] = field(default_factory=set)
     has_inputs: bool = False
@@ -404,6 +416,11 @@ class RouteInspector:
                 # As the OpenAPI document names it (FastAPI's classes name theirs after the class).
                 name = getattr(call, "scheme_name", None)
                 info.security_schemes.append(name if isinstance(name, str) else type(call).__name__)
+                # One with auto_error=False refuses nothing itself (the library's
+                # bearer scheme has no such switch: its dependencies refuse).
+                info.refusing_scheme = (
+                    info.refusing_scheme or getattr(call, "auto_error", True) is not False
+                )
             info.scoped = info.scoped or bool(_own_scopes(dependant))
             if dependant.call is not None and not isinstance(call, SecurityBase):
                 info.raises |= self.statuses(dependant.call)

@@ -485,7 +485,7 @@ def doc_findings(route: RouteFacts) -> Iterator[Finding]:
             "has no tags, so the documentation lists it under 'default'",
             'tags=["..."] on the route or its APIRouter',
         )
-    if route.security_schemes and not _documented(route, 401):
+    if route.answers_401 and not _documented(route, 401):
         schemes = ", ".join(sorted(set(route.security_schemes)))
         yield (
             "HC404",

@@ -19,6 +19,7 @@ from starlette.routing import Match, Mount
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from heygen_conventions import errors
+from heygen_conventions._check_routes import RouteInspector, _walk_routes
 from heygen_conventions._context import (
     DEFAULT_REQUEST_ID_HEADER,
     FAILURE_STATE_KEY,
@@ -378,27 +379,54 @@ def _document_validation_errors(document: dict[str, Any], format: ErrorFormat) -
             schemas.pop("ValidationError", None)
 
 
-def _document_security_errors(document: dict[str, Any], format: ErrorFormat) -> None:
-    """Document the 401 of every protected operation, and the 403 of scoped ones.
+def _auth_statuses(app: FastAPI) -> dict[tuple[str, str], tuple[bool, bool]]:
+    """(path, METHOD) -> whether the route can answer 401, and 403, for its auth.
+
+    Read from the routes as the convention checker reads them. 401: a
+    security scheme that refuses by itself (not ``auto_error=False``) or code
+    that raises a 401; the library's bearer scheme counts, as an invalid
+    token is refused even for ``get_optional_user``. 403: scopes asked for,
+    or a dependency or the endpoint raising a 403 (``require_roles``).
+    """
+    inspector = RouteInspector()
+    found: dict[tuple[str, str], tuple[bool, bool]] = {}
+    for index, (prefix, route, _) in enumerate(_walk_routes(app.routes, "", {})):
+        if prefix:  # a mounted application documents its own routes
+            continue
+        facts = inspector.route(index, prefix, route)
+        for method in route.methods:
+            found[(route.path_format, method)] = (facts.answers_401, facts.answers_403)
+    return found
+
+
+def _document_security_errors(
+    document: dict[str, Any],
+    format: ErrorFormat,
+    auth: Mapping[tuple[str, str], tuple[bool, bool]],
+) -> None:
+    """Document the 401 and 403 that protected operations answer for their auth.
 
     An operation is protected when its ``security`` names a scheme (a
-    dependency such as ``get_current_user``): a missing or invalid token
-    answers 401, and a token without a required scope 403. What a route
-    documents itself is left as it is.
+    dependency such as ``get_current_user``); ``auth`` tells, from the
+    routes, which of them can answer 401 (a missing or invalid token) and
+    403 (a role or scope missing). What a route documents itself is left as
+    it is.
     """
     wanted: list[tuple[dict[str, Any], str, str]] = []
-    for path_item in (document.get("paths") or {}).values():
-        for operation in path_item.values():
+    for path, path_item in (document.get("paths") or {}).items():
+        for method, operation in path_item.items():
             if not isinstance(operation, dict):
                 continue
             requirements = [r for r in operation.get("security") or () if isinstance(r, dict) and r]
             if not requirements:
                 continue
+            answers_401, answers_403 = auth.get((path, method.upper()), (True, False))
             responses = operation.setdefault("responses", {})
-            if not {"401", "4XX", "default"} & {str(key) for key in responses}:
+            documented = {str(key) for key in responses}
+            if answers_401 and not {"401", "4XX", "default"} & documented:
                 wanted.append((responses, "401", "Not authenticated"))
             scoped = any(scopes for r in requirements for scopes in r.values())
-            if scoped and not {"403", "4XX", "default"} & {str(key) for key in responses}:
+            if (scoped or answers_403) and not {"403", "4XX", "default"} & documented:
                 wanted.append((responses, "403", "Permission denied"))
     if not wanted:
         return
@@ -447,7 +475,7 @@ def _wrap_openapi(app: FastAPI, format: ErrorFormat) -> None:
         document = generate()
         if document is not documented:
             _document_validation_errors(document, format)
-            _document_security_errors(document, format)
+            _document_security_errors(document, format, _auth_statuses(app))
             _restore_example_nulls(document)
             documented = app.openapi_schema = document
         return document
@@ -570,7 +598,7 @@ def install_exception_handlers(app: FastAPI, *, format: ErrorFormat = "envelope"
     for problem+json) instead of FastAPI's ``HTTPValidationError``, and
     every protected route (a security dependency such as
     ``get_current_user``) documents its 401, plus its 403 when it asks for
-    scopes, unless it documents them itself. The app's ``openapi`` method is
+    scopes or a role, unless it documents them itself. The app's ``openapi`` method is
     wrapped, so a customised one set before this
     call is kept; one set afterwards should call the one it replaces.
 
