@@ -103,8 +103,11 @@ def unit_of_work_scope(session: AsyncSession) -> Iterator[None]:
     try:
         yield
     finally:
-        # A block left from another context (a generator finalised elsewhere)
-        # cannot reset this one's variable; that context ends with it anyway.
+        # A block left from another context (an async generator abandoned
+        # mid-block and finalised by the loop) cannot reset the variable where
+        # it was set, which then keeps naming this session there. Harmless: a
+        # service without its own session invalidates at once whatever the
+        # variable says, and a closed session is in no transaction.
         with suppress(ValueError):
             _CURRENT.reset(token)
 
