@@ -292,9 +292,7 @@ class CachedServiceMixin:
     def _read_unit(self) -> Any | None:
         """The unit of work whose pending invalidations this service's reads respect."""
         unit = self.cache_unit_of_work()
-        if isinstance(unit, AsyncSession) and unit.in_transaction():
-            return unit
-        return current_unit_of_work()
+        return unit if isinstance(unit, AsyncSession) else current_unit_of_work()
 
     def _config(self) -> Config:
         config = self._cache_config
