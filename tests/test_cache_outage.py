@@ -327,10 +327,15 @@ async def test_retries_probe_past_the_open_breaker_a_few_times_a_second_at_most(
         await asyncio.sleep(0.4)
         # Retries at about 0.05, 0.15 and 0.35 s, each one call past the breaker...
         retried = cache_stats(cache)["namespaces"]["videos"]["errors"] - errors
-        assert 2 <= retried <= 4
-        # ...which each failure opens again for the requests' calls.
+        assert 1 <= retried <= 4
+        # ...which each failure opens again for the requests' calls (between two
+        # probes; one may be under way at any moment, the breaker half open).
+        for _ in range(100):
+            if cache.breaker.state == "open":
+                break
+            await asyncio.sleep(0.01)
         assert cache.breaker.state == "open"
-        assert cache.breaker.retry_after() > 59
+        assert cache.breaker.retry_after() > 58
     finally:
         await cache.close()
 
