@@ -67,6 +67,20 @@ class RouteFacts:
     query: list[Param] = field(default_factory=list)
     security_schemes: list[str] = field(default_factory=list)
     refusing_scheme: bool = False  # a security scheme that answers 401 by itself
+    scoped: bool = False
+    raises: set[int] = field(default_factory=set)
+    has_inputs: bool = False
+    # Statuses the app's OpenAPI document gives this operation (a 422 only
+    # with a body other than FastAPI's): install_exception_handlers documents
+    # the 422 of routes with inputs, and the 401 and 403 of protected ones.
+    app_documented: frozenset[str] = frozenset()
+    body_types: list[Any] = field(default_factory=list)
+    ignored: dict[str, str] = field(default_factory=dict)  # rule id -> reason
+
+    @property
+    def validation_documented(self) -> bool:
+        """Whether the app's OpenAPI documents this route's 422 with its own body."""
+        return "422" in self.app_documented
 
     @property
     def answers_401(self) -> bool:
@@ -78,22 +92,6 @@ class RouteFacts:
         """Protected, and asks for scopes or can refuse with a 403 (a role)."""
         return bool(self.security_schemes) and (self.scoped or 403 in self.raises)
 
-    scoped: bool = False
-    raises: set[int] = field(default_factory=set)
-    has_inputs: bool = False
-    # Statuses the app's OpenAPI document gives this operation (a 422 only
-    # with a body other than FastAPI's): install_exception_handlers documents
-    # the 422 of routes with inputs and the 401 of protected ones.
-    app_documented: frozenset[str] = frozenset()
-
-    @property
-    def validation_documented(self) -> bool:
-        """Whether the app's OpenAPI documents this route's 422 with its own body."""
-        return "422" in self.app_documented
-
-    body_types: list[Any] = field(default_factory=list)
-    ignored: dict[str, str] = field(default_factory=dict)  # rule id -> reason
-
 
 def iter_api_routes(app: Any) -> Iterator[tuple[str, Any, frozenset[str]]]:
     """(path prefix, route, statuses the app documents) for every route FastAPI serves.
@@ -102,8 +100,8 @@ def iter_api_routes(app: Any) -> Iterator[tuple[str, Any, frozenset[str]]]:
     document of the application serving the route gives it, a 422 only with
     a body other than FastAPI's ``HTTPValidationError``, which is not what
     the library's handlers send (:func:`install_exception_handlers` documents
-    theirs, and the 401 of protected routes). A router checked alone has no
-    document.
+    theirs, and the 401 and 403 of protected routes). A router checked alone
+    has no document.
     """
     yield from _walk_routes(getattr(app, "routes", []), "", _app_documented(app))
 

@@ -598,9 +598,9 @@ def install_exception_handlers(app: FastAPI, *, format: ErrorFormat = "envelope"
     for problem+json) instead of FastAPI's ``HTTPValidationError``, and
     every protected route (a security dependency such as
     ``get_current_user``) documents its 401, plus its 403 when it asks for
-    scopes or a role, unless it documents them itself. The app's ``openapi`` method is
-    wrapped, so a customised one set before this
-    call is kept; one set afterwards should call the one it replaces.
+    scopes or a role, unless it documents them itself. The app's ``openapi``
+    method is wrapped, so a customised one set before this call is kept; one
+    set afterwards should call the one it replaces.
 
     Args:
         app: The application.

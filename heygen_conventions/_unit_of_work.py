@@ -17,8 +17,8 @@ so that the transaction reads its own writes.
 The session of the unit of work in progress (the request's, a
 ``Database.transaction()`` block's, an ``async with db.session()`` block's) is
 also held in a context variable (:func:`current_unit_of_work`): a service that
-keeps only a repository still finds the transaction its invalidations must
-wait for.
+keeps no session of its own invalidates at once and again when that
+transaction commits, and reads its own writes meanwhile.
 """
 
 from __future__ import annotations
